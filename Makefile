@@ -1,0 +1,40 @@
+# The two commands of README.md: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint format bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+run: venv
+	$(BIN)/python manage.py migrate --no-input -v0
+	$(BIN)/python manage.py ensure_staff
+	$(BIN)/python manage.py load_demo --if-empty
+	@echo "trajsite on http://127.0.0.1:8000/ (log in with the staff login above)"
+	$(BIN)/python manage.py runserver --insecure 127.0.0.1:8000
+
+test: venv
+	REDIS_URL=$$(scripts/ensure_redis.sh) CACHE_KEY_PREFIX=trajsite-test $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/ruff check .
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: venv
+	$(BIN)/python benchmarks/import_bench.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

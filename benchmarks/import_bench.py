@@ -1,0 +1,174 @@
+"""Import benchmark: end to end from generated .jsonl files, each import in its own process.
+
+    python benchmarks/import_bench.py                 # 10k and 100k
+    python benchmarks/import_bench.py --sizes 1000000 # 1M (about 8.7 GB of JSONL, generated once)
+
+Prints a table: records/s, MB/s, peak RSS of the import process, fragments left.
+Generated files are cached under var/bench/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from trajectories.store.repository import TrajectoryStore  # noqa: E402
+
+MANAGE = [sys.executable, str(ROOT / "manage.py")]
+SUMMARY = re.compile(
+    r"([\d,]+) imported, ([\d,]+) updated, ([\d,]+) duplicates skipped, ([\d,]+) rejected.* in ([\d.]+) s"
+)
+
+
+@dataclass
+class Row:
+    scenario: str
+    records: int
+    megabytes: float
+    import_seconds: float
+    wall_seconds: float
+    peak_rss_mb: float
+    fragments: int
+    imported: int
+    duplicates: int
+
+    @property
+    def records_per_second(self) -> float:
+        return self.records / self.import_seconds
+
+    @property
+    def megabytes_per_second(self) -> float:
+        return self.megabytes / self.import_seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,100000", help="comma-separated record counts")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench")
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    rows: list[Row] = []
+    for size in (int(text) for text in args.sizes.split(",")):
+        rows.extend(_bench_size(size, args.workdir))
+    _print_table(rows)
+
+
+def _bench_size(size: int, workdir: Path) -> list[Row]:
+    first = _generated(size, workdir, seed=7)
+    second = _generated(size, workdir, seed=8)
+    scratch = Path(tempfile.mkdtemp(prefix="trajsite-bench-", dir=workdir))
+    env = {
+        **os.environ,
+        "TRAJSITE_DATA_DIR": str(scratch / "lancedb"),
+        "DATABASE_URL": f"sqlite:///{scratch / 'db.sqlite3'}",
+        "TRAJSITE_VAR_DIR": str(scratch),
+    }
+    subprocess.run([*MANAGE, "migrate", "-v0"], env=env, check=True)
+    try:
+        return [
+            _import(f"{size // 1000}k into empty store", first, size, env),
+            _import(f"{size // 1000}k more into {size // 1000}k", second, size, env),
+            _import(f"{size // 1000}k again (all duplicates)", first, size, env),
+        ]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _generated(size: int, workdir: Path, *, seed: int) -> Path:
+    path = workdir / f"generated-{size}-seed{seed}.jsonl"
+    if not path.exists():
+        print(f"generating {path.name} ...", file=sys.stderr)
+        partial = path.with_suffix(".partial")
+        subprocess.run(
+            [*MANAGE, "generate_trajectories", "--count", str(size), "--seed", str(seed), "--out", str(partial)],
+            check=True,
+        )
+        partial.rename(path)
+    return path
+
+
+def _import(scenario: str, path: Path, size: int, env: dict) -> Row:
+    print(f"running: {scenario} ...", file=sys.stderr)
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [*MANAGE, "import_trajectories", str(path), "--no-progress"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # wait4 gives this child's own peak RSS, not the maximum over every child so far.
+    stdout_text = process.stdout.read()
+    stderr_text = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    match = SUMMARY.search(stdout_text)
+    if process.returncode != 0 or match is None:
+        raise SystemExit(f"import failed ({process.returncode}):\n{stdout_text}\n{stderr_text}")
+    imported, _updated, duplicates, _rejected, seconds = (float(g.replace(",", "")) for g in match.groups())
+    fragments = TrajectoryStore(uri=env["TRAJSITE_DATA_DIR"]).stats()[0].fragments
+    return Row(
+        scenario,
+        size,
+        path.stat().st_size / 1e6,
+        seconds,
+        wall,
+        usage.ru_maxrss / 1024,
+        fragments,
+        int(imported),
+        int(duplicates),
+    )
+
+
+def _print_table(rows: list[Row]) -> None:
+    header = (
+        "scenario",
+        "records",
+        "MB",
+        "import s",
+        "wall s",
+        "records/s",
+        "MB/s",
+        "peak RSS MB",
+        "fragments",
+        "imported",
+        "duplicates",
+    )
+    lines = [header] + [
+        (
+            row.scenario,
+            f"{row.records:,}",
+            f"{row.megabytes:,.0f}",
+            f"{row.import_seconds:.1f}",
+            f"{row.wall_seconds:.1f}",
+            f"{row.records_per_second:,.0f}",
+            f"{row.megabytes_per_second:,.0f}",
+            f"{row.peak_rss_mb:,.0f}",
+            str(row.fragments),
+            f"{row.imported:,}",
+            f"{row.duplicates:,}",
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
+    for index, line in enumerate(lines):
+        print("| " + " | ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) + " |")
+        if index == 0:
+            print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Pipeline behaviour that needs a real process: an import killed half-way, re-run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from trajectories.demo import DemoShape, write_jsonl
+from trajectories.store import TrajectoryStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.django_db(transaction=True)
+def test_import_killed_half_way_then_rerun_has_every_record_once(tmp_path, settings):
+    data = tmp_path / "demo.jsonl"
+    with open(data, "wb") as stream:
+        write_jsonl(stream, DemoShape(count=4000))
+    env = {
+        **os.environ,
+        "TRAJSITE_DATA_DIR": str(tmp_path / "lancedb"),
+        "TRAJSITE_VAR_DIR": str(tmp_path / "var"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v0"], env=env, check=True)
+    command = [*manage, "import_trajectories", str(data), "--batch-size", "50", "--no-progress"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    store = TrajectoryStore(uri=env["TRAJSITE_DATA_DIR"])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if os.path.exists(env["TRAJSITE_DATA_DIR"]) and store.count() >= 500:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = store.count()
+    assert 0 < partial < 4000, "the import must be interrupted mid-way for this test to mean anything"
+
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert store.count() == 4000
+    ids = store._table("trajectories").to_lance().to_table(columns=["trajectory_id"]).column(0).to_pylist()
+    assert len(set(ids)) == 4000
+    assert f"{4000 - partial:,} imported" in rerun.stdout

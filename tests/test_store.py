@@ -1,0 +1,103 @@
+"""The LanceDB repository on a real temp-dir database: writes, reads, quoting, maintenance."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pyarrow as pa
+import pytest
+
+from trajectories.importing.batches import BatchBuilder
+from trajectories.importing.validation import Defaults, validate
+from trajectories.store import filters
+
+HOSTILE = ["x' OR '1'='1", "a\\b", "it''s", "-- comment", "%_", "ü€😀", "'; DROP TABLE t; --", "y" * 512]
+
+
+def _batch(records):
+    builder = BatchBuilder(on_duplicate="skip")
+    for index, item in enumerate(records):
+        builder.add(
+            validate(
+                item, source=f"t.jsonl:{index + 1}", source_format="canonical", defaults=Defaults(imported_at_us=1)
+            )
+        )
+    return builder.build(now_us=2)
+
+
+def test_append_then_get_and_existing_ids(store, record):
+    batch = _batch([record(trajectory_id=f"t{i}") for i in range(5)])
+    store.append(trajectories=batch.trajectories, annotations=batch.annotations)
+    assert store.count() == 5
+    assert store.existing_ids(ids=["t1", "t4", "zzz"]) == {"t1", "t4"}
+    assert store.get(trajectory_id="t3")["data_id"] == "q7"
+    assert store.get(trajectory_id="missing") is None
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_hostile_ids_match_only_themselves(store, record, hostile):
+    batch = _batch([record(trajectory_id="plain"), record(trajectory_id=hostile)])
+    store.append(trajectories=batch.trajectories, annotations=batch.annotations)
+    assert store.get(trajectory_id=hostile)["trajectory_id"] == hostile
+    assert store.existing_ids(ids=[hostile]) == {hostile}
+    assert store.annotations(trajectory_ids=[hostile])[hostile]["category"] == "correct"
+    assert [row["trajectory_id"] for row in store.summaries(trajectory_ids=[hostile, "plain"])] == [hostile, "plain"]
+    assert store.count() == 2
+    assert store.get(trajectory_id="x" * 100_000) is None
+    assert store.count() == 2
+
+
+def test_quote_string_refuses_nul_and_non_strings():
+    assert filters.quote_string("it's") == "'it''s'"
+    with pytest.raises(filters.UnsafeFilterValue):
+        filters.quote_string("a\x00b")
+    with pytest.raises(filters.UnsafeFilterValue):
+        filters.quote_string(5)
+    with pytest.raises(filters.UnsafeFilterValue):
+        filters.column("reward; DROP")
+
+
+def test_annotations_default_when_absent(store, record):
+    batch = _batch([record(trajectory_id="plain", analysis=None, tags=None)])
+    store.append(trajectories=batch.trajectories, annotations=batch.annotations)
+    assert batch.annotations is None
+    stored = store.get(trajectory_id="plain")
+    assert (stored["is_bookmarked"], stored["is_success"], stored["tags"]) == (False, None, [])
+
+
+def test_upsert_replaces_and_counts(store, record):
+    first = _batch([record(trajectory_id="a", reward=0.1)])
+    store.append(trajectories=first.trajectories, annotations=first.annotations)
+    second = _batch([record(trajectory_id="a", reward=0.2), record(trajectory_id="b")])
+    result = store.upsert(trajectories=second.trajectories, annotations=second.annotations)
+    assert (result.inserted, result.updated) == (1, 1)
+    assert store.get(trajectory_id="a")["reward"] == 0.2
+    assert store.count() == 2
+
+
+def test_recent_orders_newest_first_with_id_tiebreak(store, record):
+    records = [record(trajectory_id=f"t{i}", created_at=1000 + (i // 2)) for i in range(6)]
+    batch = _batch(records)
+    store.append(trajectories=batch.trajectories)
+    assert [row["trajectory_id"] for row in store.recent(limit=4)] == ["t5", "t4", "t3", "t2"]
+    assert [row["trajectory_id"] for row in store.recent(limit=4, offset=4)] == ["t1", "t0"]
+
+
+def test_optimize_compacts_indexes_and_keeps_recent_versions(store, record):
+    for index in range(4):
+        batch = _batch([record(trajectory_id=f"t{index}")])
+        store.append(trajectories=batch.trajectories, annotations=batch.annotations)
+    before = store.stats()[0]
+    assert before.fragments == 4
+    after = store.optimize(keep_versions=timedelta(minutes=60))[0]
+    assert after.fragments == 1
+    assert after.rows == 4
+    assert "trajectory_id_idx" in after.indexes
+    # Versions younger than the window survive: a reader pinned to one can still read it.
+    assert len(store._table("trajectories").list_versions()) > 1
+
+
+def test_table_schemas_are_created_empty(store):
+    assert store.count() == 0
+    assert store.stats()[0].rows == 0
+    assert isinstance(store._table("trajectories").schema, pa.Schema)

@@ -1,0 +1,105 @@
+"""`--mapping FILE`: import any JSON shape without code.
+
+A mapping file (YAML or JSON) names where each canonical field sits in the record:
+
+    fields:
+      data_id: question.id
+      reward: scores.final
+      steps: conversation.turns
+      analysis.is_success: eval.passed
+    step_fields:          # optional: key names inside each step
+      role: speaker
+      content: text
+
+Paths are dotted keys with list indexes: `messages[-1].content`, `runs[0].reward`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import Location, RecordError
+
+_SEGMENT = re.compile(r"([^.\[\]]+)|\[(-?\d+)\]")
+_MISSING = object()
+
+
+class MappingFileError(ValueError):
+    pass
+
+
+class Mapping:
+    def __init__(self, *, fields: dict[str, str], step_fields: dict[str, str] | None = None) -> None:
+        if "steps" not in fields or "data_id" not in fields:
+            raise MappingFileError("mapping 'fields' must name at least 'steps' and 'data_id'")
+        self.fields = {target: _parse_path(path) for target, path in fields.items()}
+        self.step_fields = step_fields or {}
+
+    @classmethod
+    def load(cls, path: str) -> Mapping:
+        text = Path(path).read_text(encoding="utf-8")
+        try:
+            data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as error:
+            raise MappingFileError(f"{path}: not valid YAML/JSON: {error}") from error
+        if not isinstance(data, dict) or not isinstance(data.get("fields"), dict):
+            raise MappingFileError(f"{path}: expected a 'fields' mapping of canonical field: path")
+        return cls(fields=data["fields"], step_fields=data.get("step_fields"))
+
+    def __call__(self, value: Any, location: Location) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise RecordError.single("record", "expected a JSON object")
+        used = {path[0] for path in self.fields.values() if path and isinstance(path[0], str)}
+        record: dict[str, Any] = {key: item for key, item in value.items() if key not in used}
+        for target, path in self.fields.items():
+            found = _resolve(value, path)
+            if found is not _MISSING:
+                _assign(record, target, found)
+        if self.step_fields and isinstance(record.get("steps"), list):
+            record["steps"] = [self._rename_step(step) for step in record["steps"]]
+        return record
+
+    def _rename_step(self, step: Any) -> Any:
+        if not isinstance(step, dict):
+            return step
+        renamed = dict(step)
+        for target, source in self.step_fields.items():
+            if source in renamed:
+                renamed[target] = renamed.pop(source)
+        return renamed
+
+
+def _parse_path(path: str) -> list[str | int]:
+    if not isinstance(path, str) or not path:
+        raise MappingFileError(f"path must be a non-empty string, got {path!r}")
+    segments: list[str | int] = []
+    for key, index in _SEGMENT.findall(path):
+        segments.append(int(index) if index else key)
+    return segments
+
+
+def _resolve(value: Any, path: list[str | int]) -> Any:
+    for segment in path:
+        in_list = isinstance(segment, int) and isinstance(value, list) and -len(value) <= segment < len(value)
+        in_object = isinstance(segment, str) and isinstance(value, dict) and segment in value
+        if in_list or in_object:
+            value = value[segment]
+        else:
+            return _MISSING
+    return value
+
+
+def _assign(record: dict, target: str, value: Any) -> None:
+    head, _, tail = target.partition(".")
+    if not tail:
+        record[head] = value
+        return
+    nested = record.get(head)
+    if not isinstance(nested, dict):
+        nested = record[head] = {}
+    nested[tail] = value

@@ -1,0 +1,274 @@
+"""The import pipeline: read → adapt → validate → batch on this thread; check ids and write on another.
+
+Parsing is Python and holds the GIL; LanceDB writes run in Rust and release it, so a writer thread
+lets the two cores overlap. The writer checks each batch's ids against the store right before writing
+it, in order, so duplicates across batches, files and earlier imports are all caught in bulk.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from trajectories.store import TrajectoryStore
+
+from . import adapters, readers
+from .batches import Batch, BatchBuilder
+from .errors import ErrorSink, FieldError, Location, RecordError
+from .mapping import Mapping
+from .validation import Defaults, validate
+
+ON_DUPLICATE_CHOICES = ("skip", "update", "error")
+# A batch also closes early past this many bytes of steps, so huge rollouts cannot pile up in memory.
+MAX_BATCH_BYTES = 128 * 1024 * 1024
+_PENDING_BATCHES = 2
+# Ids a run tracks itself before folding them into the store's index (~100 bytes each).
+REMEMBER_IDS = 1_000_000
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    format_name: str = adapters.AUTO
+    mapping: Mapping | None = None
+    on_duplicate: str = "skip"
+    training_id: str | None = None
+    agent_name: str | None = None
+    dry_run: bool = False
+    batch_size: int = 5000
+    import_id: str | None = None
+
+
+@dataclass
+class ImportProgress:
+    records: int = 0
+    valid: int = 0
+    imported: int = 0
+    updated: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    warnings: int = 0
+    bytes_read: int = 0
+    bytes_total: int | None = None
+    seconds: float = 0.0
+    files: list[str] = field(default_factory=list)
+    in_import_duplicates: int = 0
+    stored_rejected: int = 0
+
+    @property
+    def records_per_second(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+
+ProgressCallback = Callable[[ImportProgress], None]
+
+
+def run_import(
+    *,
+    paths: list[str],
+    options: ImportOptions,
+    store: TrajectoryStore | None,
+    errors: ErrorSink,
+    on_progress: ProgressCallback | None = None,
+    progress_every: float = 0.5,
+) -> ImportProgress:
+    """Import every record under `paths`; returns the final counts. `store` may be None on dry runs."""
+    started = time.monotonic()
+    files = readers.expand_paths(paths)
+    progress = ImportProgress(bytes_total=readers.total_bytes(files), files=files)
+    counter = readers.ByteCounter()
+    writer = None if options.dry_run else _Writer(store=store, options=options, errors=errors)
+    adapter = _adapter_for(options)
+    defaults = Defaults(
+        training_id=options.training_id,
+        agent_name=options.agent_name,
+        import_id=options.import_id,
+        imported_at_us=time.time_ns() // 1000,
+    )
+    builder = BatchBuilder(on_duplicate=options.on_duplicate)
+    last_report = started
+
+    def report() -> None:
+        if writer is not None:
+            writer.copy_counts(progress)
+        progress.bytes_read = counter.read
+        progress.rejected = errors.rejected
+        progress.warnings = errors.warnings
+        progress.seconds = time.monotonic() - started
+        if on_progress is not None:
+            on_progress(replace(progress))
+
+    try:
+        for item in readers.read_sources(files, counter):
+            progress.records += 1
+            if isinstance(item, readers.UnreadableRecord):
+                errors.reject(item.location, [item.error])
+            else:
+                builder = _take(item, adapter, defaults, builder, options, errors, progress, writer)
+            if progress.records % 256 == 0 and time.monotonic() - last_report >= progress_every:
+                last_report = time.monotonic()
+                report()
+        if len(builder):
+            _flush(builder, writer)
+    finally:
+        if writer is not None:
+            writer.close()
+    report()
+    if writer is not None and progress.imported + progress.updated:
+        store.refresh_indexes()
+    return progress
+
+
+def _adapter_for(options: ImportOptions):
+    if options.mapping is not None:
+        return lambda value, location: (adapters.MAPPING, options.mapping(value, location))
+    return lambda value, location: adapters.to_canonical(value, location, format_name=options.format_name)
+
+
+def _take(item, adapter, defaults, builder, options, errors, progress, writer) -> BatchBuilder:
+    try:
+        source_format, record = adapter(item.value, item.location)
+        validated = validate(record, source=str(item.location), source_format=source_format, defaults=defaults)
+    except RecordError as error:
+        errors.reject(item.location, error.errors)
+        return builder
+    for warning in validated.warnings:
+        errors.warn(item.location, warning.field, warning.reason)
+    progress.valid += 1
+    if not builder.add(validated):
+        _in_batch_duplicate(item.location, options, errors, progress)
+    if len(builder) >= options.batch_size or builder.nbytes >= MAX_BATCH_BYTES:
+        _flush(builder, writer)
+        return BatchBuilder(on_duplicate=options.on_duplicate)
+    return builder
+
+
+def _in_batch_duplicate(location: Location, options, errors: ErrorSink, progress: ImportProgress) -> None:
+    if options.on_duplicate == "error":
+        progress.valid -= 1
+        errors.reject(location, [FieldError("trajectory_id", "duplicate of an earlier record in this import")])
+    else:
+        progress.in_import_duplicates += 1
+
+
+def _flush(builder: BatchBuilder, writer: _Writer | None) -> None:
+    if writer is not None:
+        writer.submit(builder.build(now_us=time.time_ns() // 1000))
+
+
+class _Writer:
+    """Checks ids and writes batches in order on one background thread."""
+
+    def __init__(self, *, store: TrajectoryStore, options: ImportOptions, errors: ErrorSink) -> None:
+        self._store = store
+        self._options = options
+        self._errors = errors
+        # Written only by the writer thread, read by the reading thread for progress.
+        self.inserted = 0
+        self.updated = 0
+        self.duplicates = 0
+        self.rejected = 0
+        self._store_has_rows: bool | None = None
+        self._written: set[str] = set()
+        self._remember_limit = REMEMBER_IDS
+        self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=_PENDING_BATCHES)
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="trajsite-import-writer", daemon=True)
+        self._thread.start()
+
+    def copy_counts(self, progress: ImportProgress) -> None:
+        progress.imported = self.inserted
+        progress.updated = self.updated
+        progress.duplicates = progress.in_import_duplicates + self.duplicates
+        progress.stored_rejected = self.rejected
+
+    def submit(self, batch: Batch) -> None:
+        self._raise_failure()
+        self._queue.put(batch)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._failure is None:
+                try:
+                    self._write(batch)
+                except BaseException as error:
+                    self._failure = error
+
+    def _write(self, batch: Batch) -> None:
+        existing = self._existing(batch.ids)
+        if existing and self._options.on_duplicate == "update":
+            written = self._store.upsert(trajectories=batch.trajectories, annotations=batch.annotations)
+            self.inserted += written.inserted
+            self.updated += written.updated
+        else:
+            if existing:
+                self._report_existing(batch, existing)
+                batch = _without(batch, existing)
+            self.inserted += self._store.append(trajectories=batch.trajectories, annotations=batch.annotations).inserted
+        self._remember(batch.ids)
+
+    def _existing(self, ids: list[str]) -> set[str]:
+        """Ids already stored: those this run wrote (tracked here) plus an index probe for the rest."""
+        if self._store_has_rows is None:
+            # Rows left unindexed by an earlier, interrupted import must be found by the probe too.
+            self._store.refresh_indexes()
+            self._store_has_rows = self._store.count() > 0
+        existing = {trajectory_id for trajectory_id in ids if trajectory_id in self._written}
+        if self._store_has_rows:
+            existing |= self._store.existing_ids(ids=ids, indexed_only=True)
+        return existing
+
+    def _remember(self, ids: list[str]) -> None:
+        self._written.update(ids)
+        if len(self._written) >= self._remember_limit:
+            # Bound memory on huge imports: fold what we wrote into the index, then probe it there.
+            self._store.refresh_indexes()
+            self._store_has_rows = True
+            self._written.clear()
+
+    def _report_existing(self, batch: Batch, existing: set[str]) -> None:
+        if self._options.on_duplicate == "skip":
+            self.duplicates += len(existing)
+            return
+        self.rejected += len(existing)
+        for trajectory_id, source in zip(batch.ids, batch.sources, strict=True):
+            if trajectory_id in existing:
+                location = _parse_location(source)
+                self._errors.reject(location, [FieldError("trajectory_id", f"{trajectory_id!r} is already stored")])
+
+
+def _without(batch: Batch, existing: set[str]) -> Batch:
+    stored = pa.array(sorted(existing), type=pa.string())
+
+    def keep(table: pa.Table | None) -> pa.Table | None:
+        if table is None:
+            return None
+        return table.filter(pc.invert(pc.is_in(table.column("trajectory_id"), value_set=stored)))
+
+    trajectories = keep(batch.trajectories)
+    return Batch(
+        trajectories=trajectories,
+        annotations=keep(batch.annotations),
+        ids=trajectories.column("trajectory_id").to_pylist(),
+        sources=trajectories.column("source").to_pylist(),
+    )
+
+
+def _parse_location(source: str) -> Location:
+    file, _, rest = source.rpartition(":")
+    line, _, index = rest.partition("[")
+    return Location(file, int(line), int(index.rstrip("]")) if index else None)

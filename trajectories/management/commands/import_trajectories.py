@@ -1,0 +1,112 @@
+"""manage.py import_trajectories PATH... — batch import of trajectory dumps (see README)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from trajectories.importing import adapters
+from trajectories.importing.errors import ErrorSink
+from trajectories.importing.jobs import run_job, start_job
+from trajectories.importing.mapping import Mapping, MappingFileError
+from trajectories.importing.pipeline import ON_DUPLICATE_CHOICES, ImportOptions
+from trajectories.importing.progress import ProgressDisplay, describe
+
+
+class Command(BaseCommand):
+    help = "Import trajectories from JSONL/JSON files (optionally .gz), directories, or - for stdin."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("paths", nargs="+", help="files, directories, or - for standard input")
+        parser.add_argument(
+            "--format",
+            default=adapters.AUTO,
+            choices=adapters.FORMAT_CHOICES[:-1],
+            help="record shape; 'auto' recognises each record (default)",
+        )
+        parser.add_argument("--mapping", help="YAML/JSON file mapping canonical fields to paths in the record")
+        parser.add_argument(
+            "--on-duplicate",
+            default="skip",
+            choices=ON_DUPLICATE_CHOICES,
+            help="what to do with a trajectory_id already stored (default: skip)",
+        )
+        parser.add_argument("--training-id", help="training_id for records that lack one")
+        parser.add_argument("--agent-name", help="agent_name for records that lack one")
+        parser.add_argument("--dry-run", action="store_true", help="validate only; write nothing")
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=settings.TRAJSITE_IMPORT_BATCH_SIZE,
+            help="rows per store write (default: %(default)s)",
+        )
+        parser.add_argument("--max-errors", type=int, default=20, help="rejections printed (all are counted)")
+        parser.add_argument("--error-report", type=Path, help="write every rejection and warning to this file")
+        parser.add_argument("--no-progress", action="store_true", help="no progress output")
+
+    def handle(self, *args, **options) -> None:
+        if options["batch_size"] < 1:
+            raise CommandError("--batch-size must be at least 1")
+        import_options = ImportOptions(
+            format_name=options["format"],
+            mapping=_load_mapping(options["mapping"]),
+            on_duplicate=options["on_duplicate"],
+            training_id=options["training_id"],
+            agent_name=options["agent_name"],
+            dry_run=options["dry_run"],
+            batch_size=options["batch_size"],
+        )
+        errors = ErrorSink(keep=options["max_errors"], report_path=options["error_report"])
+        display = None
+        if not options["no_progress"]:
+            display = ProgressDisplay(self.stderr._out, interactive=self.stderr.isatty())
+        job = start_job(paths=options["paths"], options=import_options)
+        try:
+            progress = run_job(
+                job=job,
+                options=import_options,
+                errors=errors,
+                error_report=options["error_report"],
+                on_progress=display,
+            )
+        finally:
+            errors.close()
+            if display is not None:
+                display.close()
+        self._print_errors(errors)
+        self._print_summary(progress, job, dry_run=import_options.dry_run)
+        if errors.rejected:
+            raise CommandError(f"{errors.rejected:,} records rejected (import #{job.pk}); see the lines above")
+
+    def _print_errors(self, errors: ErrorSink) -> None:
+        for line in errors.first:
+            self.stderr.write(line)
+        if errors.rejected > len(errors.first):
+            self.stderr.write(f"... {errors.rejected - len(errors.first):,} more rejected records not shown")
+        for line in errors.first_warnings:
+            self.stderr.write(line)
+
+    def _print_summary(self, progress, job, *, dry_run: bool) -> None:
+        if dry_run:
+            self.stdout.write(
+                f"dry run: {progress.valid:,} valid, {progress.rejected:,} rejected "
+                f"of {progress.records:,} records; nothing written"
+            )
+            return
+        self.stdout.write(
+            f"import #{job.pk}: {progress.imported:,} imported, {progress.updated:,} updated, "
+            f"{progress.duplicates:,} duplicates skipped, {progress.rejected:,} rejected, "
+            f"{progress.warnings:,} warnings in {progress.seconds:.2f} s ({progress.records_per_second:,.0f} records/s)"
+        )
+        self.stdout.write(describe(progress))
+
+
+def _load_mapping(path: str | None) -> Mapping | None:
+    if path is None:
+        return None
+    try:
+        return Mapping.load(path)
+    except (OSError, MappingFileError) as error:
+        raise CommandError(f"--mapping: {error}") from error

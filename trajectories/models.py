@@ -1,0 +1,48 @@
+"""App state kept in the ORM. Trajectories themselves live in LanceDB (see `trajectories.store`)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class ImportJob(models.Model):
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        PARTIAL = "partial", "succeeded with rejected records"
+        FAILED = "failed"
+
+    class Origin(models.TextChoices):
+        CLI = "cli", "command line"
+        WEB = "web", "upload"
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    origin = models.CharField(max_length=8, choices=Origin.choices, default=Origin.CLI)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    sources = models.JSONField(default=list, help_text="files (or <stdin>) as given")
+    options = models.JSONField(default=dict)
+    records = models.BigIntegerField(default=0)
+    imported = models.BigIntegerField(default=0)
+    updated = models.BigIntegerField(default=0)
+    duplicates = models.BigIntegerField(default=0)
+    rejected = models.BigIntegerField(default=0)
+    warnings = models.BigIntegerField(default=0)
+    bytes_read = models.BigIntegerField(default=0)
+    bytes_total = models.BigIntegerField(null=True, blank=True)
+    duration_seconds = models.FloatField(default=0.0)
+    first_errors = models.JSONField(default=list, blank=True)
+    error_report = models.CharField(max_length=1024, blank=True)
+    failure = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"import #{self.pk} ({self.status})"
+
+    @property
+    def records_per_second(self) -> float:
+        return self.records / self.duration_seconds if self.duration_seconds else 0.0

@@ -1,0 +1,35 @@
+"""The only package that talks to LanceDB. Everything else asks `get_store()`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+
+from .repository import TableStats, TrajectoryStore, WriteResult
+from .schema import ANNOTATION_SCHEMA, TRAJECTORY_SCHEMA
+
+__all__ = [
+    "ANNOTATION_SCHEMA",
+    "TRAJECTORY_SCHEMA",
+    "TableStats",
+    "TrajectoryStore",
+    "WriteResult",
+    "get_store",
+    "reset_store",
+]
+
+_store: TrajectoryStore | None = None
+
+
+def get_store() -> TrajectoryStore:
+    """The process-wide store for `settings.TRAJSITE_DATA_DIR` (re-made if the setting changes)."""
+    global _store
+    if _store is None or _store.uri != settings.TRAJSITE_DATA_DIR:
+        _store = TrajectoryStore(uri=settings.TRAJSITE_DATA_DIR, read_consistency=timedelta(0))
+    return _store
+
+
+def reset_store() -> None:
+    global _store
+    _store = None
