@@ -10,6 +10,7 @@ import orjson
 import pytest
 from django.core.management import call_command
 
+from trajectories.query import TrajectoryQuery
 from trajectories.store import get_store, reset_store
 
 DATA = Path(__file__).parent / "data"
@@ -42,6 +43,11 @@ BASE_RECORD = {
     "tags": ["arith"],
     "created_at": "2026-01-02T03:04:05Z",
 }
+
+
+def all_rows(store, **query) -> list[dict]:
+    """Every stored trajectory's summary row (small test stores only), newest first."""
+    return store.page(query=TrajectoryQuery(page_size=1000, **query)).rows
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from trajectories.importing import adapters
 from trajectories.importing.errors import Location, RecordError
 
-from .conftest import REALDATA
+from .conftest import REALDATA, all_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +44,7 @@ def test_real_dump_imports_with_right_counts(store, run_import, name, count, min
     _out, err, error = run_import(REALDATA / name)
     assert error is None, err
     assert store.count() == count
-    rows = store.recent(limit=1000)
+    rows = all_rows(store)
     assert min(row["step_count"] for row in rows) == min_steps
     assert max(row["step_count"] for row in rows) == max_steps
 
@@ -53,7 +53,7 @@ def test_tau_bench_rewards_and_positions(store, run_import):
     path = REALDATA / "tau-bench/historical_trajectories/gpt-4o-airline.json"
     run_import(path)
     source = json.loads(path.read_text())
-    rows = {(row["data_id"], row["sample_id"]): row for row in store.recent(limit=1000)}
+    rows = {(row["data_id"], row["sample_id"]): row for row in all_rows(store)}
     for item in source:
         row = rows[(str(item["task_id"]), item["trial"])]
         assert row["reward"] == item["reward"]
@@ -65,7 +65,7 @@ def test_tau_bench_rewards_and_positions(store, run_import):
 
 def test_tau_bench_tool_calls_are_found(store, run_import):
     run_import(REALDATA / "tau-bench/historical_trajectories/gpt-4o-airline.json")
-    rows = store.recent(limit=1000)
+    rows = all_rows(store)
     assert sum(row["tool_call_count"] for row in rows) > 200
     assert any("get_user_details" in row["tools"] for row in rows)
 
@@ -74,7 +74,7 @@ def test_nemo_gym_rewards_tools_and_groups(store, run_import):
     path = REALDATA / "nemo-gym/resources_servers/example_multi_step/data/example_rollouts.jsonl"
     run_import(path)
     source = [json.loads(line) for line in path.read_text().splitlines()]
-    rows = sorted(store.recent(limit=10), key=lambda row: row["source"])
+    rows = sorted(all_rows(store), key=lambda row: row["source"])
     assert [row["reward"] for row in rows] == [item["reward"] for item in source]
     assert [row["step_count"] for row in rows] == [len(item["response"]["output"]) for item in source]
     assert all("get_synonym_value" in row["tools"] for row in rows)
@@ -93,7 +93,7 @@ def test_nemo_gym_rewards_tools_and_groups(store, run_import):
 
 def test_swe_agent_entries_become_steps_with_actions(store, run_import):
     run_import(REALDATA / "swe-agent/trajectories/demonstrations/ctf/misc/networking_1.traj")
-    row = store.recent(limit=1)[0]
+    row = all_rows(store)[0]
     full = store.get(trajectory_id=row["trajectory_id"])
     steps = json.loads(full["steps"])
     assert row["data_id"] == "networking_1"

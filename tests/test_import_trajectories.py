@@ -10,6 +10,8 @@ from django.core.management.base import CommandError
 
 from trajectories.models import ImportJob
 
+from .conftest import all_rows
+
 pytestmark = pytest.mark.django_db
 
 
@@ -101,7 +103,7 @@ def test_bad_records_are_reported_and_valid_ones_imported(store, record, write_j
     assert f"{path}:3: reward: expected a finite number, got a string" in err
     assert f"{path}:4: reward: nan is not a finite number" in err
     assert f"{path}:5: steps: missing (required)" in err
-    assert {row["trajectory_id"] for row in store.recent(limit=10)} == {"ok-1", "ok-2"}
+    assert {row["trajectory_id"] for row in all_rows(store)} == {"ok-1", "ok-2"}
     assert len(report.read_text().splitlines()) == 4
     job = ImportJob.objects.get()
     assert (job.status, job.imported, job.rejected) == (ImportJob.Status.PARTIAL, 2, 4)
@@ -205,7 +207,7 @@ def test_mapping_file_imports_other_shapes(store, write_jsonl, run_import, tmp_p
     )
     _out, err, error = run_import(path, "--mapping", mapping)
     assert error is None, err
-    stored = store.recent(limit=1)[0]
+    stored = all_rows(store)[0]
     full = store.get(trajectory_id=stored["trajectory_id"])
     assert (full["data_id"], full["reward"], full["is_success"]) == ("5", 0.8, False)
     assert json.loads(full["steps"]) == [{"role": "user", "content": "hi"}]

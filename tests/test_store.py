@@ -9,6 +9,7 @@ import pytest
 
 from trajectories.importing.batches import BatchBuilder
 from trajectories.importing.validation import Defaults, validate
+from trajectories.query import TextMatch, TrajectoryQuery
 from trajectories.store import filters
 
 HOSTILE = ["x' OR '1'='1", "a\\b", "it''s", "-- comment", "%_", "ü€😀", "'; DROP TABLE t; --", "y" * 512]
@@ -41,7 +42,8 @@ def test_hostile_ids_match_only_themselves(store, record, hostile):
     assert store.get(trajectory_id=hostile)["trajectory_id"] == hostile
     assert store.existing_ids(ids=[hostile]) == {hostile}
     assert store.annotations(trajectory_ids=[hostile])[hostile]["category"] == "correct"
-    assert [row["trajectory_id"] for row in store.summaries(trajectory_ids=[hostile, "plain"])] == [hostile, "plain"]
+    query = TrajectoryQuery(text={"trajectory_id": TextMatch(exact=(hostile,))})
+    assert [row["trajectory_id"] for row in store.page(query=query).rows] == [hostile]
     assert store.count() == 2
     assert store.get(trajectory_id="x" * 100_000) is None
     assert store.count() == 2
@@ -75,12 +77,15 @@ def test_upsert_replaces_and_counts(store, record):
     assert store.count() == 2
 
 
-def test_recent_orders_newest_first_with_id_tiebreak(store, record):
+def test_default_order_is_newest_first_with_id_tiebreak(store, record):
     records = [record(trajectory_id=f"t{i}", created_at=1000 + (i // 2)) for i in range(6)]
     batch = _batch(records)
     store.append(trajectories=batch.trajectories)
-    assert [row["trajectory_id"] for row in store.recent(limit=4)] == ["t5", "t4", "t3", "t2"]
-    assert [row["trajectory_id"] for row in store.recent(limit=4, offset=4)] == ["t1", "t0"]
+    first = store.page(query=TrajectoryQuery(page_size=4))
+    assert [row["trajectory_id"] for row in first.rows] == ["t4", "t5", "t2", "t3"]
+    assert first.count == 6
+    second = store.page(query=TrajectoryQuery(page_size=4, page=2))
+    assert [row["trajectory_id"] for row in second.rows] == ["t0", "t1"]
 
 
 def test_optimize_compacts_indexes_and_keeps_recent_versions(store, record):

@@ -46,3 +46,15 @@ class ImportJob(models.Model):
     @property
     def records_per_second(self) -> float:
         return self.records / self.duration_seconds if self.duration_seconds else 0.0
+
+
+class TrajectoryAccess(models.Model):
+    """No table: carries the permissions for trajectories, which live in LanceDB, not the ORM."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [("delete_trajectory", "Can delete trajectories")]
+
+    def __str__(self) -> str:
+        return "trajectory access"

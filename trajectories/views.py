@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import orjson
 from django.contrib.admin.views.decorators import staff_member_required
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from .models import ImportJob
+from .query import PAGE_VAR, QueryError, describe_filters, parse_query
 from .store import get_store
-
-PAGE_SIZE = 50
 
 
 @staff_member_required
@@ -21,18 +21,32 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @staff_member_required
 def trajectory_list(request: HttpRequest) -> HttpResponse:
-    store = get_store()
-    total = store.count()
-    paginator = Paginator(range(total), PAGE_SIZE)
-    page = paginator.get_page(request.GET.get("page"))
-    rows = store.recent(limit=PAGE_SIZE, offset=page.start_index() - 1) if total else []
+    try:
+        query = parse_query(request.GET)
+    except QueryError as error:
+        return render(request, "trajectories/list.html", {"error": error, "total": 0}, status=400)
+    result = get_store().page(query=query)
+    pages = max(1, math.ceil(result.count / query.page_size))
+    if query.page > pages:
+        raise Http404(f"page {query.page} is past the end ({pages} pages)")
     context = {
-        "rows": rows,
-        "page": page,
-        "total": total,
+        "rows": result.rows,
+        "total": result.count,
+        "query": query,
+        "filters": describe_filters(query),
+        "page_number": query.page,
+        "pages": pages,
+        "previous_url": _page_url(request, query.page - 1) if query.page > 1 else None,
+        "next_url": _page_url(request, query.page + 1) if query.page < pages else None,
         "latest_imports": ImportJob.objects.all()[:5],
     }
     return render(request, "trajectories/list.html", context)
+
+
+def _page_url(request: HttpRequest, page: int) -> str:
+    params = request.GET.copy()
+    params[PAGE_VAR] = str(page)
+    return "?" + params.urlencode()
 
 
 @staff_member_required

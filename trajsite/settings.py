@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
     "trajectories",
 ]
 
@@ -131,6 +132,14 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "trajectories.api.errors.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "trajsite API",
+    "DESCRIPTION": "Trajectories of RL agent training: list, filter, annotate, curate.",
+    "VERSION": "1",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
 }
 
 LANGUAGE_CODE = "en-us"

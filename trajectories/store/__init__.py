@@ -6,12 +6,18 @@ from datetime import timedelta
 
 from django.conf import settings
 
+from .annotations import UNSET, AnnotationChange
+from .engine import FACET_FIELDS, ResultPage
 from .repository import TableStats, TrajectoryStore, WriteResult
 from .schema import ANNOTATION_SCHEMA, TRAJECTORY_SCHEMA
 
 __all__ = [
     "ANNOTATION_SCHEMA",
+    "FACET_FIELDS",
     "TRAJECTORY_SCHEMA",
+    "UNSET",
+    "AnnotationChange",
+    "ResultPage",
     "TableStats",
     "TrajectoryStore",
     "WriteResult",

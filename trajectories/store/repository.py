@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import lancedb
@@ -12,11 +12,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lancedb.index import BTree
 
+from trajectories.query import TrajectoryQuery
+
 from . import filters
+from .annotations import AnnotationChange, blank_annotation
+from .engine import QueryEngine, ResultPage
 from .schema import (
     ANNOTATION_SCHEMA,
     ANNOTATIONS_TABLE,
-    SUMMARY_COLUMNS,
     TRAJECTORIES_TABLE,
     TRAJECTORY_SCHEMA,
 )
@@ -46,6 +49,10 @@ class TrajectoryStore:
         self._db = lancedb.connect(uri, read_consistency_interval=read_consistency)
         self._tables: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self.engine = QueryEngine(open_tables=self._open_tables)
+
+    def _open_tables(self):
+        return self._table(TRAJECTORIES_TABLE), self._table(ANNOTATIONS_TABLE)
 
     # --- tables -----------------------------------------------------------------------------
 
@@ -81,64 +88,54 @@ class TrajectoryStore:
         return set(rows.column("trajectory_id").to_pylist())
 
     def get(self, *, trajectory_id: str) -> dict[str, Any] | None:
-        rows = (
-            self._table(TRAJECTORIES_TABLE)
-            .search()
-            .where(filters.equals("trajectory_id", trajectory_id))
-            .limit(1)
-            .to_arrow()
-        )
-        if rows.num_rows == 0:
-            return None
-        record = rows.to_pylist()[0]
+        """One trajectory with its steps and annotations."""
+        projection = self.engine.peek()
+        if projection is not None:
+            # A loaded projection finds the row by binary search and takes it from its own version.
+            position = self.engine.position_of(projection, trajectory_id)
+            if position is None:
+                return None
+            record = projection.dataset.take([position]).to_pylist()[0]
+        else:
+            rows = (
+                self._table(TRAJECTORIES_TABLE)
+                .search()
+                .where(filters.equals("trajectory_id", trajectory_id))
+                .limit(1)
+                .to_arrow()
+            )
+            if rows.num_rows == 0:
+                return None
+            record = rows.to_pylist()[0]
         record.update(self.annotations(trajectory_ids=[trajectory_id])[trajectory_id])
         return record
 
     def annotations(self, *, trajectory_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """Annotation fields for each id, defaults where nothing was ever annotated."""
-        result = {trajectory_id: _default_annotation() for trajectory_id in trajectory_ids}
-        if not trajectory_ids:
-            return result
-        rows = (
-            self._table(ANNOTATIONS_TABLE)
-            .search()
-            .where(filters.is_in("trajectory_id", trajectory_ids))
-            .limit(None)
-            .to_arrow()
-        )
-        for row in rows.to_pylist():
+        """Annotation fields for each id, blank where nothing was ever annotated."""
+        result = {}
+        for trajectory_id in trajectory_ids:
+            blank = blank_annotation(trajectory_id)
+            del blank["trajectory_id"]
+            result[trajectory_id] = blank
+        for row in self._annotation_rows(trajectory_ids):
             result[row.pop("trajectory_id")] = row
         return result
 
-    def recent(self, *, limit: int, offset: int = 0) -> list[dict[str, Any]]:
-        """Summary rows newest first; a plain scan kept for small tables until the query engine."""
-        rows = (
-            self._table(TRAJECTORIES_TABLE)
-            .search()
-            .select(["created_at", "trajectory_id"])
-            .limit(None)
-            .to_arrow()
-            .sort_by([("created_at", "descending"), ("trajectory_id", "descending")])
-            .slice(offset, limit)
-        )
-        ids = rows.column("trajectory_id").to_pylist()
-        return self.summaries(trajectory_ids=ids)
-
-    def summaries(self, *, trajectory_ids: list[str]) -> list[dict[str, Any]]:
-        """Summary rows (no steps) with annotations, in the order of `trajectory_ids`."""
+    def _annotation_rows(self, trajectory_ids: list[str]) -> list[dict[str, Any]]:
         if not trajectory_ids:
             return []
-        rows = (
-            self._table(TRAJECTORIES_TABLE)
-            .search()
-            .where(filters.is_in("trajectory_id", trajectory_ids))
-            .select(list(SUMMARY_COLUMNS))
-            .limit(None)
-            .to_arrow()
-        )
-        by_id = {row["trajectory_id"]: row for row in rows.to_pylist()}
-        notes = self.annotations(trajectory_ids=trajectory_ids)
-        return [{**by_id[i], **notes[i]} for i in trajectory_ids if i in by_id]
+        dataset = self._table(ANNOTATIONS_TABLE).to_lance()
+        return dataset.to_table(filter=pc.field("trajectory_id").isin(trajectory_ids)).to_pylist()
+
+    def page(self, *, query: TrajectoryQuery) -> ResultPage:
+        """One page of summary rows (no steps) matching `query`, with the exact total count."""
+        return self.engine.page(query)
+
+    def facets(self, *, query: TrajectoryQuery | None = None) -> dict[str, list[tuple[str, int]]]:
+        return self.engine.facets(query)
+
+    def matching_ids(self, *, query: TrajectoryQuery) -> list[str]:
+        return self.engine.matching_ids(query)
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -159,6 +156,33 @@ class TrajectoryStore:
         if annotations is not None and annotations.num_rows:
             self._upsert(ANNOTATIONS_TABLE, annotations)
         return result
+
+    def annotate(self, *, trajectory_ids: list[str], change: AnnotationChange, user: str | None) -> int:
+        """Apply `change` to the stored trajectories among `trajectory_ids`, in one write."""
+        ids = list(dict.fromkeys(trajectory_ids))
+        stored = self.existing_ids(ids=ids)
+        if not stored or change.is_empty():
+            return 0
+        current = {row["trajectory_id"]: row for row in self._annotation_rows(sorted(stored))}
+        now = datetime.now(tz=UTC)
+        rows = []
+        for trajectory_id in ids:
+            if trajectory_id in stored:
+                row = change.apply(current.get(trajectory_id) or blank_annotation(trajectory_id))
+                rows.append({**row, "updated_at": now, "updated_by": user})
+        self._upsert(ANNOTATIONS_TABLE, pa.Table.from_pylist(rows, schema=ANNOTATION_SCHEMA))
+        return len(rows)
+
+    def delete(self, *, trajectory_ids: list[str]) -> int:
+        """Delete trajectories and their annotations; returns how many were stored."""
+        stored = sorted(self.existing_ids(ids=list(dict.fromkeys(trajectory_ids))))
+        if not stored:
+            return 0
+        predicate = pc.field("trajectory_id").isin(stored)
+        self._table(TRAJECTORIES_TABLE).to_lance().delete(predicate)
+        if self._table(ANNOTATIONS_TABLE).count_rows():
+            self._table(ANNOTATIONS_TABLE).to_lance().delete(predicate)
+        return len(stored)
 
     def _upsert(self, name: str, rows: pa.Table):
         return (
@@ -211,16 +235,3 @@ class TrajectoryStore:
             version=table.version,
             indexes=tuple(index.name for index in table.list_indices()),
         )
-
-
-def _default_annotation() -> dict[str, Any]:
-    return {
-        "is_bookmarked": False,
-        "is_success": None,
-        "category": None,
-        "root_cause": None,
-        "tags": [],
-        "notes": None,
-        "updated_at": None,
-        "updated_by": None,
-    }

@@ -1,0 +1,153 @@
+"""Serializers: trajectory rows out, annotation changes in."""
+
+from __future__ import annotations
+
+import orjson
+from django.http import QueryDict
+from rest_framework import serializers
+
+from trajectories import query as q
+from trajectories.store import UNSET, AnnotationChange
+
+MAX_TAG_LENGTH = 100
+MAX_TEXT_LENGTH = 10_000
+MAX_BULK_IDS = 100_000
+
+
+class TrajectorySummarySerializer(serializers.Serializer):
+    """A list row. `questionId`, `isSuccess`, `rootCause` keep the seed API's shape available."""
+
+    trajectory_id = serializers.CharField()
+    url = serializers.SerializerMethodField()
+    data_id = serializers.CharField()
+    training_id = serializers.CharField(allow_null=True)
+    agent_name = serializers.CharField(allow_null=True)
+    epoch_id = serializers.IntegerField(allow_null=True)
+    iteration_id = serializers.IntegerField(allow_null=True)
+    sample_id = serializers.IntegerField(allow_null=True)
+    reward = serializers.FloatField(allow_null=True)
+    toolcall_reward = serializers.FloatField(allow_null=True)
+    res_reward = serializers.FloatField(allow_null=True)
+    exec_time = serializers.FloatField(allow_null=True)
+    step_count = serializers.IntegerField()
+    tool_call_count = serializers.IntegerField()
+    tools = serializers.ListField(child=serializers.CharField())
+    final_answer = serializers.CharField(allow_null=True)
+    source = serializers.CharField(allow_null=True)
+    source_format = serializers.CharField(allow_null=True)
+    import_id = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    imported_at = serializers.DateTimeField()
+    is_bookmarked = serializers.BooleanField()
+    is_success = serializers.BooleanField(allow_null=True)
+    category = serializers.CharField(allow_null=True)
+    root_cause = serializers.CharField(allow_null=True)
+    tags = serializers.ListField(child=serializers.CharField())
+    questionId = serializers.CharField(source="data_id")
+    isSuccess = serializers.BooleanField(source="is_success", allow_null=True)
+    rootCause = serializers.CharField(source="root_cause", allow_null=True)
+
+    def get_url(self, row) -> str | None:
+        request = self.context.get("request")
+        if request is None:
+            return None
+        from django.urls import reverse
+
+        return request.build_absolute_uri(reverse("api:trajectory-detail", args=[row["trajectory_id"]]))
+
+
+class TrajectoryDetailSerializer(TrajectorySummarySerializer):
+    steps = serializers.SerializerMethodField()
+    metadata = serializers.SerializerMethodField()
+    notes = serializers.CharField(allow_null=True)
+    updated_at = serializers.DateTimeField(allow_null=True)
+    updated_by = serializers.CharField(allow_null=True)
+
+    def get_steps(self, row) -> list:
+        return orjson.loads(row["steps"])
+
+    def get_metadata(self, row) -> dict:
+        return orjson.loads(row["metadata"]) if row.get("metadata") else {}
+
+
+class AnnotationSerializer(serializers.Serializer):
+    """The mutable fields. Absent fields are kept; null clears."""
+
+    is_bookmarked = serializers.BooleanField(required=False)
+    is_success = serializers.BooleanField(required=False, allow_null=True)
+    category = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=200)
+    root_cause = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=MAX_TEXT_LENGTH)
+    notes = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=MAX_TEXT_LENGTH)
+    tags = serializers.ListField(child=serializers.CharField(max_length=MAX_TAG_LENGTH), required=False, max_length=200)
+    add_tags = serializers.ListField(
+        child=serializers.CharField(max_length=MAX_TAG_LENGTH), required=False, max_length=200
+    )
+    remove_tags = serializers.ListField(
+        child=serializers.CharField(max_length=MAX_TAG_LENGTH), required=False, max_length=200
+    )
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError("give at least one field to change")
+        return attrs
+
+    def to_change(self) -> AnnotationChange:
+        data = self.validated_data
+        fields = ("is_bookmarked", "is_success", "category", "root_cause", "notes")
+        values = {
+            name: (data[name] or None if name in {"category", "root_cause", "notes"} else data[name])
+            if name in data
+            else UNSET
+            for name in fields
+        }
+        return AnnotationChange(
+            **values,
+            tags=tuple(dict.fromkeys(data["tags"])) if "tags" in data else UNSET,
+            add_tags=tuple(data.get("add_tags", ())),
+            remove_tags=tuple(data.get("remove_tags", ())),
+        )
+
+
+class SelectionSerializer(serializers.Serializer):
+    """Which trajectories a bulk action applies to: listed ids, or every one matching a query string."""
+
+    ids = serializers.ListField(
+        child=serializers.CharField(max_length=512), required=False, max_length=MAX_BULK_IDS, allow_empty=False
+    )
+    query = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=20_000,
+        help_text="a list URL's query string, e.g. 'agent_name=x&reward_min=0.5'",
+    )
+
+    def validate(self, attrs):
+        if ("ids" in attrs) == ("query" in attrs):
+            raise serializers.ValidationError("give exactly one of 'ids' or 'query'")
+        if "query" in attrs:
+            try:
+                attrs["parsed_query"] = q.parse_query(QueryDict(attrs["query"]))
+            except q.QueryError as error:
+                raise serializers.ValidationError({"query": [str(error)]}) from error
+        return attrs
+
+
+class BulkUpdateSerializer(SelectionSerializer):
+    changes = AnnotationSerializer()
+
+
+class FacetValueSerializer(serializers.Serializer):
+    value = serializers.CharField()
+    count = serializers.IntegerField()
+
+
+class FacetsSerializer(serializers.Serializer):
+    agent_name = FacetValueSerializer(many=True)
+    training_id = FacetValueSerializer(many=True)
+    category = FacetValueSerializer(many=True)
+    tools = FacetValueSerializer(many=True)
+    tags = FacetValueSerializer(many=True)
+
+
+class CountSerializer(serializers.Serializer):
+    count = serializers.IntegerField()

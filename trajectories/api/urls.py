@@ -1,0 +1,15 @@
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.routers import DefaultRouter
+
+from .viewsets import TrajectoryViewSet
+
+app_name = "api"
+
+router = DefaultRouter()
+router.register("trajectories", TrajectoryViewSet, basename="trajectory")
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("", include(router.urls)),
+]
