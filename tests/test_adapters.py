@@ -74,7 +74,9 @@ def test_nemo_gym_rewards_tools_and_groups(store, run_import):
     path = REALDATA / "nemo-gym/resources_servers/example_multi_step/data/example_rollouts.jsonl"
     run_import(path)
     source = [json.loads(line) for line in path.read_text().splitlines()]
-    rows = sorted(all_rows(store), key=lambda row: row["source"])
+    rows = sorted(
+        (store.get(trajectory_id=row["trajectory_id"]) for row in all_rows(store)), key=lambda row: row["source"]
+    )
     assert [row["reward"] for row in rows] == [item["reward"] for item in source]
     assert [row["step_count"] for row in rows] == [len(item["response"]["output"]) for item in source]
     assert all("get_synonym_value" in row["tools"] for row in rows)

@@ -254,3 +254,22 @@ def test_url_walk_covers_every_route():
 
     covered = {resolve(url.split("?")[0]).view_name for url in _every_url()}
     assert set(names(get_resolver())) <= covered
+
+
+def test_fast_list_rows_match_drf_field_rendering(api, stored):
+    from trajectories.api.serializers import TrajectoryDetailSerializer, TrajectorySummarySerializer
+
+    row = stored.page(query=__import__("trajectories.query", fromlist=["x"]).TrajectoryQuery()).rows[0]
+    fast = TrajectorySummarySerializer(row).to_representation(row)
+    slow = super(TrajectorySummarySerializer, TrajectorySummarySerializer(row)).to_representation(row)
+    assert fast == slow
+    assert set(TrajectoryDetailSerializer._declared_fields) > set(fast)
+
+
+def test_ids_with_slashes_and_quotes_round_trip(api, store, record, write_jsonl, run_import):
+    odd = "run/7:it's ü/x"
+    run_import(write_jsonl([record(trajectory_id=odd)]))
+    listed = api.get(LIST).json()["results"][0]
+    assert listed["trajectory_id"] == odd
+    response = api.get(listed["url"])
+    assert response.status_code == 200 and response.json()["trajectory_id"] == odd

@@ -145,7 +145,7 @@ def _random_params(rng: random.Random, rows: list[dict]) -> list[tuple[str, str]
         for index, (name, value) in enumerate(params)
         if name not in single or [n for n, _ in params].index(name) == index
     ]
-    ordering = [("-" if rng.random() < 0.5 else "") + name for name in rng.sample(SORTS, rng.choice((1, 1, 2)))]
+    ordering = [("-" if rng.random() < 0.5 else "") + name for name in rng.sample(SORTS, rng.choice((1, 1, 2, 3)))]
     params.append(("ordering", ",".join(ordering)))
     params.append(("page_size", str(rng.choice((1, 7, 50, 200)))))
     return params

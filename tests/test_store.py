@@ -10,7 +10,7 @@ import pytest
 from trajectories.importing.batches import BatchBuilder
 from trajectories.importing.validation import Defaults, validate
 from trajectories.query import TextMatch, TrajectoryQuery
-from trajectories.store import filters
+from trajectories.store import AnnotationChange, filters
 
 HOSTILE = ["x' OR '1'='1", "a\\b", "it''s", "-- comment", "%_", "ü€😀", "'; DROP TABLE t; --", "y" * 512]
 
@@ -106,3 +106,79 @@ def test_table_schemas_are_created_empty(store):
     assert store.count() == 0
     assert store.stats()[0].rows == 0
     assert isinstance(store._table("trajectories").schema, pa.Schema)
+
+
+def test_get_is_the_same_with_and_without_a_loaded_projection(store, record):
+    batch = _batch([record(trajectory_id="a", tags=["x", "y"], custom={"k": 1}), record(trajectory_id="b")])
+    store.append(trajectories=batch.trajectories, annotations=batch.annotations)
+    store.annotate(trajectory_ids=["a"], change=AnnotationChange(notes="why", is_bookmarked=True), user="me")
+    assert store.engine.peek() is None
+    cold = store.get(trajectory_id="a")
+    store.page(query=TrajectoryQuery())
+    assert store.engine.peek() is not None
+    warm = store.get(trajectory_id="a")
+    assert warm == cold
+    assert (warm["notes"], warm["is_bookmarked"], warm["tags"], warm["updated_by"]) == ("why", True, ["x", "y"], "me")
+    assert store.get(trajectory_id="zzz") is None
+
+
+def test_projection_follows_writes_from_another_handle(store, record, settings):
+    from trajectories.store import TrajectoryStore
+
+    first = _batch([record(trajectory_id="a")])
+    store.append(trajectories=first.trajectories, annotations=first.annotations)
+    assert store.page(query=TrajectoryQuery()).count == 1
+    other = TrajectoryStore(uri=settings.TRAJSITE_DATA_DIR)  # as another process would
+    second = _batch([record(trajectory_id="b")])
+    other.append(trajectories=second.trajectories, annotations=second.annotations)
+    other.annotate(trajectory_ids=["a"], change=AnnotationChange(category="seen"), user=None)
+    page = store.page(query=TrajectoryQuery())
+    assert page.count == 2
+    assert {row["trajectory_id"]: row["category"] for row in page.rows} == {"a": "seen", "b": "correct"}
+    other.delete(trajectory_ids=["a"])
+    assert [row["trajectory_id"] for row in store.page(query=TrajectoryQuery()).rows] == ["b"]
+
+
+def test_patched_annotations_equal_a_fresh_read(store, record, settings):
+    """Own writes are folded into the loaded projection; the result must equal a full re-read."""
+    import random
+
+    from trajectories.query import TrajectoryQuery as Query
+    from trajectories.store import TrajectoryStore
+
+    batch = _batch(
+        [
+            record(trajectory_id=f"t{i:03d}", analysis=None if i % 3 else {"category": f"c{i % 4}"}, tags=None)
+            for i in range(120)
+        ]
+    )
+    store.append(trajectories=batch.trajectories, annotations=batch.annotations)
+    store.page(query=Query())
+    rng = random.Random(5)
+    words = ["alpha", "beta", "zeta", "ämne", "a", None]
+    for _ in range(25):
+        ids = [f"t{rng.randrange(120):03d}" for _ in range(rng.randint(1, 6))]
+        change = AnnotationChange(
+            category=rng.choice(words),
+            notes=rng.choice(words),
+            root_cause=rng.choice(words),
+            is_success=rng.choice([True, False, None]),
+            is_bookmarked=rng.random() < 0.5,
+            add_tags=tuple(rng.sample(["x", "y", "new-" + str(rng.randrange(50))], 2)),
+            remove_tags=tuple(rng.sample(["x", "y"], 1)),
+        )
+        builds = store.engine.builds
+        store.annotate(trajectory_ids=ids, change=change, user=rng.choice(["u1", "u2"]))
+        fresh = TrajectoryStore(uri=settings.TRAJSITE_DATA_DIR)
+        for query in (
+            Query(page_size=200, ordering=(("category", False),)),
+            Query(page_size=200, ordering=(("is_success", True), ("trajectory_id", False))),
+            Query(page_size=200, tags=("x",)),
+            Query(page_size=200, categories=("beta", "ämne")),
+        ):
+            patched = store.page(query=query)
+            expected = fresh.page(query=query).rows
+            for left, right in zip(patched.rows, expected, strict=True):
+                assert left == right, {k: (left[k], right.get(k)) for k in left if left[k] != right.get(k)}
+        assert store.engine.builds == builds, "an own write must not rebuild the projection"
+    assert store.facets() == TrajectoryStore(uri=settings.TRAJSITE_DATA_DIR).facets()

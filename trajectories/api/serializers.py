@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import orjson
 from django.http import QueryDict
+from django.urls import reverse
 from rest_framework import serializers
 
 from trajectories import query as q
@@ -12,6 +15,8 @@ from trajectories.store import UNSET, AnnotationChange
 MAX_TAG_LENGTH = 100
 MAX_TEXT_LENGTH = 10_000
 MAX_BULK_IDS = 100_000
+# What Django's reverse() leaves unescaped in a path segment, minus "/" (ids may contain one).
+_URL_SAFE = "!$&'()*+,;=~:@"
 
 
 class TrajectorySummarySerializer(serializers.Serializer):
@@ -32,12 +37,7 @@ class TrajectorySummarySerializer(serializers.Serializer):
     step_count = serializers.IntegerField()
     tool_call_count = serializers.IntegerField()
     tools = serializers.ListField(child=serializers.CharField())
-    final_answer = serializers.CharField(allow_null=True)
-    source = serializers.CharField(allow_null=True)
-    source_format = serializers.CharField(allow_null=True)
-    import_id = serializers.CharField(allow_null=True)
     created_at = serializers.DateTimeField()
-    imported_at = serializers.DateTimeField()
     is_bookmarked = serializers.BooleanField()
     is_success = serializers.BooleanField(allow_null=True)
     category = serializers.CharField(allow_null=True)
@@ -51,12 +51,44 @@ class TrajectorySummarySerializer(serializers.Serializer):
         request = self.context.get("request")
         if request is None:
             return None
-        from django.urls import reverse
+        prefix = self.context.get("url_prefix")
+        if prefix is None:
+            prefix = self.context["url_prefix"] = request.build_absolute_uri(reverse("api:trajectory-list"))
+        return f"{prefix}{quote(row['trajectory_id'], safe=_URL_SAFE)}/"
 
-        return request.build_absolute_uri(reverse("api:trajectory-detail", args=[row["trajectory_id"]]))
+    def to_representation(self, row) -> dict:
+        # Hand-rolled for list pages: DRF's field-by-field path costs more than the query itself.
+        if type(self) is not TrajectorySummarySerializer:
+            return super().to_representation(row)
+        data = {name: row.get(name) for name in _SUMMARY_PLAIN}
+        data["url"] = self.get_url(row)
+        data["created_at"] = _iso(row.get("created_at"))
+        data["questionId"] = row.get("data_id")
+        data["isSuccess"] = row.get("is_success")
+        data["rootCause"] = row.get("root_cause")
+        return data
+
+
+_SUMMARY_PLAIN = tuple(
+    name
+    for name in TrajectorySummarySerializer._declared_fields
+    if name not in {"url", "created_at", "questionId", "isSuccess", "rootCause"}
+)
+
+
+def _iso(value) -> str | None:
+    if value is None:
+        return None
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 class TrajectoryDetailSerializer(TrajectorySummarySerializer):
+    final_answer = serializers.CharField(allow_null=True)
+    source = serializers.CharField(allow_null=True)
+    source_format = serializers.CharField(allow_null=True)
+    import_id = serializers.CharField(allow_null=True)
+    imported_at = serializers.DateTimeField()
     steps = serializers.SerializerMethodField()
     metadata = serializers.SerializerMethodField()
     notes = serializers.CharField(allow_null=True)

@@ -16,7 +16,7 @@ from .filters import TrajectoryQueryFilter, parse_request
 from .pagination import StorePagination
 
 DELETE_PERMISSION = "trajectories.delete_trajectory"
-_ID_PATTERN = r"[^/]+"
+_ID_PATTERN = r".+"
 
 
 class StoreSelection:

@@ -92,21 +92,17 @@ class TrajectoryStore:
         projection = self.engine.peek()
         if projection is not None:
             # A loaded projection finds the row by binary search and takes it from its own version.
-            position = self.engine.position_of(projection, trajectory_id)
-            if position is None:
-                return None
-            record = projection.dataset.take([position]).to_pylist()[0]
-        else:
-            rows = (
-                self._table(TRAJECTORIES_TABLE)
-                .search()
-                .where(filters.equals("trajectory_id", trajectory_id))
-                .limit(1)
-                .to_arrow()
-            )
-            if rows.num_rows == 0:
-                return None
-            record = rows.to_pylist()[0]
+            return self.engine.get(trajectory_id, projection)
+        rows = (
+            self._table(TRAJECTORIES_TABLE)
+            .search()
+            .where(filters.equals("trajectory_id", trajectory_id))
+            .limit(1)
+            .to_arrow()
+        )
+        if rows.num_rows == 0:
+            return None
+        record = rows.to_pylist()[0]
         record.update(self.annotations(trajectory_ids=[trajectory_id])[trajectory_id])
         return record
 
@@ -170,7 +166,9 @@ class TrajectoryStore:
             if trajectory_id in stored:
                 row = change.apply(current.get(trajectory_id) or blank_annotation(trajectory_id))
                 rows.append({**row, "updated_at": now, "updated_by": user})
-        self._upsert(ANNOTATIONS_TABLE, pa.Table.from_pylist(rows, schema=ANNOTATION_SCHEMA))
+        before = self._table(ANNOTATIONS_TABLE).version
+        merged = self._upsert(ANNOTATIONS_TABLE, pa.Table.from_pylist(rows, schema=ANNOTATION_SCHEMA))
+        self.engine.annotations_written(rows, before=before, after=merged.version)
         return len(rows)
 
     def delete(self, *, trajectory_ids: list[str]) -> int:

@@ -1,0 +1,215 @@
+"""In-memory column types of the projection: coded strings, string lists, and raw id strings."""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# Past this many raw hits a substring search hands over to Arrow's kernel (a Python loop would be slower).
+_MAX_FAST_HITS = 20_000
+# Uniques decoded through a cached Python list up to this many (data_id may have millions).
+_PYTHON_UNIQUES = 200_000
+
+
+@dataclass
+class Coded:
+    """A string column as int32 codes into sorted uniques (-1 = null), so code order is string order."""
+
+    codes: np.ndarray
+    uniques: pa.Array
+
+    @classmethod
+    def from_array(cls, array: pa.ChunkedArray | pa.Array) -> Coded:
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        encoded = pc.dictionary_encode(array)
+        order = pc.sort_indices(encoded.dictionary).to_numpy()
+        remap = np.empty(len(order) + 1, dtype=np.int32)
+        remap[order] = np.arange(len(order), dtype=np.int32)
+        remap[-1] = -1  # null indices are filled with -1 below, which picks this slot
+        raw = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        return cls(codes=remap[raw], uniques=encoded.dictionary.take(pa.array(order, pa.int64())))
+
+    def matching(self, predicate: Callable[[pa.Array], pa.Array]) -> np.ndarray:
+        """Codes whose string satisfies `predicate(uniques) -> boolean Array`."""
+        if len(self.uniques) == 0:
+            return np.empty(0, dtype=np.int32)
+        hits = predicate(self.uniques).fill_null(False).to_numpy(zero_copy_only=False)
+        return np.flatnonzero(hits).astype(np.int32)
+
+    def mask(self, codes: np.ndarray) -> np.ndarray:
+        if len(codes) == 1:
+            return self.codes == codes[0]
+        return np.isin(self.codes, codes)
+
+    def values_at(self, positions: np.ndarray) -> list[str | None]:
+        return self.decode(self.codes[positions])
+
+    def decode(self, codes: np.ndarray) -> list[str | None]:
+        if len(self.uniques) <= _PYTHON_UNIQUES:
+            values = self._python_uniques()
+            return [values[code] if code >= 0 else None for code in codes.tolist()]
+        taken = self.uniques.take(pa.array(np.maximum(codes, 0), pa.int64())).to_pylist()
+        return [value if code >= 0 else None for value, code in zip(taken, codes.tolist(), strict=True)]
+
+    def with_value(self, value: str | None) -> tuple[Coded, int] | None:
+        """This column able to hold `value`, and its code: inserted in sorted place, later codes
+        shifted by one, so code order stays string order. None when the uniques are too many."""
+        if value is None:
+            return self, -1
+        if len(self.uniques) > _PYTHON_UNIQUES:
+            return None
+        values = self._python_uniques()
+        index = bisect.bisect_left(values, value)
+        if index < len(values) and values[index] == value:
+            return self, index
+        codes = np.where(self.codes >= index, self.codes + 1, self.codes).astype(np.int32)
+        return Coded(codes=codes, uniques=pa.array([*values[:index], value, *values[index:]], pa.string())), index
+
+    def _python_uniques(self) -> list[str]:
+        # Decoding a page from a Python list beats an Arrow round trip per column.
+        cached = self.__dict__.get("_values")
+        if cached is None:
+            cached = self.__dict__["_values"] = self.uniques.to_pylist()
+        return cached
+
+
+@dataclass
+class ListColumn:
+    """A list<string> column (tools used, tags): entries sorted by row, with per-row offsets."""
+
+    rows: np.ndarray
+    coded: Coded
+    offsets: np.ndarray
+
+    @classmethod
+    def from_lists(
+        cls, lists: pa.ChunkedArray | pa.Array, *, rows: int, positions: np.ndarray | None = None
+    ) -> ListColumn:
+        lists = lists.combine_chunks() if isinstance(lists, pa.ChunkedArray) else lists
+        lists = lists.fill_null(pa.scalar([], lists.type))
+        parents = pc.list_parent_indices(lists).to_numpy().astype(np.int64)
+        entry_rows = parents if positions is None else positions[parents]
+        coded = Coded.from_array(pc.list_flatten(lists))
+        order = np.argsort(entry_rows, kind="stable")
+        entry_rows = entry_rows[order]
+        coded = Coded(codes=coded.codes[order], uniques=coded.uniques)
+        offsets = np.searchsorted(entry_rows, np.arange(rows + 1)).astype(np.int64)
+        return cls(rows=entry_rows.astype(np.int32), coded=coded, offsets=offsets)
+
+    def with_lists(self, positions: np.ndarray, lists: list[list[str]], *, rows: int) -> ListColumn | None:
+        """A copy where the rows at `positions` hold `lists` instead; None when that cannot be patched."""
+        coded = self.coded
+        codes: dict[str, int] = {}
+        for value in dict.fromkeys(value for values in lists for value in values):
+            grown = coded.with_value(value)
+            if grown is None:
+                return None
+            coded, codes[value] = grown
+        # Codes handed out before a later insertion may have shifted: look them up again.
+        codes = {value: coded.with_value(value)[1] for value in codes}
+        keep = ~np.isin(self.rows, positions)
+        entry_rows = np.concatenate([self.rows[keep], np.repeat(positions, [len(v) for v in lists])]).astype(np.int64)
+        entry_codes = np.concatenate(
+            [coded.codes[keep], np.array([codes[v] for values in lists for v in values], dtype=np.int32)]
+        )
+        order = np.argsort(entry_rows, kind="stable")
+        entry_rows = entry_rows[order]
+        offsets = np.searchsorted(entry_rows, np.arange(rows + 1)).astype(np.int64)
+        return ListColumn(
+            rows=entry_rows.astype(np.int32), coded=Coded(entry_codes[order], coded.uniques), offsets=offsets
+        )
+
+    def any_of(self, values: tuple[str, ...], rows: int) -> np.ndarray:
+        wanted = self.coded.matching(lambda uniques: pc.is_in(uniques, value_set=pa.array(values, pa.string())))
+        mask = np.zeros(rows, dtype=bool)
+        if len(wanted):
+            mask[self.rows[self.coded.mask(wanted)]] = True
+        return mask
+
+    def values_at(self, positions: np.ndarray) -> list[list[str]]:
+        starts = self.offsets[positions].tolist()
+        stops = self.offsets[positions + 1].tolist()
+        codes = self.coded.codes
+        pieces = [codes[start:stop] for start, stop in zip(starts, stops, strict=True)]
+        flat = self.coded.decode(np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int32))
+        result, cursor = [], 0
+        for start, stop in zip(starts, stops, strict=True):
+            result.append(flat[cursor : cursor + stop - start])
+            cursor += stop - start
+        return result
+
+
+@dataclass
+class IdColumn:
+    """Unique strings (trajectory ids): Arrow for exact matches, raw bytes for fast substring scans."""
+
+    array: pa.Array
+
+    def __post_init__(self) -> None:
+        self._offsets = _relative_offsets(self.array)
+        self._haystacks: dict[bool, bytes] = {}
+
+    def equal_any(self, values: tuple[str, ...]) -> np.ndarray:
+        return pc.is_in(self.array, value_set=pa.array(values, pa.string())).to_numpy(zero_copy_only=False)
+
+    def contains(self, needle: str, *, ignore_case: bool) -> np.ndarray:
+        """Rows whose id contains `needle`: a memchr-speed scan of the concatenated bytes."""
+        if ignore_case and not needle.isascii():
+            return pc.match_substring(self.array, needle, ignore_case=True).to_numpy(zero_copy_only=False)
+        haystack = self._haystack(lowered=ignore_case)
+        rows = self._candidate_rows(haystack, (needle.lower() if ignore_case else needle).encode())
+        if rows is None:
+            return pc.match_substring(self.array, needle, ignore_case=ignore_case).to_numpy(zero_copy_only=False)
+        return self._verified(rows, lambda value: needle.lower() in value.lower() if ignore_case else needle in value)
+
+    def matches_glob(self, pattern: str) -> np.ndarray:
+        """`*` wildcards: candidates by the longest literal part, then a full-match check of those only."""
+        regex = re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.S)
+        rows = None
+        for literal in sorted((part for part in pattern.split("*") if part), key=len, reverse=True):
+            rows = self._candidate_rows(self._haystack(lowered=False), literal.encode())
+            if rows is not None:
+                break
+        if rows is None:
+            anchored = "^" + regex.pattern + "$"
+            return pc.match_substring_regex(self.array, anchored).to_numpy(zero_copy_only=False)
+        return self._verified(rows, lambda value: regex.fullmatch(value) is not None)
+
+    def _candidate_rows(self, haystack: bytes, needle: bytes) -> np.ndarray | None:
+        hits = []
+        start = haystack.find(needle)
+        while start != -1:
+            hits.append(start)
+            if len(hits) > _MAX_FAST_HITS:
+                return None
+            start = haystack.find(needle, start + 1)
+        return np.unique(np.searchsorted(self._offsets, np.array(hits, dtype=np.int64), side="right") - 1)
+
+    def _verified(self, rows: np.ndarray, check: Callable[[str], bool]) -> np.ndarray:
+        mask = np.zeros(len(self.array), dtype=bool)
+        if len(rows):
+            values = self.array.take(pa.array(rows, pa.int64())).to_pylist()
+            mask[rows[[check(value) for value in values]]] = True
+        return mask
+
+    def _haystack(self, *, lowered: bool) -> bytes:
+        """All ids' bytes back to back (kept after first use: ~40 MB per million ids)."""
+        haystack = self._haystacks.get(lowered)
+        if haystack is None:
+            array = pc.ascii_lower(self.array) if lowered else self.array
+            offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + len(array) + 1]
+            haystack = array.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
+            self._haystacks[lowered] = haystack
+        return haystack
+
+
+def _relative_offsets(array: pa.Array) -> np.ndarray:
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + len(array) + 1]
+    return (offsets - offsets[0]).astype(np.int64)
