@@ -46,6 +46,7 @@ def _store(size: int, workdir: Path) -> Path:
     data_dir = workdir / f"store-{size}" / "lancedb"
     if data_dir.exists():
         return data_dir
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
     source = workdir / f"generated-{size}-seed7.jsonl"
     if not source.exists():
         subprocess.run([*MANAGE, "generate_trajectories", "--count", str(size), "--out", str(source)], check=True)
