@@ -22,6 +22,7 @@ run: venv
 	$(BIN)/python manage.py runserver --insecure 127.0.0.1:8000
 
 test: venv
+	scripts/ensure_chromium.sh
 	REDIS_URL=$$(scripts/ensure_redis.sh) CACHE_KEY_PREFIX=trajsite-test $(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(BIN)/ruff check .
 

@@ -226,6 +226,15 @@ def _every_url() -> list[str]:
         reverse("trajectories:home"),
         reverse("trajectories:list"),
         reverse("trajectories:detail", args=["t1"]),
+        reverse("trajectories:actions"),
+        reverse("trajectories:import"),
+        reverse("trajectories:import-job", args=[1]),
+        reverse("trajectories:import-job-status", args=[1]),
+        reverse("trajectories:import-job-report", args=[1]),
+        reverse("trajectories:steps", args=["t1"]),
+        reverse("trajectories:step-raw", args=["t1", 0]),
+        reverse("trajectories:raw", args=["t1"]),
+        reverse("trajectories:annotate", args=["t1"]),
     ]
 
 

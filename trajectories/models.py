@@ -54,6 +54,8 @@ class TrajectoryAccess(models.Model):
     class Meta:
         managed = False
         default_permissions = ()
+        verbose_name = "trajectory"
+        verbose_name_plural = "trajectories"
         permissions = [("delete_trajectory", "Can delete trajectories")]
 
     def __str__(self) -> str:

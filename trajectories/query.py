@@ -47,8 +47,8 @@ TIME_FIELDS = ("created_at",)
 NUMBER_FIELDS = FLOAT_FIELDS + INT_FIELDS + TIME_FIELDS
 BOOL_FIELDS = ("is_bookmarked", "is_success")
 SORT_FIELDS = TEXT_FIELDS + NUMBER_FIELDS + BOOL_FIELDS + (CATEGORY_VAR,)
-# Parameters a caller may pass through untouched (DRF's format suffix, page-only display options).
-PASS_THROUGH = frozenset({"format"})
+# Parameters a caller may pass through untouched: DRF's format suffix, the list page's column choice.
+PASS_THROUGH = frozenset({"format", "columns"})
 
 
 class QueryError(ValueError):

@@ -1,11 +1,20 @@
 from django.urls import path
 
-from . import views
+from .pages import actions, detail, home, imports, listing
 
 app_name = "trajectories"
 
 urlpatterns = [
-    path("", views.home, name="home"),
-    path("trajectories/", views.trajectory_list, name="list"),
-    path("trajectories/<path:trajectory_id>/", views.trajectory_detail, name="detail"),
+    path("", home.home, name="home"),
+    path("trajectories/", listing.trajectory_list, name="list"),
+    path("trajectories/actions/", actions.bulk_action, name="actions"),
+    path("trajectories/import/", imports.import_page, name="import"),
+    path("trajectories/import/<int:job_id>/", imports.import_job, name="import-job"),
+    path("trajectories/import/<int:job_id>/status/", imports.import_job_status, name="import-job-status"),
+    path("trajectories/import/<int:job_id>/report/", imports.import_job_report, name="import-job-report"),
+    path("trajectories/<path:trajectory_id>/steps/", detail.trajectory_steps, name="steps"),
+    path("trajectories/<path:trajectory_id>/steps/<int:index>/raw/", detail.trajectory_step_raw, name="step-raw"),
+    path("trajectories/<path:trajectory_id>/raw/", detail.trajectory_raw, name="raw"),
+    path("trajectories/<path:trajectory_id>/annotate/", detail.trajectory_annotate, name="annotate"),
+    path("trajectories/<path:trajectory_id>/", detail.trajectory_detail, name="detail"),
 ]

@@ -68,6 +68,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "trajsite.middleware.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "trajsite.urls"
@@ -117,6 +118,9 @@ DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 TRAJSITE_DATA_DIR = os.environ.get("TRAJSITE_DATA_DIR", str(VAR_DIR / "lancedb"))
 # Rows per LanceDB write during imports: large batches keep fragments few and pages fast.
 TRAJSITE_IMPORT_BATCH_SIZE = env_int("TRAJSITE_IMPORT_BATCH_SIZE", 5000)
+# Largest file the import page accepts (the command line has no limit).
+TRAJSITE_UPLOAD_MAX_BYTES = env_int("TRAJSITE_UPLOAD_MAX_BYTES", 1024**3)
+FILE_UPLOAD_TEMP_DIR = None
 # Versions younger than this are never pruned, so running readers keep a valid snapshot.
 TRAJSITE_KEEP_VERSIONS_MINUTES = env_int("TRAJSITE_KEEP_VERSIONS_MINUTES", 60)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from django.utils import timezone
@@ -32,22 +32,30 @@ def run_job(
     errors: ErrorSink,
     error_report: Path | None = None,
     on_progress: ProgressCallback | None = None,
+    save_every: float = _SAVE_EVERY_SECONDS,
 ) -> ImportProgress:
     """Run the import recorded by `job`, keeping the row up to date; re-raises after marking failure."""
-    options = ImportOptions(**{**asdict(options), "mapping": options.mapping, "import_id": str(job.pk)})
+    options = replace(options, import_id=str(job.pk))
     last_saved = [0.0]
 
     def progress_hook(progress: ImportProgress) -> None:
         if on_progress is not None:
             on_progress(progress)
-        if time.monotonic() - last_saved[0] >= _SAVE_EVERY_SECONDS:
+        if time.monotonic() - last_saved[0] >= save_every:
             last_saved[0] = time.monotonic()
             _copy_counts(job, progress)
             job.save()
 
     store = None if options.dry_run else get_store()
     try:
-        progress = run_import(paths=job.sources, options=options, store=store, errors=errors, on_progress=progress_hook)
+        progress = run_import(
+            paths=job.sources,
+            options=options,
+            store=store,
+            errors=errors,
+            on_progress=progress_hook,
+            progress_every=min(0.5, save_every),
+        )
     except BaseException as error:
         job.status = ImportJob.Status.FAILED
         job.failure = f"{type(error).__name__}: {error}"

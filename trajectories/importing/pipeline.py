@@ -42,6 +42,8 @@ class ImportOptions:
     dry_run: bool = False
     batch_size: int = 5000
     import_id: str | None = None
+    # (path, name shown in errors and `source`) pairs, e.g. an upload's original file name.
+    display_names: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -104,7 +106,7 @@ def run_import(
             on_progress(replace(progress))
 
     try:
-        for item in readers.read_sources(files, counter):
+        for item in readers.read_sources(files, counter, names=dict(options.display_names)):
             progress.records += 1
             if isinstance(item, readers.UnreadableRecord):
                 errors.reject(item.location, [item.error])

@@ -90,7 +90,11 @@ def total_bytes(files: list[str]) -> int | None:
     return sum(os.path.getsize(path) for path in files if os.path.isfile(path))
 
 
-def read_sources(files: list[str], counter: ByteCounter) -> Iterator[RawRecord | UnreadableRecord]:
+def read_sources(
+    files: list[str], counter: ByteCounter, *, names: dict[str, str] | None = None
+) -> Iterator[RawRecord | UnreadableRecord]:
+    """Records of every file in order; `names` gives the name errors and `source` show for a path."""
+    names = names or {}
     for path in files:
         if path == STDIN:
             yield from _read_stream(sys.stdin.buffer, "<stdin>", document=None)
@@ -98,10 +102,10 @@ def read_sources(files: list[str], counter: ByteCounter) -> Iterator[RawRecord |
         if not os.path.exists(path):
             yield UnreadableRecord(Location(path, 0), FieldError("file", "no such file"))
             continue
-        yield from _read_file(path, counter)
+        yield from _read_file(path, counter, names.get(path, path))
 
 
-def _read_file(path: str, counter: ByteCounter) -> Iterator[RawRecord | UnreadableRecord]:
+def _read_file(path: str, counter: ByteCounter, name: str) -> Iterator[RawRecord | UnreadableRecord]:
     with open(path, "rb") as raw:
         counter.track(raw)
         try:
@@ -110,7 +114,7 @@ def _read_file(path: str, counter: ByteCounter) -> Iterator[RawRecord | Unreadab
             stream: BinaryIO = gzip.GzipFile(fileobj=raw) if compressed else raw
             stem = path[:-3] if path.endswith(".gz") else path
             document = Path(stem).suffix in _DOCUMENT_SUFFIXES
-            yield from _read_stream(stream, path, document=document)
+            yield from _read_stream(stream, name, document=document)
         finally:
             counter.release(raw, os.path.getsize(path))
 

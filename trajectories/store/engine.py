@@ -123,10 +123,51 @@ class QueryEngine:
         record.update(projection.annotations.fields_at(np.array([position]))[0])
         return record
 
+    def neighbours(self, query: TrajectoryQuery, trajectory_id: str) -> tuple[str | None, str | None, int | None, int]:
+        projection = self.current()
+        position = projection.position_of(trajectory_id)
+        ordered = projection.ordered(query)
+        if position is None:
+            return None, None, None, len(ordered)
+        hits = np.flatnonzero(ordered == position)
+        if not len(hits):
+            return None, None, None, len(ordered)
+        index = int(hits[0])
+        ids = projection.ids.array
+        before = ids[int(ordered[index - 1])].as_py() if index > 0 else None
+        after = ids[int(ordered[index + 1])].as_py() if index + 1 < len(ordered) else None
+        return before, after, index, len(ordered)
+
+    def records(self, trajectory_ids: list[str], batch: int = 500):
+        """Yield full records with annotations, `batch` at a time, all from one projection's version."""
+        projection = self.current()
+        positions = [projection.position_of(trajectory_id) for trajectory_id in trajectory_ids]
+        positions = np.array([p for p in positions if p is not None], dtype=np.int64)
+        for start in range(0, len(positions), batch):
+            chunk = positions[start : start + batch]
+            rows = projection.dataset.take(pa.array(np.sort(chunk))).to_pylist()
+            by_position = dict(zip(np.sort(chunk).tolist(), rows, strict=True))
+            notes = projection.annotations.fields_at(chunk)
+            for position, note in zip(chunk.tolist(), notes, strict=True):
+                yield {**by_position[position], **note}
+
+    def count(self, query: TrajectoryQuery) -> int:
+        projection = self.current()
+        mask = projection.mask(query)
+        return projection.rows if mask is None else int(np.count_nonzero(mask))
+
     def facets(self, query: TrajectoryQuery | None = None) -> dict[str, list[tuple[str, int]]]:
         """Distinct values with counts (among rows matching `query`, when given), most frequent first."""
         projection = self.current()
         mask = projection.mask(query) if query is not None else None
+        if mask is None:
+            cached = projection.cache.get("facets")
+            if cached is None:
+                cached = projection.cache["facets"] = self._facets(projection, None)
+            return cached
+        return self._facets(projection, mask)
+
+    def _facets(self, projection: Projection, mask: np.ndarray | None) -> dict[str, list[tuple[str, int]]]:
         notes = projection.annotations
         sources = {
             "agent_name": (projection.coded["agent_name"], None),

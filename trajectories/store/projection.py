@@ -144,6 +144,8 @@ class Projection:
     annotations: Annotations
     _orders: dict[tuple, np.ndarray] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Answers that depend only on this projection (e.g. unfiltered facets).
+    cache: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, dataset, *, annotation_table: pa.Table, annotation_version: int) -> Projection:
@@ -171,7 +173,9 @@ class Projection:
     def with_annotations(self, annotations: Annotations) -> Projection:
         """The same rows with other annotations; sort orders of unchanged columns are kept."""
         orders = {key: order for key, order in self._orders.items() if not set(key) & set(ANNOTATION_SORT_FIELDS)}
-        return Projection(**{**self.__dict__, "annotations": annotations, "_orders": orders, "_lock": threading.Lock()})
+        return Projection(
+            **{**self.__dict__, "annotations": annotations, "_orders": orders, "_lock": threading.Lock(), "cache": {}}
+        )
 
     # --- rows -------------------------------------------------------------------------------
 
@@ -262,6 +266,11 @@ class Projection:
             dense[order] = np.cumsum(changes)
             self._orders[key] = cached = dense
         return cached, int(cached.max()) + 1 if self.rows else 1
+
+    def ordered(self, query: TrajectoryQuery) -> np.ndarray:
+        """Every matching position in the query's order (for previous/next navigation)."""
+        everything = TrajectoryQuery(**{**query.__dict__, "page": 1, "page_size": self.rows or 1})
+        return self.select(everything)[0]
 
     def mask(self, query: TrajectoryQuery) -> np.ndarray | None:
         notes = self.annotations

@@ -127,6 +127,19 @@ class TrajectoryStore:
         """One page of summary rows (no steps) matching `query`, with the exact total count."""
         return self.engine.page(query)
 
+    def count_matching(self, *, query: TrajectoryQuery) -> int:
+        return self.engine.count(query)
+
+    def neighbours(
+        self, *, query: TrajectoryQuery, trajectory_id: str
+    ) -> tuple[str | None, str | None, int | None, int]:
+        """The ids before and after `trajectory_id` in the query's order, its 0-based index, the count."""
+        return self.engine.neighbours(query, trajectory_id)
+
+    def records(self, *, trajectory_ids: list[str]):
+        """Full records (with steps) for export, in batches, from one consistent version."""
+        return self.engine.records(trajectory_ids)
+
     def facets(self, *, query: TrajectoryQuery | None = None) -> dict[str, list[tuple[str, int]]]:
         return self.engine.facets(query)
 

@@ -1,0 +1,191 @@
+"""Real Chromium against a live server: log in, list, detail, annotate, bulk action, upload, XSS.
+
+Screenshots of the pages are saved under test-artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM = os.environ.get("TRAJSITE_CHROMIUM", "/usr/bin/chromium")
+PASSWORD = "pw-browser-123"
+XSS_SCRIPT = "<script>window.__xss = 1</script>"
+XSS_IMG = '<img src=x onerror="window.__xss = 2">'
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make are still sync.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser, live_server, django_user_model, stored):
+    django_user_model.objects.create_superuser(username="browser", password=PASSWORD)
+    # CSP off in the browser: the XSS test must show that escaping alone keeps model output inert,
+    # and Playwright evaluates its wait conditions as strings.
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)
+    opened = context.new_page()
+    opened.on("dialog", lambda dialog: pytest.fail(f"a dialog opened: {dialog.message}"))
+    opened.goto(f"{live_server.url}/admin/login/?next=/trajectories/")
+    opened.fill("#id_username", "browser")
+    opened.fill("#id_password", PASSWORD)
+    opened.click("input[type=submit]")
+    opened.wait_for_url(re.compile(r".*/trajectories/$"))
+    opened.base = live_server.url
+    yield opened
+    context.close()
+
+
+@pytest.fixture
+def stored(store, record, write_jsonl, run_import):
+    records = [
+        record(
+            trajectory_id=f"t{i:02d}",
+            reward=i / 40,
+            created_at=1000 + i,
+            agent_name="alpha" if i % 2 else "beta",
+            analysis={"is_success": i % 3 == 0, "category": f"c{i % 3}", "root_cause": ""},
+        )
+        for i in range(40)
+    ]
+    records.append(
+        record(
+            trajectory_id="xss",
+            created_at=5000,
+            data_id=XSS_IMG,
+            steps=[
+                {"role": "assistant", "content": XSS_SCRIPT},
+                {"role": "tool", "content": XSS_IMG},
+                {"role": "user", "content": "[click](javascript:window.__xss=3)"},
+            ],
+        )
+    )
+    run_import(write_jsonl(records))
+    return store
+
+
+def _row_ids(page) -> list[str]:
+    return page.locator("#result_list tbody input.action-select").evaluate_all("boxes => boxes.map(b => b.value)")
+
+
+def test_list_filters_sorts_and_pages(page):
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert "41 results" in page.locator("#changelist-search").inner_text()
+    page.click("#changelist-filter a[title=alpha]")
+    page.wait_for_url(re.compile(r".*agent_name=alpha"))
+    assert "20 results" in page.locator("#changelist-search").inner_text()
+    page.click("#result_list thead th.column-reward a")
+    page.wait_for_url(re.compile(r".*ordering=reward"))
+    assert _row_ids(page)[:3] == ["t01", "t03", "t05"]
+    page.click("#result_list thead th.column-reward a")
+    page.wait_for_url(re.compile(r".*ordering=-reward"))
+    assert _row_ids(page)[:2] == ["t39", "t37"]
+    page.click(".active-filters a[aria-label='remove agent_name']")
+    page.wait_for_url(re.compile(r".*/trajectories/\?ordering=-reward$"))
+    page.click(".paginator a:text-is('25')")
+    page.wait_for_url(re.compile(r".*page_size=25"))
+    assert "page 1 of 2 · 41 trajectories" in page.locator(".paginator").inner_text()
+    page.click(".paginator a:text-is('2')")
+    page.wait_for_url(re.compile(r".*page=2"))
+    assert len(_row_ids(page)) == 16
+    assert _row_ids(page)[0] == "t15" and _row_ids(page)[-1] == "t00"
+    page.fill("#changelist-filter input[name=reward_min]", "0.5")
+    page.click("#range-form button")
+    page.wait_for_url(re.compile(r".*reward_min=0.5$"))
+    assert "reward_max" not in page.url, "empty range inputs are dropped from the shareable URL"
+    assert "21 results" in page.locator("#changelist-search").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "list.png"), full_page=True)
+
+
+def test_detail_bookmark_and_analysis_are_kept(page, stored):
+    page.goto(f"{page.base}/trajectories/?ordering=trajectory_id")
+    page.click("#result_list a >> text=t01")
+    page.wait_for_url(re.compile(r".*/trajectories/t01/"))
+    url = page.url
+    page.click("#bookmark-toggle")
+    page.wait_for_function("document.getElementById('bookmark-toggle').textContent.includes('Bookmarked')")
+    assert page.url == url, "the bookmark toggles without a reload"
+    page.select_option("#id_is_success", "false")
+    page.fill("#id_category", "wrong_tool")
+    page.fill("#id_root_cause", "called search for arithmetic")
+    page.fill("#id_tags", "review, arith")
+    page.click("#save-annotation")
+    page.wait_for_function("document.getElementById('save-status').textContent.startsWith('saved')")
+    page.screenshot(path=str(ARTIFACTS / "detail.png"), full_page=True)
+    page.reload()
+    assert page.locator("#bookmark-toggle").inner_text() == "★ Bookmarked"
+    assert page.input_value("#id_category") == "wrong_tool"
+    assert page.input_value("#id_is_success") == "false"
+    assert page.input_value("#id_tags") == "review, arith"
+    record = stored.get(trajectory_id="t01")
+    assert (record["is_bookmarked"], record["root_cause"]) == (True, "called search for arithmetic")
+    page.keyboard.press("j")
+    page.wait_for_url(re.compile(r".*/trajectories/t02/"))
+    page.keyboard.press("k")
+    page.wait_for_url(re.compile(r".*/trajectories/t01/"))
+
+
+def test_bulk_action_on_a_filtered_set(page, stored):
+    page.goto(f"{page.base}/trajectories/?agent_name=beta")
+    page.check("#select-all-matching")
+    page.select_option("#action-select", "add_tag")
+    page.fill("#action-value", "beta-batch")
+    page.click("#changelist-form button[type=submit]")
+    assert "add a tag to 20 trajectories" in page.locator("#confirm-summary").inner_text()
+    page.click("#confirm-button")
+    page.wait_for_url(re.compile(r".*/trajectories/\?agent_name=beta"))
+    assert "Done: add a tag to 20 trajectories." in page.locator(".messagelist").inner_text()
+    page.goto(f"{page.base}/trajectories/?tag=beta-batch")
+    assert "20 results" in page.locator("#changelist-search").inner_text()
+
+
+def test_upload_shows_the_import_result(page, tmp_path, record, settings):
+    settings.VAR_DIR = tmp_path
+    dump = tmp_path / "upload.jsonl"
+    lines = [__import__("json").dumps(record(trajectory_id=f"up{i}")) for i in range(5)] + ['{"data_id": 1}']
+    dump.write_text("\n".join(lines) + "\n")
+    page.goto(f"{page.base}/trajectories/import/")
+    page.set_input_files("#id_files", str(dump))
+    page.click("#import-submit")
+    page.wait_for_function("document.getElementById('job-status').textContent.includes('rejected')", timeout=30_000)
+    assert page.locator("#job-imported").inner_text() == "5"
+    assert "upload.jsonl:6: record: unrecognised shape" in page.locator("#job-errors").inner_text()
+    assert "/uploads/" not in page.locator("#job-errors").inner_text(), "errors name the uploaded file, not a path"
+    page.screenshot(path=str(ARTIFACTS / "import.png"), full_page=True)
+
+
+def test_model_output_renders_as_text_and_never_runs(page):
+    page.goto(f"{page.base}/trajectories/xss/")
+    timeline = page.locator("#timeline").inner_text()
+    assert XSS_SCRIPT in timeline and XSS_IMG in timeline
+    assert page.evaluate("window.__xss") is None
+    page.goto(f"{page.base}/trajectories/?search=xss")
+    assert XSS_IMG in page.locator("#result_list").inner_text()
+    assert page.evaluate("window.__xss") is None

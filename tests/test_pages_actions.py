@@ -1,0 +1,67 @@
+"""Bulk actions from the list: confirmation with the count, then the change; export streams JSONL."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+URL = reverse("trajectories:actions")
+
+
+@pytest.fixture
+def stored(store, record, write_jsonl, run_import):
+    run_import(write_jsonl([record(trajectory_id=f"t{i}", agent_name="alpha" if i < 6 else "beta") for i in range(10)]))
+    return store
+
+
+def test_action_on_checked_rows_asks_then_applies(staff_client, stored):
+    form = {"action": "category", "value": "triaged", "ids": ["t1", "t2"], "query": "agent_name=alpha"}
+    confirm = staff_client.post(URL, form)
+    assert "set the category of</strong> <strong>2</strong> trajectories" in confirm.content.decode()
+    assert stored.get(trajectory_id="t1")["category"] == "correct"
+    done = staff_client.post(URL, {**form, "confirmed": "yes"})
+    assert done.status_code == 302 and done["Location"] == "/trajectories/?agent_name=alpha"
+    assert [stored.get(trajectory_id=i)["category"] for i in ("t1", "t2", "t3")] == ["triaged", "triaged", "correct"]
+
+
+def test_action_on_everything_matching_the_filters(staff_client, stored):
+    form = {"action": "add_tag", "value": "beta-run", "select_all": "1", "query": "agent_name=beta"}
+    assert "<strong>4</strong> trajectories" in staff_client.post(URL, form).content.decode()
+    staff_client.post(URL, {**form, "confirmed": "yes"})
+    tagged = stored.page(query=__import__("trajectories.query", fromlist=["q"]).TrajectoryQuery(tags=("beta-run",)))
+    assert sorted(row["trajectory_id"] for row in tagged.rows) == ["t6", "t7", "t8", "t9"]
+
+
+def test_actions_needing_a_value_or_a_selection_say_so(staff_client, stored):
+    response = staff_client.post(URL, {"action": "category", "ids": ["t1"]}, follow=True)
+    assert "needs a value" in response.content.decode()
+    response = staff_client.post(URL, {"action": "bookmark"}, follow=True)
+    assert "No trajectories selected" in response.content.decode()
+
+
+def test_export_streams_reimportable_jsonl(staff_client, stored, tmp_path, run_import):
+    response = staff_client.post(URL, {"action": "export", "select_all": "1", "query": "agent_name=beta"})
+    assert response["Content-Type"] == "application/x-ndjson"
+    body = b"".join(response.streaming_content)
+    lines = [json.loads(line) for line in body.splitlines()]
+    assert sorted(line["trajectory_id"] for line in lines) == ["t6", "t7", "t8", "t9"]
+    assert lines[0]["steps"][2]["tool_calls"][0]["name"] == "calculator"
+    stored.delete(trajectory_ids=["t6"])
+    path = tmp_path / "export.jsonl"
+    path.write_bytes(body)
+    out, _, error = run_import(path)
+    assert error is None and "1 imported, 0 updated, 3 duplicates skipped" in out
+
+
+def test_delete_needs_the_permission(staff_client, stored, django_user_model):
+    form = {"action": "delete", "ids": ["t1"], "confirmed": "yes"}
+    assert staff_client.post(URL, form).status_code == 403
+    user = django_user_model.objects.get(username="staff")
+    user.user_permissions.add(Permission.objects.get(codename="delete_trajectory"))
+    staff_client.force_login(user)
+    assert staff_client.post(URL, form).status_code == 302
+    assert stored.get(trajectory_id="t1") is None

@@ -1,0 +1,34 @@
+"""The overview page and the admin index entry."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+
+def test_overview_counts_runs_agents_and_bookmarks(staff_client, store, record, write_jsonl, run_import):
+    run_import(
+        write_jsonl(
+            [
+                record(trajectory_id="a", is_bookmarked=True),
+                record(trajectory_id="b", training_id="run-b", agent_name="agent-y"),
+            ]
+        )
+    )
+    body = staff_client.get(reverse("trajectories:home")).content.decode()
+    assert "Trajectories: 2" in body
+    assert 'href="/trajectories/?training_id=run-b">run-b</a></th><td>1</td>' in body
+    assert "Bookmarked (1)" in body and 'href="/trajectories/a/?is_bookmarked=true"' in body
+
+
+def test_overview_of_an_empty_store(staff_client, store):
+    assert "No trajectories yet." in staff_client.get(reverse("trajectories:home")).content.decode()
+
+
+def test_admin_index_lists_trajectories_and_links_to_the_list(admin_client, store):
+    body = admin_client.get(reverse("admin:index")).content.decode()
+    assert "Trajectories" in body and "Import jobs" in body
+    response = admin_client.get(reverse("admin:trajectories_trajectoryaccess_changelist"))
+    assert response.status_code == 302 and response["Location"] == reverse("trajectories:list")

@@ -1,0 +1,55 @@
+"""The import page: upload, background import, progress, result, report, history."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from trajectories.models import ImportJob
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _wait(job_id: int) -> ImportJob:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        job = ImportJob.objects.get(pk=job_id)
+        if job.finished_at:
+            return job
+        time.sleep(0.05)
+    raise AssertionError("import did not finish")
+
+
+def test_upload_imports_in_background_and_reports(staff_client, store, record, settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    good = "\n".join([__import__("json").dumps(record(trajectory_id=f"u{i}")) for i in range(3)])
+    upload = SimpleUploadedFile("../../etc/dump.jsonl", (good + "\n{broken\n").encode())
+    response = staff_client.post(
+        reverse("trajectories:import"), {"files": [upload], "on_duplicate": "skip", "training_id": "web-run"}
+    )
+    assert response.status_code == 302
+    job = _wait(int(response["Location"].rstrip("/").split("/")[-1]))
+    assert (job.status, job.imported, job.rejected, job.origin) == ("partial", 3, 1, "web")
+    assert all(str(tmp_path / "uploads") in source for source in job.sources), "uploads stay in their folder"
+    page = staff_client.get(response["Location"]).content.decode()
+    assert "3</strong> imported" in page and "invalid JSON" in page and "dump.jsonl" in page
+    status = staff_client.get(reverse("trajectories:import-job-status", args=[job.pk])).json()
+    assert status["finished"] and status["fraction"] == 1.0
+    report = staff_client.get(reverse("trajectories:import-job-report", args=[job.pk]))
+    assert b"json: invalid JSON" in b"".join(report.streaming_content)
+    assert store.get(trajectory_id="u1")["training_id"] == "run-a"
+    history = staff_client.get(reverse("trajectories:import")).content.decode()
+    assert f'href="/trajectories/import/{job.pk}/"' in history
+
+
+def test_upload_refuses_unknown_types_and_oversized_files(staff_client, store, settings):
+    settings.TRAJSITE_UPLOAD_MAX_BYTES = 10
+    files = [SimpleUploadedFile("a.exe", b"x"), SimpleUploadedFile("b.jsonl", b"{}" * 20)]
+    response = staff_client.post(reverse("trajectories:import"), {"files": files})
+    body = response.content.decode()
+    assert response.status_code == 400
+    assert "a.exe: not a .jsonl" in body and "b.jsonl: 40 bytes is over the 10 limit" in body
+    assert not ImportJob.objects.exists()

@@ -1,0 +1,1 @@
+"""Server-rendered staff pages. They read through `trajectories.store` and write through `services`."""

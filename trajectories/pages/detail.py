@@ -1,0 +1,140 @@
+"""One trajectory: header, annotation, the steps timeline, previous/next in the list, raw JSON."""
+
+from __future__ import annotations
+
+import orjson
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from trajectories import query as q
+from trajectories import services
+from trajectories.exporting import to_canonical
+from trajectories.store import UNSET, AnnotationChange, get_store
+
+from .steps import STEPS_PER_PAGE, display_steps, raw_step_text
+
+STEPS_FROM_VAR = "steps_from"
+CATEGORY_SUGGESTIONS = 50
+
+
+@staff_member_required
+def trajectory_detail(request: HttpRequest, trajectory_id: str) -> HttpResponse:
+    record = _record(trajectory_id)
+    steps = orjson.loads(record.pop("steps"))
+    start = _steps_from(request, len(steps))
+    list_params = _list_params(request)
+    previous_id, next_id, index, count = get_store().neighbours(
+        query=_list_query(list_params), trajectory_id=trajectory_id
+    )
+    context = {
+        "record": record,
+        "metadata": orjson.dumps(orjson.loads(record["metadata"]), option=orjson.OPT_INDENT_2).decode()
+        if record.get("metadata")
+        else "",
+        "steps": display_steps(steps, start=start),
+        "step_total": len(steps),
+        "steps_start": start,
+        "steps_next": start + STEPS_PER_PAGE if start + STEPS_PER_PAGE < len(steps) else None,
+        "list_params": list_params.urlencode(),
+        "previous_id": previous_id,
+        "next_id": next_id,
+        "position": None if index is None else index + 1,
+        "list_count": count,
+        "categories": [value for value, _ in get_store().facets()["category"][:CATEGORY_SUGGESTIONS]],
+        "rewards": [(name, record.get(name)) for name in ("reward", "toolcall_reward", "res_reward")],
+    }
+    return render(request, "trajectories/detail.html", context)
+
+
+@staff_member_required
+def trajectory_steps(request: HttpRequest, trajectory_id: str) -> HttpResponse:
+    """A run of steps as an HTML fragment: "load more" on long trajectories."""
+    record = _record(trajectory_id)
+    steps = orjson.loads(record["steps"])
+    start = _steps_from(request, len(steps))
+    context = {
+        "steps": display_steps(steps, start=start),
+        "record": record,
+        "step_total": len(steps),
+        "steps_next": start + STEPS_PER_PAGE if start + STEPS_PER_PAGE < len(steps) else None,
+        "list_params": _list_params(request).urlencode(),
+    }
+    return render(request, "trajectories/_steps.html", context)
+
+
+@staff_member_required
+def trajectory_step_raw(request: HttpRequest, trajectory_id: str, index: int) -> HttpResponse:
+    steps = orjson.loads(_record(trajectory_id)["steps"])
+    if not 0 <= index < len(steps):
+        raise Http404(f"step {index} does not exist ({len(steps)} steps)")
+    response = HttpResponse(raw_step_text(steps[index]), content_type="text/plain; charset=utf-8")
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@staff_member_required
+def trajectory_raw(request: HttpRequest, trajectory_id: str) -> HttpResponse:
+    canonical = to_canonical(_record(trajectory_id))
+    response = JsonResponse(canonical, json_dumps_params={"indent": 2, "ensure_ascii": False})
+    if request.GET.get("download"):
+        response["Content-Disposition"] = 'attachment; filename="trajectory.json"'
+    return response
+
+
+@staff_member_required
+@require_POST
+def trajectory_annotate(request: HttpRequest, trajectory_id: str) -> HttpResponse:
+    """The annotation form without JavaScript (with it, the page PATCHes the API instead)."""
+    _record(trajectory_id)
+    change = _change_from_form(request.POST)
+    services.annotate(trajectory_ids=[trajectory_id], change=change, user=request.user)
+    messages.success(request, "Saved.")
+    url = reverse("trajectories:detail", args=[trajectory_id])
+    params = request.POST.get("list_params", "")
+    return redirect(f"{url}?{params}" if params else url)
+
+
+def _change_from_form(form: QueryDict) -> AnnotationChange:
+    if "toggle_bookmark" in form:
+        return AnnotationChange(is_bookmarked=form.get("toggle_bookmark") == "on")
+    success = {"true": True, "false": False, "": None}.get(form.get("is_success", ""), UNSET)
+    tags = tuple(dict.fromkeys(tag.strip() for tag in form.get("tags", "").split(",") if tag.strip()))
+    return AnnotationChange(
+        is_success=success,
+        category=form.get("category", "").strip()[:200] or None,
+        root_cause=form.get("root_cause", "").strip()[:10_000] or None,
+        notes=form.get("notes", "").strip()[:10_000] or None,
+        tags=tags,
+    )
+
+
+def _record(trajectory_id: str) -> dict:
+    record = get_store().get(trajectory_id=trajectory_id)
+    if record is None:
+        raise Http404(f"No trajectory {trajectory_id!r}")
+    return record
+
+
+def _steps_from(request: HttpRequest, total: int) -> int:
+    try:
+        start = int(request.GET.get(STEPS_FROM_VAR, 0))
+    except ValueError:
+        start = 0
+    return min(max(start, 0), max(total - 1, 0))
+
+
+def _list_params(request: HttpRequest) -> QueryDict:
+    params = request.GET.copy()
+    params.pop(STEPS_FROM_VAR, None)
+    return params
+
+
+def _list_query(params: QueryDict) -> q.TrajectoryQuery:
+    try:
+        return q.parse_query(params)
+    except q.QueryError:
+        return q.TrajectoryQuery()

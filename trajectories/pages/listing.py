@@ -1,0 +1,215 @@
+"""The list page (changelist): filters, facets, sorting, paging, columns and bulk actions."""
+
+from __future__ import annotations
+
+import math
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import redirect, render
+
+from trajectories import query as q
+from trajectories.store import get_store
+
+from .urlstate import COLUMNS, COLUMNS_VAR, PAGE_SIZES, UrlState
+
+RANGE_FIELDS = (
+    ("reward", "Reward", "0.01"),
+    ("toolcall_reward", "Tool-call reward", "0.01"),
+    ("res_reward", "Result reward", "0.01"),
+    ("step_count", "Steps", "1"),
+    ("exec_time", "Exec time (s)", "0.1"),
+    ("epoch_id", "Epoch", "1"),
+    ("iteration_id", "Iteration", "1"),
+)
+FACETS = (
+    ("agent_name", "agent_name", "Agent"),
+    ("training_id", "training_id", "Training run"),
+    ("category", q.CATEGORY_VAR, "Category"),
+    ("tools", q.TOOL_VAR, "Used tool"),
+    ("tags", q.TAG_VAR, "Tag"),
+)
+_FACET_LIMIT = 30
+
+
+@staff_member_required
+def trajectory_list(request: HttpRequest) -> HttpResponse:
+    if any(value == "" for _, values in request.GET.lists() for value in values):
+        # Forms submit their empty inputs too; keep shared URLs to the parameters that mean something.
+        return redirect(UrlState(_without_empty(request.GET)).url(page=request.GET.get(q.PAGE_VAR) or None))
+    state = UrlState(request.GET)
+    try:
+        query = q.parse_query(request.GET)
+    except q.QueryError as error:
+        context = {"error": error, "state": state, "clear_url": state.without(error.parameter)}
+        return render(request, "trajectories/list.html", context, status=400)
+    store = get_store()
+    result = store.page(query=query)
+    pages = max(1, math.ceil(result.count / query.page_size))
+    if query.page > pages:
+        raise Http404(f"page {query.page} is past the end: {result.count} results make {pages} pages")
+    columns = state.columns()
+    context = {
+        "rows": result.rows,
+        "count": result.count,
+        "total": store.count() if query.is_filtered else result.count,
+        "query": query,
+        "state": state,
+        "list_params": state.list_params(),
+        "headers": _headers(state, query, columns),
+        "columns": columns,
+        "column_choices": [(key, label, key in columns) for key, label, _ in COLUMNS],
+        "facets": _facets(state, store, query),
+        "booleans": _boolean_filters(state),
+        "ranges": _ranges(state),
+        "range_hidden": _hidden(
+            state, {f"{name}{suffix}" for name, _, _ in RANGE_FIELDS for suffix in ("_min", "_max")}
+        ),
+        "search_hidden": _hidden(state, {q.SEARCH_VAR}),
+        "columns_hidden": _hidden(state, {COLUMNS_VAR}),
+        "active_filters": [
+            (name, value, state.without(name, str(value) if name in _MULTI else None))
+            for name, value in q.describe_filters(query)
+        ],
+        "emptied_by": _emptied_by(request.GET, store) if result.count == 0 and query.is_filtered else [],
+        "page_links": _page_links(state, query.page, pages),
+        "pages": pages,
+        "page_sizes": [(size, state.url(page_size=size), size == query.page_size) for size in PAGE_SIZES],
+        "can_delete": request.user.has_perm("trajectories.delete_trajectory"),
+    }
+    return render(request, "trajectories/list.html", context)
+
+
+_MULTI = {*q.TEXT_FIELDS, q.CATEGORY_VAR, q.TAG_VAR, q.TOOL_VAR, *q.NUMBER_FIELDS}
+
+
+def _without_empty(params: QueryDict) -> QueryDict:
+    cleaned = QueryDict(mutable=True)
+    for name, values in params.lists():
+        kept = [value for value in values if value != ""]
+        if kept:
+            cleaned.setlist(name, kept)
+    return cleaned
+
+
+def _headers(state: UrlState, query: q.TrajectoryQuery, columns: tuple[str, ...]) -> list[dict]:
+    primary, descending = query.ordering[0]
+    headers = []
+    for key, label, sort_field in COLUMNS:
+        if key not in columns:
+            continue
+        header = {"key": key, "label": label, "sorted": None, "url": None}
+        if sort_field:
+            header["sorted"] = ("desc" if descending else "asc") if sort_field == primary else None
+            flip = sort_field == primary and not descending
+            header["url"] = state.url(ordering=("-" if flip else "") + sort_field)
+        headers.append(header)
+    return headers
+
+
+def _facets(state: UrlState, store, query: q.TrajectoryQuery) -> list[dict]:
+    everything = store.facets()
+    matching = store.facets(query=query) if query.is_filtered else everything
+    blocks = []
+    for field, parameter, title in FACETS:
+        counts = dict(matching[field])
+        values = [value for value, _ in everything[field]][:_FACET_LIMIT]
+        values += [value for value in state.params.getlist(parameter) if value not in values]
+        items = [
+            {
+                "label": value,
+                "count": counts.get(value, 0),
+                "url": state.toggled(parameter, value),
+                "active": state.is_active(parameter, value),
+            }
+            for value in values
+        ]
+        if items:
+            blocks.append(
+                {
+                    "title": title,
+                    "parameter": parameter,
+                    "items": items,
+                    "all_url": state.without(parameter),
+                    "any_active": bool(state.params.getlist(parameter)),
+                    "more": max(0, len(everything[field]) - _FACET_LIMIT),
+                }
+            )
+    return blocks
+
+
+def _boolean_filters(state: UrlState) -> list[dict]:
+    choices = {
+        "is_success": (("true", "Success"), ("false", "Failure"), ("null", "Not judged")),
+        "is_bookmarked": (("true", "Bookmarked"), ("false", "Not bookmarked")),
+    }
+    blocks = []
+    for name, options in choices.items():
+        current = state.params.get(name)
+        items = [
+            {"label": label, "url": state.url(**{name: value}), "active": current == value} for value, label in options
+        ]
+        blocks.append(
+            {
+                "title": "Success" if name == "is_success" else "Bookmark",
+                "items": items,
+                "all_url": state.without(name),
+                "any_active": current is not None,
+            }
+        )
+    return blocks
+
+
+def _ranges(state: UrlState) -> list[dict]:
+    return [
+        {
+            "name": name,
+            "label": label,
+            "step": step,
+            "min": state.params.get(f"{name}_min", ""),
+            "max": state.params.get(f"{name}_max", ""),
+        }
+        for name, label, step in RANGE_FIELDS
+    ]
+
+
+def _hidden(state: UrlState, excluded: set[str]) -> list[tuple[str, str]]:
+    return [
+        (name, value)
+        for name, values in state.params.lists()
+        if name not in excluded and name != q.PAGE_VAR
+        for value in values
+    ]
+
+
+def _emptied_by(params: QueryDict, store) -> list[dict]:
+    """For an empty result: how many rows each active filter alone was hiding."""
+    found = []
+    for name, values in params.lists():
+        if name in {q.PAGE_VAR, q.PAGE_SIZE_VAR, q.ORDERING_VAR, COLUMNS_VAR}:
+            continue
+        for value in values:
+            relaxed = params.copy()
+            relaxed.setlist(name, [item for item in values if item != value])
+            count = store.count_matching(query=q.parse_query(relaxed))
+            if count:
+                found.append(
+                    {
+                        "name": name,
+                        "value": value,
+                        "count": count,
+                        "url": UrlState(params).without(name, value if name in _MULTI else None),
+                    }
+                )
+    return sorted(found, key=lambda item: -item["count"])
+
+
+def _page_links(state: UrlState, page: int, pages: int) -> list[dict]:
+    wanted = sorted({1, 2, pages - 1, pages, *range(page - 2, page + 3)} & set(range(1, pages + 1)))
+    links, previous = [], 0
+    for number in wanted:
+        if number - previous > 1:
+            links.append({"gap": True})
+        links.append({"number": number, "url": state.url(page=number), "current": number == page})
+        previous = number
+    return links

@@ -1,0 +1,78 @@
+"""Every list state lives in the URL: helpers that change one parameter and keep the rest."""
+
+from __future__ import annotations
+
+from django.http import QueryDict
+
+from trajectories import query as q
+
+COLUMNS_VAR = "columns"
+# Columns of the list page: (key, header, sort field or None).
+COLUMNS = (
+    ("trajectory_id", "Trajectory", "trajectory_id"),
+    ("data_id", "Data id", "data_id"),
+    ("agent_name", "Agent", "agent_name"),
+    ("training_id", "Training run", "training_id"),
+    ("epoch_id", "Epoch", "epoch_id"),
+    ("iteration_id", "Iteration", "iteration_id"),
+    ("sample_id", "Sample", "sample_id"),
+    ("reward", "Reward", "reward"),
+    ("toolcall_reward", "Tool-call reward", "toolcall_reward"),
+    ("res_reward", "Result reward", "res_reward"),
+    ("step_count", "Steps", "step_count"),
+    ("exec_time", "Exec time (s)", "exec_time"),
+    ("tools", "Tools", None),
+    ("is_success", "Success", "is_success"),
+    ("category", "Category", "category"),
+    ("tags", "Tags", None),
+    ("is_bookmarked", "Bookmark", "is_bookmarked"),
+    ("created_at", "Created", "created_at"),
+)
+DEFAULT_COLUMNS = tuple(
+    key for key, _, _ in COLUMNS if key not in {"toolcall_reward", "res_reward", "tags", "created_at"}
+)
+PAGE_SIZES = (25, 50, 100, 200, 500)
+
+
+class UrlState:
+    def __init__(self, params: QueryDict) -> None:
+        self.params = params.copy()
+
+    def url(self, **changes) -> str:
+        """'?…' with each given parameter replaced (None removes it); the page resets unless given."""
+        params = self.params.copy()
+        if q.PAGE_VAR not in changes:
+            params.pop(q.PAGE_VAR, None)
+        for name, value in changes.items():
+            params.pop(name, None)
+            if value is None:
+                continue
+            if isinstance(value, list | tuple):
+                params.setlist(name, [str(item) for item in value])
+            else:
+                params[name] = str(value)
+        encoded = params.urlencode()
+        return "?" + encoded if encoded else "?"
+
+    def toggled(self, name: str, value: str) -> str:
+        """Add `value` to a multi-value filter, or remove it when present."""
+        values = self.params.getlist(name)
+        values = [item for item in values if item != value] if value in values else [*values, value]
+        return self.url(**{name: values or None})
+
+    def without(self, name: str, value: str | None = None) -> str:
+        if value is None:
+            return self.url(**{name: None})
+        return self.url(**{name: [item for item in self.params.getlist(name) if item != value] or None})
+
+    def is_active(self, name: str, value: str) -> bool:
+        return value in self.params.getlist(name)
+
+    def columns(self) -> tuple[str, ...]:
+        wanted = {key for text in self.params.getlist(COLUMNS_VAR) for key in text.split(",")}
+        chosen = tuple(key for key, _, _ in COLUMNS if key in wanted)
+        return chosen or DEFAULT_COLUMNS
+
+    def list_params(self) -> str:
+        """The query string without display-only parameters, for links that carry the list along."""
+        return self.params.urlencode()

@@ -1,0 +1,21 @@
+"""A Content-Security-Policy for trajsite's own pages: trajectory content is untrusted model output,
+so even markup that slipped past escaping could not run a script or load from elsewhere."""
+
+from __future__ import annotations
+
+POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+_PROTECTED = ("/trajectories/",)
+
+
+class ContentSecurityPolicyMiddleware:
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if request.path == "/" or request.path.startswith(_PROTECTED):
+            response.setdefault("Content-Security-Policy", POLICY)
+        return response
