@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 import orjson
 from django.http import QueryDict
 from django.urls import reverse
 from rest_framework import serializers
 
 from trajectories import query as q
+from trajectories.links import id_segment
 from trajectories.store import UNSET, AnnotationChange
 
 MAX_TAG_LENGTH = 100
 MAX_TEXT_LENGTH = 10_000
 MAX_BULK_IDS = 100_000
-# What Django's reverse() leaves unescaped in a path segment, minus "/" (ids may contain one).
-_URL_SAFE = "!$&'()*+,;=~:@"
 
 
 class TrajectorySummarySerializer(serializers.Serializer):
@@ -54,7 +51,7 @@ class TrajectorySummarySerializer(serializers.Serializer):
         prefix = self.context.get("url_prefix")
         if prefix is None:
             prefix = self.context["url_prefix"] = request.build_absolute_uri(reverse("api:trajectory-list"))
-        return f"{prefix}{quote(row['trajectory_id'], safe=_URL_SAFE)}/"
+        return f"{prefix}{id_segment(row['trajectory_id'])}/"
 
     def to_representation(self, row) -> dict:
         # Hand-rolled for list pages: DRF's field-by-field path costs more than the query itself.

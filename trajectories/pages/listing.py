@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from trajectories import query as q
 from trajectories.store import get_store
 
+from .cells import table_rows
 from .urlstate import COLUMNS, COLUMNS_VAR, PAGE_SIZES, UrlState
 
 RANGE_FIELDS = (
@@ -51,6 +52,7 @@ def trajectory_list(request: HttpRequest) -> HttpResponse:
     columns = state.columns()
     context = {
         "rows": result.rows,
+        "table_rows": table_rows(result.rows, columns, state.list_params()),
         "count": result.count,
         "total": store.count() if query.is_filtered else result.count,
         "query": query,

@@ -31,6 +31,7 @@ INT_COLUMNS = ("step_count", "tool_call_count", "epoch_id", "iteration_id", "sam
 PROJECTED_COLUMNS = ("trajectory_id", *CODED_FIELDS, *FLOAT_COLUMNS, *INT_COLUMNS, "created_at", "tools")
 ANNOTATION_SORT_FIELDS = ("is_bookmarked", "is_success", "category")
 _INT_NULL = np.iinfo(np.int64).min
+_CACHED_MASKS = 8
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -273,6 +274,21 @@ class Projection:
         return self.select(everything)[0]
 
     def mask(self, query: TrajectoryQuery) -> np.ndarray | None:
+        """Rows matching the query's filters (None: all). The last few are kept: a page, its facets
+        and its count ask for the same mask."""
+        key = query.filter_key()
+        masks = self.cache.setdefault("masks", {})
+        if key in masks:
+            return masks[key]
+        mask = self._mask(query)
+        if mask is not None:
+            mask.setflags(write=False)
+        if len(masks) >= _CACHED_MASKS:
+            masks.pop(next(iter(masks)))
+        masks[key] = mask
+        return mask
+
+    def _mask(self, query: TrajectoryQuery) -> np.ndarray | None:
         notes = self.annotations
         masks = [self._text_mask(name, match) for name, match in query.text.items()]
         masks.extend(self._number_mask(name, match) for name, match in query.numbers.items())

@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from django import template
 
-register = template.Library()
+from trajectories.pages.cells import EMPTY, cell_text
 
-_EMPTY = "—"
+register = template.Library()
 
 
 @register.filter
 def cell(row: dict, key: str) -> str:
-    value = row.get(key)
-    if value is None or value == []:
-        return _EMPTY
-    if key in {"reward", "toolcall_reward", "res_reward"}:
-        return f"{value:.4g}"
-    if key == "exec_time":
-        return f"{value:,.1f}"
-    if key == "is_success":
-        return "yes" if value else "no"
-    if key == "is_bookmarked":
-        return "★" if value else ""
-    if isinstance(value, list):
-        return ", ".join(value)
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M")
-    return str(value)
+    return cell_text(row, key)
 
 
 @register.filter
@@ -39,7 +22,7 @@ def get(mapping: dict, key: str):
 @register.filter
 def human_bytes(count: int | None) -> str:
     if count is None:
-        return _EMPTY
+        return EMPTY
     size = float(count)
     for unit in ("B", "KB", "MB", "GB"):
         if size < 1024 or unit == "GB":

@@ -1,0 +1,59 @@
+"""List cells as text, and whole table rows as escaped HTML built in Python.
+
+A 50-row list renders ~900 values; Django's template engine spent more time on them than the query
+took, so rows are assembled here, every value passing through `escape`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.urls import reverse
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+from trajectories.links import id_segment
+
+EMPTY = "—"
+
+
+def cell_text(row: dict[str, Any], key: str) -> str:
+    value = row.get(key)
+    if value is None or value == []:
+        return EMPTY
+    if key in {"reward", "toolcall_reward", "res_reward"}:
+        return f"{value:.4g}"
+    if key == "exec_time":
+        return f"{value:,.1f}"
+    if key == "is_success":
+        return "yes" if value else "no"
+    if key == "is_bookmarked":
+        return "★" if value else ""
+    if isinstance(value, list):
+        return ", ".join(value)
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
+def table_rows(rows: list[dict[str, Any]], columns: tuple[str, ...], list_params: str) -> list[SafeString]:
+    detail_prefix = reverse("trajectories:list")
+    suffix = f"?{list_params}" if list_params else ""
+    rendered = []
+    for row in rows:
+        trajectory_id = row["trajectory_id"]
+        parts = [
+            f'<tr><td class="action-checkbox"><input type="checkbox" name="ids" value="{escape(trajectory_id)}"'
+            f' class="action-select" aria-label="select {escape(trajectory_id)}"></td>'
+        ]
+        for key in columns:
+            if key == "trajectory_id":
+                href = f"{detail_prefix}{id_segment(trajectory_id)}/{suffix}"
+                shown = trajectory_id if len(trajectory_id) <= 48 else trajectory_id[:47] + "…"
+                parts.append(f'<th class="field-trajectory_id"><a href="{escape(href)}">{escape(shown)}</a></th>')
+            else:
+                parts.append(f'<td class="field-{key}">{escape(cell_text(row, key))}</td>')
+        parts.append("</tr>")
+        rendered.append(mark_safe("".join(parts)))
+    return rendered
