@@ -62,6 +62,18 @@ def record():
     return make
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Each test starts with none of this suite's keys in Redis (its own database and prefix)."""
+    from django.core.cache import cache as redis_cache
+
+    from trajectories import cache
+
+    redis_cache.delete_pattern("*")
+    cache.reset_process_state()
+    yield
+
+
 @pytest.fixture
 def store(settings, tmp_path):
     settings.TRAJSITE_DATA_DIR = str(tmp_path / "lancedb")

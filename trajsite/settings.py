@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -98,26 +99,30 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Under pytest the defaults are a database and key prefix of their own: the machine's Redis is shared.
+TESTING = "pytest" in sys.modules
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15" if TESTING else "redis://127.0.0.1:6379/0")
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "trajsite"),
+        "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "trajsite-test" if TESTING else "trajsite"),
         "OPTIONS": {
-            "SOCKET_CONNECT_TIMEOUT": 0.5,
+            "SOCKET_CONNECT_TIMEOUT": 0.25,
             "SOCKET_TIMEOUT": 0.5,
-            # A dead Redis must not take the site down: reads fall through to the store.
-            "IGNORE_EXCEPTIONS": True,
+            "CONNECTION_POOL_KWARGS": {"max_connections": 64},
+            # trajectories/cache.py handles failures itself: pages work uncached, one warning per outage.
+            "IGNORE_EXCEPTIONS": False,
         },
     }
 }
-DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 
 # Where trajectories live: a local directory or an object-store URI (s3://bucket/prefix, gs://, az://).
 TRAJSITE_DATA_DIR = os.environ.get("TRAJSITE_DATA_DIR", str(VAR_DIR / "lancedb"))
 # Rows per LanceDB write during imports: large batches keep fragments few and pages fast.
 TRAJSITE_IMPORT_BATCH_SIZE = env_int("TRAJSITE_IMPORT_BATCH_SIZE", 5000)
+# How stale a read may be when no cache generation says data changed (0: check LanceDB every request).
+TRAJSITE_VERSION_CHECK_SECONDS = float(os.environ.get("TRAJSITE_VERSION_CHECK_SECONDS", "0"))
 # Largest file the import page accepts (the command line has no limit).
 TRAJSITE_UPLOAD_MAX_BYTES = env_int("TRAJSITE_UPLOAD_MAX_BYTES", 1024**3)
 FILE_UPLOAD_TEMP_DIR = None

@@ -8,8 +8,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.response import Response
 
-from trajectories import services
-from trajectories.store import get_store
+from trajectories import cache, services
 
 from . import serializers as s
 from .filters import TrajectoryQueryFilter, parse_request
@@ -20,10 +19,10 @@ _ID_PATTERN = r".+"
 
 
 class StoreSelection:
-    """What DRF calls the queryset: the store, asked for one page of a parsed query."""
+    """What DRF calls the queryset: the (cached) store, asked for one page of a parsed query."""
 
     def page(self, query):
-        return get_store().page(query=query)
+        return cache.page(query)
 
 
 class TrajectoryViewSet(viewsets.GenericViewSet):
@@ -95,11 +94,11 @@ class TrajectoryViewSet(viewsets.GenericViewSet):
     def facets(self, request):
         """Distinct values and their counts among the trajectories matching the filters."""
         query = parse_request(request)
-        facets = get_store().facets(query=query if query.is_filtered else None)
+        facets = cache.facets(query)
         return Response({name: [{"value": v, "count": c} for v, c in values] for name, values in facets.items()})
 
     def _get(self, trajectory_id: str) -> dict:
-        record = get_store().get(trajectory_id=trajectory_id)
+        record = cache.trajectory(trajectory_id)
         if record is None:
             raise NotFound(f"no trajectory {trajectory_id!r}")
         return record

@@ -10,8 +10,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from trajectories import cache, services
 from trajectories import query as q
-from trajectories import services
 from trajectories.exporting import to_canonical
 from trajectories.store import UNSET, AnnotationChange, get_store
 
@@ -44,7 +44,7 @@ def trajectory_detail(request: HttpRequest, trajectory_id: str) -> HttpResponse:
         "next_id": next_id,
         "position": None if index is None else index + 1,
         "list_count": count,
-        "categories": [value for value, _ in get_store().facets()["category"][:CATEGORY_SUGGESTIONS]],
+        "categories": [value for value, _ in cache.facets()["category"][:CATEGORY_SUGGESTIONS]],
         "rewards": [(name, record.get(name)) for name in ("reward", "toolcall_reward", "res_reward")],
     }
     return render(request, "trajectories/detail.html", context)
@@ -113,7 +113,7 @@ def _change_from_form(form: QueryDict) -> AnnotationChange:
 
 
 def _record(trajectory_id: str) -> dict:
-    record = get_store().get(trajectory_id=trajectory_id)
+    record = cache.trajectory(trajectory_id)
     if record is None:
         raise Http404(f"No trajectory {trajectory_id!r}")
     return record

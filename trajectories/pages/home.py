@@ -6,20 +6,19 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from trajectories import cache
 from trajectories.models import ImportJob
 from trajectories.query import TrajectoryQuery
-from trajectories.store import get_store
 
 _BOOKMARKS_SHOWN = 10
 
 
 @staff_member_required
 def home(request: HttpRequest) -> HttpResponse:
-    store = get_store()
-    facets = store.facets()
-    bookmarked = store.page(query=TrajectoryQuery(booleans={"is_bookmarked": True}, page_size=_BOOKMARKS_SHOWN))
+    facets = cache.facets()
+    bookmarked = cache.page(TrajectoryQuery(booleans={"is_bookmarked": True}, page_size=_BOOKMARKS_SHOWN))
     context = {
-        "total": store.count(),
+        "total": cache.total(),
         "runs": facets["training_id"],
         "agents": facets["agent_name"],
         "categories": facets["category"][:10],

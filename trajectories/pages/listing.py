@@ -8,8 +8,8 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 
+from trajectories import cache
 from trajectories import query as q
-from trajectories.store import get_store
 
 from .cells import table_rows
 from .urlstate import COLUMNS, COLUMNS_VAR, PAGE_SIZES, UrlState
@@ -44,8 +44,7 @@ def trajectory_list(request: HttpRequest) -> HttpResponse:
     except q.QueryError as error:
         context = {"error": error, "state": state, "clear_url": state.without(error.parameter)}
         return render(request, "trajectories/list.html", context, status=400)
-    store = get_store()
-    result = store.page(query=query)
+    result = cache.page(query)
     pages = max(1, math.ceil(result.count / query.page_size))
     if query.page > pages:
         raise Http404(f"page {query.page} is past the end: {result.count} results make {pages} pages")
@@ -54,14 +53,14 @@ def trajectory_list(request: HttpRequest) -> HttpResponse:
         "rows": result.rows,
         "table_rows": table_rows(result.rows, columns, state.list_params()),
         "count": result.count,
-        "total": store.count() if query.is_filtered else result.count,
+        "total": cache.total() if query.is_filtered else result.count,
         "query": query,
         "state": state,
         "list_params": state.list_params(),
         "headers": _headers(state, query, columns),
         "columns": columns,
         "column_choices": [(key, label, key in columns) for key, label, _ in COLUMNS],
-        "facets": _facets(state, store, query),
+        "facets": _facets(state, query),
         "booleans": _boolean_filters(state),
         "ranges": _ranges(state),
         "range_hidden": _hidden(
@@ -73,7 +72,7 @@ def trajectory_list(request: HttpRequest) -> HttpResponse:
             (name, value, state.without(name, str(value) if name in _MULTI else None))
             for name, value in q.describe_filters(query)
         ],
-        "emptied_by": _emptied_by(request.GET, store) if result.count == 0 and query.is_filtered else [],
+        "emptied_by": _emptied_by(request.GET) if result.count == 0 and query.is_filtered else [],
         "page_links": _page_links(state, query.page, pages),
         "pages": pages,
         "page_sizes": [(size, state.url(page_size=size), size == query.page_size) for size in PAGE_SIZES],
@@ -109,9 +108,9 @@ def _headers(state: UrlState, query: q.TrajectoryQuery, columns: tuple[str, ...]
     return headers
 
 
-def _facets(state: UrlState, store, query: q.TrajectoryQuery) -> list[dict]:
-    everything = store.facets()
-    matching = store.facets(query=query) if query.is_filtered else everything
+def _facets(state: UrlState, query: q.TrajectoryQuery) -> list[dict]:
+    everything = cache.facets()
+    matching = cache.facets(query) if query.is_filtered else everything
     blocks = []
     for field, parameter, title in FACETS:
         counts = dict(matching[field])
@@ -184,7 +183,7 @@ def _hidden(state: UrlState, excluded: set[str]) -> list[tuple[str, str]]:
     ]
 
 
-def _emptied_by(params: QueryDict, store) -> list[dict]:
+def _emptied_by(params: QueryDict) -> list[dict]:
     """For an empty result: how many rows each active filter alone was hiding."""
     found = []
     for name, values in params.lists():
@@ -193,7 +192,7 @@ def _emptied_by(params: QueryDict, store) -> list[dict]:
         for value in values:
             relaxed = params.copy()
             relaxed.setlist(name, [item for item in values if item != value])
-            count = store.count_matching(query=q.parse_query(relaxed))
+            count = cache.count(q.parse_query(relaxed))
             if count:
                 found.append(
                     {

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.conf import settings
 
 from .annotations import UNSET, AnnotationChange
@@ -32,7 +30,9 @@ def get_store() -> TrajectoryStore:
     """The process-wide store for `settings.TRAJSITE_DATA_DIR` (re-made if the setting changes)."""
     global _store
     if _store is None or _store.uri != settings.TRAJSITE_DATA_DIR:
-        _store = TrajectoryStore(uri=settings.TRAJSITE_DATA_DIR, read_consistency=timedelta(0))
+        _store = TrajectoryStore(
+            uri=settings.TRAJSITE_DATA_DIR, version_check_seconds=settings.TRAJSITE_VERSION_CHECK_SECONDS
+        )
     return _store
 
 

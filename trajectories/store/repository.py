@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,15 +45,40 @@ class TableStats:
 
 
 class TrajectoryStore:
-    def __init__(self, *, uri: str, read_consistency: timedelta | None = timedelta(0)) -> None:
+    def __init__(self, *, uri: str, version_check_seconds: float = 0.0) -> None:
+        """`version_check_seconds`: how stale a read may be when nobody says data changed.
+
+        Table handles never look for new versions by themselves (read_consistency_interval=None:
+        on object storage every check is a request). `sync()` moves them to the newest version when
+        forced (the cache generation changed: another process wrote) or when this interval has passed;
+        0 checks on every read, which costs well under a millisecond on a local disk.
+        """
         self.uri = uri
-        self._db = lancedb.connect(uri, read_consistency_interval=read_consistency)
+        self.version_check_seconds = version_check_seconds
+        self._db = lancedb.connect(uri, read_consistency_interval=None)
         self._tables: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._synced_at = 0.0
+        self.reads = 0
         self.engine = QueryEngine(open_tables=self._open_tables)
 
     def _open_tables(self):
+        self.sync()
         return self._table(TRAJECTORIES_TABLE), self._table(ANNOTATIONS_TABLE)
+
+    def sync(self, *, force: bool = False) -> None:
+        """Move the table handles to the newest versions (see __init__ for when)."""
+        now = time.monotonic()
+        if not force and now - self._synced_at < self.version_check_seconds:
+            return
+        for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
+            self._table(name).checkout_latest()
+        self._synced_at = now
+
+    def versions(self) -> tuple[int, int]:
+        """(trajectories, annotations) table versions after a sync: part of every cache key."""
+        self.sync()
+        return self._table(TRAJECTORIES_TABLE).version, self._table(ANNOTATIONS_TABLE).version
 
     # --- tables -----------------------------------------------------------------------------
 
@@ -69,6 +95,7 @@ class TrajectoryStore:
     # --- reads ------------------------------------------------------------------------------
 
     def count(self) -> int:
+        self.sync()
         return self._table(TRAJECTORIES_TABLE).count_rows()
 
     def existing_ids(self, *, ids: list[str], indexed_only: bool = False) -> set[str]:
@@ -79,6 +106,7 @@ class TrajectoryStore:
         """
         if not ids:
             return set()
+        self.sync()
         dataset = self._table(TRAJECTORIES_TABLE).to_lance()
         rows = dataset.to_table(
             columns=["trajectory_id"],
@@ -89,6 +117,7 @@ class TrajectoryStore:
 
     def get(self, *, trajectory_id: str) -> dict[str, Any] | None:
         """One trajectory with its steps and annotations."""
+        self.reads += 1
         projection = self.engine.peek()
         if projection is not None:
             # A loaded projection finds the row by binary search and takes it from its own version.
@@ -125,9 +154,11 @@ class TrajectoryStore:
 
     def page(self, *, query: TrajectoryQuery) -> ResultPage:
         """One page of summary rows (no steps) matching `query`, with the exact total count."""
+        self.reads += 1
         return self.engine.page(query)
 
     def count_matching(self, *, query: TrajectoryQuery) -> int:
+        self.reads += 1
         return self.engine.count(query)
 
     def neighbours(
@@ -141,6 +172,7 @@ class TrajectoryStore:
         return self.engine.records(trajectory_ids)
 
     def facets(self, *, query: TrajectoryQuery | None = None) -> dict[str, list[tuple[str, int]]]:
+        self.reads += 1
         return self.engine.facets(query)
 
     def matching_ids(self, *, query: TrajectoryQuery) -> list[str]:
@@ -193,6 +225,7 @@ class TrajectoryStore:
         self._table(TRAJECTORIES_TABLE).to_lance().delete(predicate)
         if self._table(ANNOTATIONS_TABLE).count_rows():
             self._table(ANNOTATIONS_TABLE).to_lance().delete(predicate)
+        self.sync(force=True)
         return len(stored)
 
     def _upsert(self, name: str, rows: pa.Table):
@@ -223,6 +256,7 @@ class TrajectoryStore:
             table = self._table(name)
             if table.list_indices():
                 table.to_lance().optimize.optimize_indices()
+        self.sync(force=True)
 
     def optimize(self, *, keep_versions: timedelta) -> list[TableStats]:
         """Compact fragments, update indexes and prune versions older than `keep_versions`."""

@@ -1,0 +1,206 @@
+"""Caching the expensive reads in Redis, with a generation that makes every older key unreachable.
+
+Every key is built from one format string: what is cached, the generation (a counter in Redis that
+each write path bumps through the `trajectories_changed` signal), the LanceDB table versions this
+process reads, and a digest of the normalised query. So:
+
+- a write anywhere bumps the generation: every process stops finding the old entries at once, and a
+  process that sees a new generation moves its table handles to the newest versions first;
+- a write made while Redis was unreachable still changes the table versions, so entries cached before
+  it are never read again, even if Redis comes back with its old contents.
+
+Redis being down never breaks a page: reads fall through to the store, a warning is logged once per
+outage, and Redis is retried after a short pause instead of on every request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.core.cache import cache
+
+from trajectories.query import TrajectoryQuery
+from trajectories.store import get_store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+KEY_FORMAT = "traj:%(what)s:g%(generation)s:v%(versions)s:%(digest)s"
+GENERATION_KEY = "traj:generation"
+HITS_KEY, MISSES_KEY = "traj:stats:hits", "traj:stats:misses"
+TIMEOUT_SECONDS = 24 * 3600
+# Single trajectories above this size are not cached (a 5 MB observation is cheaper read from LanceDB).
+MAX_ENTRY_BYTES = 512 * 1024
+_RETRY_AFTER_SECONDS = 5.0
+
+
+class _Health:
+    """Remembers an outage so that it is logged once and Redis is not asked again for a few seconds."""
+
+    def __init__(self) -> None:
+        self.down_since: float | None = None
+        self._lock = threading.Lock()
+
+    def usable(self) -> bool:
+        return self.down_since is None or time.monotonic() - self.down_since >= _RETRY_AFTER_SECONDS
+
+    def failed(self, error: Exception) -> None:
+        with self._lock:
+            if self.down_since is None:
+                log.warning("Redis cache unavailable, serving uncached until it is back: %s", error)
+            self.down_since = time.monotonic()
+
+    def succeeded(self) -> None:
+        if self.down_since is not None:
+            with self._lock:
+                if self.down_since is not None:
+                    log.warning("Redis cache is back")
+                self.down_since = None
+
+
+health = _Health()
+_seen_generation: dict[str, Any] = {"value": None}
+
+
+def _redis(call: Callable[[], T], default: T) -> T:
+    if not health.usable():
+        return default
+    try:
+        result = call()
+    except Exception as error:  # any client or connection failure: the site works uncached
+        health.failed(error)
+        return default
+    health.succeeded()
+    return result
+
+
+def reset_process_state() -> None:
+    """Forget the outage and the last generation seen (tests; a fresh worker starts this way)."""
+    health.down_since = None
+    _seen_generation["value"] = None
+
+
+def generation() -> int | None:
+    """The current generation, or None when Redis cannot be reached."""
+
+    def read() -> int:
+        value = cache.get(GENERATION_KEY)
+        if value is None:
+            # Redis lost it (restart, eviction): start from a value no earlier key can carry.
+            cache.add(GENERATION_KEY, time.time_ns(), timeout=None)
+            value = cache.get(GENERATION_KEY)
+        return int(value)
+
+    return _redis(read, None)
+
+
+def bump_generation(**_signal_kwargs) -> None:
+    """Make every cached entry unreachable (the receiver of `trajectories_changed`)."""
+
+    def bump() -> None:
+        try:
+            cache.incr(GENERATION_KEY)
+        except ValueError:  # no such key: Redis lost it
+            cache.set(GENERATION_KEY, time.time_ns(), timeout=None)
+
+    _redis(bump, None)
+
+
+def cache_key(what: str, generation_value: int, versions: tuple[int, int], detail: str) -> str:
+    digest = hashlib.blake2b(detail.encode(), digest_size=12).hexdigest()
+    return KEY_FORMAT % {
+        "what": what,
+        "generation": generation_value,
+        "versions": "-".join(map(str, versions)),
+        "digest": digest,
+    }
+
+
+def normalised(query: TrajectoryQuery) -> str:
+    """One text per question: parameter order, repeated values and defaults do not change it."""
+    return repr((query.filter_key(), query.ordering, query.page, query.page_size))
+
+
+def cached(what: str, detail: str, compute: Callable[[], T], *, max_bytes: int | None = None) -> T:
+    current = generation()
+    store = get_store()
+    if current is None:
+        return compute()
+    if current != _seen_generation["value"]:
+        # Another process wrote: read the newest table versions before building the key.
+        store.sync(force=True)
+        _seen_generation["value"] = current
+    key = cache_key(what, current, store.versions(), detail)
+    found = _redis(lambda: cache.get(key), None)
+    if found is not None:
+        _count(HITS_KEY)
+        return found
+    _count(MISSES_KEY)
+    value = compute()
+    if max_bytes is None or _size(value) <= max_bytes:
+        _redis(lambda: cache.set(key, value, timeout=TIMEOUT_SECONDS), None)
+    return value
+
+
+def _count(key: str) -> None:
+    def increment() -> None:
+        try:
+            cache.incr(key)
+        except ValueError:
+            cache.set(key, 1, timeout=None)
+
+    _redis(increment, None)
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, dict):
+        return sum(len(item) for item in value.values() if isinstance(item, str))
+    return 0
+
+
+# --- the cached reads pages and API use -----------------------------------------------------
+
+
+def page(query: TrajectoryQuery):
+    return cached("page", normalised(query), lambda: get_store().page(query=query))
+
+
+def count(query: TrajectoryQuery) -> int:
+    return cached("count", repr(query.filter_key()), lambda: get_store().count_matching(query=query))
+
+
+def facets(query: TrajectoryQuery | None = None):
+    detail = repr(query.filter_key()) if query is not None and query.is_filtered else "all"
+    filtered = query if query is not None and query.is_filtered else None
+    return cached("facets", detail, lambda: get_store().facets(query=filtered))
+
+
+def total() -> int:
+    return cached("total", "", lambda: get_store().count())
+
+
+def trajectory(trajectory_id: str) -> dict | None:
+    return cached(
+        "trajectory", trajectory_id, lambda: get_store().get(trajectory_id=trajectory_id), max_bytes=MAX_ENTRY_BYTES
+    )
+
+
+def stats(sample: int = 200) -> dict[str, Any]:
+    """Hit and miss counts, this site's key count, and Redis memory (raises when Redis is down)."""
+    client = cache.client.get_client(write=False)
+    keys = list(cache.iter_keys("traj:*"))
+    sampled = [cache.make_key(key) for key in keys[:sample]]
+    entry_bytes = sum(client.memory_usage(key) or 0 for key in sampled)
+    return {
+        "generation": cache.get(GENERATION_KEY),
+        "hits": int(cache.get(HITS_KEY) or 0),
+        "misses": int(cache.get(MISSES_KEY) or 0),
+        "keys": len(keys),
+        "entry_bytes": entry_bytes,
+        "used_memory_human": client.info("memory").get("used_memory_human"),
+    }
