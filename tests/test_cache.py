@@ -62,8 +62,8 @@ def test_second_request_is_served_from_cache(api, stored):
 
 
 def test_cached_page_reads_are_counted_as_hits(staff_client, stored):
-    staff_client.get("/trajectories/")
-    staff_client.get("/trajectories/")
+    for _ in range(3):
+        staff_client.get("/trajectories/")
     out = StringIO()
     call_command("cache_stats", stdout=out)
     text = out.getvalue()
@@ -121,7 +121,9 @@ def _closed_port() -> int:
 
 
 def _point_cache_at(settings, url: str) -> None:
-    settings.CACHES = {**settings.CACHES, "default": {**settings.CACHES["default"], "LOCATION": url}}
+    settings.CACHES = {
+        name: {**config, "LOCATION": url} for name, config in settings.CACHES.items()
+    }
     cache.reset_process_state()
 
 
@@ -227,3 +229,26 @@ def test_cli_import_in_another_process_shows_at_once_in_a_live_server(
         [*manage, "import_trajectories", str(dump), "--no-progress"], env=env, check=True, capture_output=True
     )
     assert count() == 10
+
+
+def test_cached_pages_carry_each_users_own_token_and_name(django_user_model, stored):
+    import re
+
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    pages = []
+    for name in ("alice", "bob"):
+        user = django_user_model.objects.create_user(username=name, password=f"pw-{name}-123", is_staff=True)
+        client.force_login(user)
+        body = client.get("/trajectories/t1/").content.decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', body).group(1)
+        pages.append((body, token))
+        assert f"<strong>{name}</strong>" in body
+        assert "sentinel" not in body
+        response = client.post(
+            "/trajectories/t1/annotate/", {"toggle_bookmark": "on", "csrfmiddlewaretoken": token}, follow=True
+        )
+        assert response.redirect_chain, "the token in a cached page is this user's valid token"
+        assert "Saved." in response.content.decode(), "a page with a message is rendered fresh"
+    assert pages[0][1] != pages[1][1]

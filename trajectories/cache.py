@@ -83,6 +83,7 @@ def reset_process_state() -> None:
     """Forget the outage and the last generation seen (tests; a fresh worker starts this way)."""
     health.down_since = None
     _seen_generation["value"] = None
+    _pending.update(dict.fromkeys(_pending, 0))
 
 
 def generation() -> int | None:
@@ -147,14 +148,31 @@ def cached(what: str, detail: str, compute: Callable[[], T], *, max_bytes: int |
     return value
 
 
-def _count(key: str) -> None:
-    def increment() -> None:
-        try:
-            cache.incr(key)
-        except ValueError:
-            cache.set(key, 1, timeout=None)
+_pending = {HITS_KEY: 0, MISSES_KEY: 0}
+_flushed_at = [time.monotonic()]
+_FLUSH_EVERY_SECONDS = 1.0
 
-    _redis(increment, None)
+
+def _count(key: str) -> None:
+    """Hit/miss counters are summed in the process and added to Redis about once a second."""
+    _pending[key] += 1
+    if time.monotonic() - _flushed_at[0] >= _FLUSH_EVERY_SECONDS:
+        flush_counters()
+
+
+def flush_counters() -> None:
+    _flushed_at[0] = time.monotonic()
+    for key in (HITS_KEY, MISSES_KEY):
+        amount, _pending[key] = _pending[key], 0
+        if amount:
+            _redis(lambda key=key, amount=amount: _add(key, amount), None)
+
+
+def _add(key: str, amount: int) -> None:
+    try:
+        cache.incr(key, amount)
+    except ValueError:
+        cache.set(key, amount, timeout=None)
 
 
 def _size(value: Any) -> int:
@@ -192,6 +210,7 @@ def trajectory(trajectory_id: str) -> dict | None:
 
 def stats(sample: int = 200) -> dict[str, Any]:
     """Hit and miss counts, this site's key count, and Redis memory (raises when Redis is down)."""
+    flush_counters()
     client = cache.client.get_client(write=False)
     keys = list(cache.iter_keys("traj:*"))
     sampled = [cache.make_key(key) for key in keys[:sample]]

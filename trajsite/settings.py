@@ -72,6 +72,9 @@ MIDDLEWARE = [
     "trajsite.middleware.ContentSecurityPolicyMiddleware",
 ]
 
+# Sessions read from the cache (Redis), written through to the database: no query per request.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+SESSION_CACHE_ALIAS = "sessions"
 ROOT_URLCONF = "trajsite.urls"
 WSGI_APPLICATION = "trajsite.wsgi.application"
 ASGI_APPLICATION = "trajsite.asgi.application"
@@ -86,6 +89,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "trajectories.context_processors.admin_chrome",
             ],
         },
     },
@@ -114,7 +118,14 @@ CACHES = {
             # trajectories/cache.py handles failures itself: pages work uncached, one warning per outage.
             "IGNORE_EXCEPTIONS": False,
         },
-    }
+    },
+    # Sessions read through Redis but live in the database: with Redis down they are read from there.
+    "sessions": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "trajsite-test" if TESTING else "trajsite") + "-sessions",
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.25, "SOCKET_TIMEOUT": 0.5, "IGNORE_EXCEPTIONS": True},
+    },
 }
 
 # Where trajectories live: a local directory or an object-store URI (s3://bucket/prefix, gs://, az://).
@@ -142,6 +153,10 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": [
+        "trajectories.api.renderers.FastJSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
     "EXCEPTION_HANDLER": "trajectories.api.errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {

@@ -15,6 +15,7 @@ from trajectories import query as q
 from trajectories.exporting import to_canonical
 from trajectories.store import UNSET, AnnotationChange, get_store
 
+from .htmlcache import render_cached
 from .steps import STEPS_PER_PAGE, display_steps, raw_step_text
 
 STEPS_FROM_VAR = "steps_from"
@@ -23,6 +24,16 @@ CATEGORY_SUGGESTIONS = 50
 
 @staff_member_required
 def trajectory_detail(request: HttpRequest, trajectory_id: str) -> HttpResponse:
+    return render_cached(
+        request,
+        "trajectories/detail.html",
+        lambda: _context(request, trajectory_id),
+        what="detail",
+        detail=request.get_full_path(),
+    )
+
+
+def _context(request: HttpRequest, trajectory_id: str) -> dict:
     record = _record(trajectory_id)
     steps = orjson.loads(record.pop("steps"))
     start = _steps_from(request, len(steps))
@@ -30,7 +41,7 @@ def trajectory_detail(request: HttpRequest, trajectory_id: str) -> HttpResponse:
     previous_id, next_id, index, count = get_store().neighbours(
         query=_list_query(list_params), trajectory_id=trajectory_id
     )
-    context = {
+    return {
         "record": record,
         "metadata": orjson.dumps(orjson.loads(record["metadata"]), option=orjson.OPT_INDENT_2).decode()
         if record.get("metadata")
@@ -47,7 +58,6 @@ def trajectory_detail(request: HttpRequest, trajectory_id: str) -> HttpResponse:
         "categories": [value for value, _ in cache.facets()["category"][:CATEGORY_SUGGESTIONS]],
         "rewards": [(name, record.get(name)) for name in ("reward", "toolcall_reward", "res_reward")],
     }
-    return render(request, "trajectories/detail.html", context)
 
 
 @staff_member_required

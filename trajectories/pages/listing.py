@@ -12,6 +12,7 @@ from trajectories import cache
 from trajectories import query as q
 
 from .cells import table_rows
+from .htmlcache import render_cached
 from .urlstate import COLUMNS, COLUMNS_VAR, PAGE_SIZES, UrlState
 
 RANGE_FIELDS = (
@@ -44,12 +45,22 @@ def trajectory_list(request: HttpRequest) -> HttpResponse:
     except q.QueryError as error:
         context = {"error": error, "state": state, "clear_url": state.without(error.parameter)}
         return render(request, "trajectories/list.html", context, status=400)
+    return render_cached(
+        request,
+        "trajectories/list.html",
+        lambda: _context(request, state, query),
+        what="list",
+        detail=request.get_full_path(),
+    )
+
+
+def _context(request: HttpRequest, state: UrlState, query: q.TrajectoryQuery) -> dict:
     result = cache.page(query)
     pages = max(1, math.ceil(result.count / query.page_size))
     if query.page > pages:
         raise Http404(f"page {query.page} is past the end: {result.count} results make {pages} pages")
     columns = state.columns()
-    context = {
+    return {
         "rows": result.rows,
         "table_rows": table_rows(result.rows, columns, state.list_params()),
         "count": result.count,
@@ -78,7 +89,6 @@ def trajectory_list(request: HttpRequest) -> HttpResponse:
         "page_sizes": [(size, state.url(page_size=size), size == query.page_size) for size in PAGE_SIZES],
         "can_delete": request.user.has_perm("trajectories.delete_trajectory"),
     }
-    return render(request, "trajectories/list.html", context)
 
 
 _MULTI = {*q.TEXT_FIELDS, q.CATEGORY_VAR, q.TAG_VAR, q.TOOL_VAR, *q.NUMBER_FIELDS}

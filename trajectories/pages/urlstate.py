@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.http import QueryDict
 
 from trajectories import query as q
@@ -37,22 +39,18 @@ PAGE_SIZES = (25, 50, 100, 200, 500)
 class UrlState:
     def __init__(self, params: QueryDict) -> None:
         self.params = params.copy()
+        self._pairs = [(name, value) for name, values in params.lists() for value in values]
 
     def url(self, **changes) -> str:
         """'?…' with each given parameter replaced (None removes it); the page resets unless given."""
-        params = self.params.copy()
-        if q.PAGE_VAR not in changes:
-            params.pop(q.PAGE_VAR, None)
+        dropped = set(changes) | ({q.PAGE_VAR} if q.PAGE_VAR not in changes else set())
+        pairs = [(name, value) for name, value in self._pairs if name not in dropped]
         for name, value in changes.items():
-            params.pop(name, None)
             if value is None:
                 continue
-            if isinstance(value, list | tuple):
-                params.setlist(name, [str(item) for item in value])
-            else:
-                params[name] = str(value)
-        encoded = params.urlencode()
-        return "?" + encoded if encoded else "?"
+            values = value if isinstance(value, list | tuple) else [value]
+            pairs.extend((name, str(item)) for item in values)
+        return "?" + urlencode(pairs)
 
     def toggled(self, name: str, value: str) -> str:
         """Add `value` to a multi-value filter, or remove it when present."""

@@ -59,6 +59,8 @@ class TrajectoryStore:
         self._tables: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._synced_at = 0.0
+        self._probes: dict[str, Any] = {}
+        self._known_versions: dict[str, int] = {}
         self.reads = 0
         self.engine = QueryEngine(open_tables=self._open_tables)
 
@@ -72,13 +74,31 @@ class TrajectoryStore:
         if not force and now - self._synced_at < self.version_check_seconds:
             return
         for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
-            self._table(name).checkout_latest()
+            # The dataset's latest version is a cheap look; the handle is re-opened only when it moved.
+            latest = self._probe(name).latest_version
+            if force or latest != self._known_versions.get(name):
+                table = self._table(name)
+                table.checkout_latest()
+                self._known_versions[name] = table.version
         self._synced_at = now
+
+    def _wrote(self) -> None:
+        """After a write through this store: the next read re-checks versions."""
+        self._known_versions.clear()
+        self._synced_at = 0.0
+
+    def _probe(self, name: str):
+        probe = self._probes.get(name)
+        if probe is None:
+            probe = self._probes[name] = self._table(name).to_lance()
+        return probe
 
     def versions(self) -> tuple[int, int]:
         """(trajectories, annotations) table versions after a sync: part of every cache key."""
         self.sync()
-        return self._table(TRAJECTORIES_TABLE).version, self._table(ANNOTATIONS_TABLE).version
+        if len(self._known_versions) < 2:
+            self.sync(force=True)
+        return self._known_versions[TRAJECTORIES_TABLE], self._known_versions[ANNOTATIONS_TABLE]
 
     # --- tables -----------------------------------------------------------------------------
 
@@ -186,6 +206,7 @@ class TrajectoryStore:
             self._table(TRAJECTORIES_TABLE).add(trajectories)
         if annotations is not None and annotations.num_rows:
             self._upsert(ANNOTATIONS_TABLE, annotations)
+        self._wrote()
         return WriteResult(inserted=trajectories.num_rows, updated=0)
 
     def upsert(self, *, trajectories: pa.Table, annotations: pa.Table | None = None) -> WriteResult:
@@ -196,6 +217,7 @@ class TrajectoryStore:
             result = WriteResult(inserted=merged.num_inserted_rows, updated=merged.num_updated_rows)
         if annotations is not None and annotations.num_rows:
             self._upsert(ANNOTATIONS_TABLE, annotations)
+        self._wrote()
         return result
 
     def annotate(self, *, trajectory_ids: list[str], change: AnnotationChange, user: str | None) -> int:
@@ -214,6 +236,7 @@ class TrajectoryStore:
         before = self._table(ANNOTATIONS_TABLE).version
         merged = self._upsert(ANNOTATIONS_TABLE, pa.Table.from_pylist(rows, schema=ANNOTATION_SCHEMA))
         self.engine.annotations_written(rows, before=before, after=merged.version)
+        self._wrote()
         return len(rows)
 
     def delete(self, *, trajectory_ids: list[str]) -> int:
@@ -263,6 +286,7 @@ class TrajectoryStore:
         self.ensure_indexes()
         for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
             self._table(name).optimize(cleanup_older_than=keep_versions)
+        self._wrote()
         return self.stats()
 
     def stats(self) -> list[TableStats]:
