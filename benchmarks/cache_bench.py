@@ -1,6 +1,6 @@
 """Cache benchmark: cached reads in-process, then load from a second process (wrk) against gunicorn.
 
-    python benchmarks/cache_bench.py --size 1000000 [--workers 2,4] [--seconds 15]
+    python benchmarks/cache_bench.py --size 1000000 [--servers 2x4,4x4,3x1] [--seconds 15]
 
 Needs the store that query_bench.py builds (var/bench/store-N) and a Redis (REDIS_URL, default the
 local one, database 14 with its own key prefix). Installs Debian's wrk when it is missing. Every load
@@ -58,7 +58,7 @@ end
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=100_000)
-    parser.add_argument("--workers", default="2,4")
+    parser.add_argument("--servers", default="2x4,4x4,3x1", help="gunicorn WORKERSxTHREADS, comma-separated")
     parser.add_argument("--connections", default="10,50")
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench")
@@ -86,8 +86,10 @@ def main() -> None:
     in_process = _in_process(cookie)
     load = []
     try:
-        for workers in (int(w) for w in args.workers.split(",")):
-            load.extend(_load(workers, [int(c) for c in args.connections.split(",")], args.seconds, env, cookie))
+        for server in args.servers.split(","):
+            workers, threads = (int(part) for part in server.split("x"))
+            connections = [int(c) for c in args.connections.split(",")]
+            load.extend(_load(workers, threads, connections, args.seconds, env, cookie))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     _print(args.size, in_process, load)
@@ -131,7 +133,7 @@ def _in_process(cookie: str) -> list[tuple[str, float, float]]:
     return rows
 
 
-def _load(workers: int, connections: list[int], seconds: int, env: dict, cookie: str) -> list[dict]:
+def _load(workers: int, threads: int, connections: list[int], seconds: int, env: dict, cookie: str) -> list[dict]:
     wrk = _wrk()
     port = _free_port()
     server = subprocess.Popen(
@@ -186,7 +188,9 @@ def _load(workers: int, connections: list[int], seconds: int, env: dict, cookie:
                 timeout=seconds + 60,
             ).stdout
             values = dict(re.findall(r"(\w+)=([\d.]+)", output.split("RESULT", 1)[1]))
-            results.append({"workers": workers, "connections": count, **{k: float(v) for k, v in values.items()}})
+            results.append(
+                {"workers": f"{workers} × {threads}", "connections": count, **{k: float(v) for k, v in values.items()}}
+            )
         return results
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -237,7 +241,7 @@ def _print(size: int, in_process, load) -> None:
         print(f"| {label} | {p50:.2f} | {p95:.2f} |")
     print()
     columns = (
-        "gunicorn workers × 4 threads",
+        "gunicorn workers × threads",
         "wrk connections",
         "requests/s",
         "p50 ms",

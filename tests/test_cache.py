@@ -121,9 +121,7 @@ def _closed_port() -> int:
 
 
 def _point_cache_at(settings, url: str) -> None:
-    settings.CACHES = {
-        name: {**config, "LOCATION": url} for name, config in settings.CACHES.items()
-    }
+    settings.CACHES = {name: {**config, "LOCATION": url} for name, config in settings.CACHES.items()}
     cache.reset_process_state()
 
 

@@ -6,8 +6,6 @@ names come only from allow-lists. Nothing outside this module writes filter text
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from .schema import ANNOTATION_COLUMNS, TRAJECTORY_COLUMNS
 
 _KNOWN_COLUMNS = frozenset(TRAJECTORY_COLUMNS) | frozenset(ANNOTATION_COLUMNS)
@@ -34,10 +32,3 @@ def column(name: str) -> str:
 
 def equals(name: str, value: str) -> str:
     return f"{column(name)} = {quote_string(value)}"
-
-
-def is_in(name: str, values: Iterable[str]) -> str:
-    quoted = ", ".join(quote_string(value) for value in values)
-    if not quoted:
-        return "false"
-    return f"{column(name)} IN ({quoted})"

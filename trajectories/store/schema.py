@@ -60,5 +60,3 @@ ANNOTATION_SCHEMA = pa.schema(
 
 TRAJECTORY_COLUMNS = tuple(TRAJECTORY_SCHEMA.names)
 ANNOTATION_COLUMNS = tuple(ANNOTATION_SCHEMA.names)
-# Everything but the heavy text: what list pages read.
-SUMMARY_COLUMNS = tuple(name for name in TRAJECTORY_COLUMNS if name not in {"steps", "metadata"})
