@@ -10,7 +10,6 @@ run is bounded in time and only targets 127.0.0.1.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
 import shutil
@@ -26,6 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.tables import percentile  # noqa: E402
+
 MANAGE = [sys.executable, str(ROOT / "manage.py")]
 PATHS = [
     "/trajectories/",
@@ -129,7 +131,7 @@ def _in_process(cookie: str) -> list[tuple[str, float, float]]:
             started = time.perf_counter()
             call()
             times.append((time.perf_counter() - started) * 1000)
-        rows.append((label, statistics.median(times), _percentile(times, 0.95)))
+        rows.append((label, statistics.median(times), percentile(times, 0.95)))
     return rows
 
 
@@ -226,11 +228,6 @@ def _wait_until_serving(port: int, cookie: str) -> None:
         except OSError:
             time.sleep(0.5)
     raise SystemExit("gunicorn did not start serving")
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)]
 
 
 def _print(size: int, in_process, load) -> None:

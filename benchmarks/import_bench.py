@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.tables import print_table  # noqa: E402
 from trajectories.store.repository import TrajectoryStore  # noqa: E402
 
 MANAGE = [sys.executable, str(ROOT / "manage.py")]
@@ -162,12 +163,8 @@ def _print_table(rows: list[Row]) -> None:
         )
         for row in rows
     ]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
-    for index, line in enumerate(lines):
-        print("| " + " | ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) + " |")
-        if index == 0:
-            print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    print_table(lines[0], lines[1:])
 
 
 if __name__ == "__main__":

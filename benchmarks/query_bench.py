@@ -21,6 +21,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.tables import percentile, print_table  # noqa: E402
+from trajectories.query import SORT_FIELDS  # noqa: E402
+
 MANAGE = [sys.executable, str(ROOT / "manage.py")]
 
 
@@ -35,6 +39,7 @@ def main() -> None:
     os.environ["TRAJSITE_VAR_DIR"] = str(args.workdir)
     os.environ["DATABASE_URL"] = f"sqlite:///{args.workdir / 'query-bench.sqlite3'}"
     os.environ["ALLOWED_HOSTS"] = "testserver"
+    os.environ["TRAJSITE_CACHE"] = "0"  # the uncached path is what this measures
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "trajsite.settings")
     import django
 
@@ -110,24 +115,7 @@ def _run(size: int, repeat: int) -> None:
         ("trajectory_id wildcard", "trajectory_id=grpo-llama*:i17:*"),
         ("two sort keys, one filter", f"{one}&ordering=-iteration_id,reward"),
     ]
-    for key in (
-        "trajectory_id",
-        "data_id",
-        "agent_name",
-        "training_id",
-        "reward",
-        "toolcall_reward",
-        "res_reward",
-        "exec_time",
-        "step_count",
-        "epoch_id",
-        "iteration_id",
-        "sample_id",
-        "created_at",
-        "is_bookmarked",
-        "is_success",
-        "category",
-    ):
+    for key in SORT_FIELDS:
         queries.append((f"sort -{key}, one filter, page 100", f"{one}&ordering=-{key}&page=100"))
         queries.append((f"sort {key}, no filter, last page", last_page(f"ordering={key}")))
     rows = [_measure(label, text, store, client, repeat, parse_query, QueryDict) for label, text in queries]
@@ -175,11 +163,6 @@ def _measure_detail(store, client, projection, repeat):
     return ("one trajectory with steps", 1, cold, store_times, api_times)
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)]
-
-
 def _print(size, build, grown, rows) -> None:
     print(
         f"machine: {os.cpu_count()} cores; {size:,} trajectories; projection build {build:.2f} s, +{grown:,.0f} MB RSS"
@@ -193,16 +176,12 @@ def _print(size, build, grown, rows) -> None:
                 f"{count:,}",
                 f"{cold:.1f}",
                 f"{statistics.median(store_times):.1f}",
-                f"{_percentile(store_times, 0.95):.1f}",
+                f"{percentile(store_times, 0.95):.1f}",
                 f"{statistics.median(api_times):.1f}",
-                f"{_percentile(api_times, 0.95):.1f}",
+                f"{percentile(api_times, 0.95):.1f}",
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    for index, line in enumerate(lines):
-        print("| " + " | ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) + " |")
-        if index == 0:
-            print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    print_table(lines[0], lines[1:])
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.core.cache import cache
 
 from trajectories.query import TrajectoryQuery
@@ -128,6 +129,8 @@ def normalised(query: TrajectoryQuery) -> str:
 
 
 def cached(what: str, detail: str, compute: Callable[[], T], *, max_bytes: int | None = None) -> T:
+    if not settings.TRAJSITE_CACHE:
+        return compute()
     current = generation()
     store = get_store()
     if current is None:

@@ -132,6 +132,8 @@ CACHES = {
 TRAJSITE_DATA_DIR = os.environ.get("TRAJSITE_DATA_DIR", str(VAR_DIR / "lancedb"))
 # Rows per LanceDB write during imports: large batches keep fragments few and pages fast.
 TRAJSITE_IMPORT_BATCH_SIZE = env_int("TRAJSITE_IMPORT_BATCH_SIZE", 5000)
+# Off: every read goes to the store (benchmarks of the uncached path; debugging).
+TRAJSITE_CACHE = env_bool("TRAJSITE_CACHE", True)
 # How stale a read may be when no cache generation says data changed (0: check LanceDB every request).
 TRAJSITE_VERSION_CHECK_SECONDS = float(os.environ.get("TRAJSITE_VERSION_CHECK_SECONDS", "0"))
 # Largest file the import page accepts (the command line has no limit).
