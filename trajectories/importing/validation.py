@@ -153,7 +153,8 @@ def _add_steps(record: dict, row: dict, errors: list[FieldError], warnings: list
         if raw_calls:
             normalized = _tool_calls(raw_calls, index, errors)
             if normalized is not None:
-                step = steps[index] = {**step, "tool_calls": normalized}
+                if normalized is not raw_calls:
+                    step = steps[index] = {**step, "tool_calls": normalized}
                 calls += len(normalized)
                 tools.update(dict.fromkeys(call["name"] for call in normalized))
         if role == "assistant":
@@ -171,15 +172,21 @@ def _add_steps(record: dict, row: dict, errors: list[FieldError], warnings: list
 
 
 def _tool_calls(raw_calls: Any, index: int, errors: list[FieldError]) -> list[dict] | None:
+    """Canonical calls; `raw_calls` itself when every call is canonical already (the common case)."""
     if type(raw_calls) is not list:
         errors.append(FieldError(f"steps[{index}].tool_calls", "expected a list"))
         return None
     normalized = []
+    changed = False
     for position, call in enumerate(raw_calls):
         field = f"steps[{index}].tool_calls[{position}]"
         if type(call) is not dict:
             errors.append(FieldError(field, "expected an object"))
             continue
+        if "function" not in call and type(call.get("arguments")) is not str and "type" not in call:
+            if type(call.get("name")) is str and call["name"]:
+                normalized.append(call)
+                continue
         function = call.get("function")
         source = function if type(function) is dict else call
         name = source.get("name")
@@ -187,7 +194,8 @@ def _tool_calls(raw_calls: Any, index: int, errors: list[FieldError]) -> list[di
             errors.append(FieldError(f"{field}.name", "missing or not a string"))
             continue
         normalized.append(_tool_call(call, source, name))
-    return normalized
+        changed = True
+    return normalized if changed or len(normalized) != len(raw_calls) else raw_calls
 
 
 def _tool_call(call: dict, source: dict, name: str) -> dict:
