@@ -183,10 +183,9 @@ def _tool_calls(raw_calls: Any, index: int, errors: list[FieldError]) -> list[di
         if type(call) is not dict:
             errors.append(FieldError(field, "expected an object"))
             continue
-        if "function" not in call and type(call.get("arguments")) is not str and "type" not in call:
-            if type(call.get("name")) is str and call["name"]:
-                normalized.append(call)
-                continue
+        if _is_canonical(call):
+            normalized.append(call)
+            continue
         function = call.get("function")
         source = function if type(function) is dict else call
         name = source.get("name")
@@ -196,6 +195,17 @@ def _tool_calls(raw_calls: Any, index: int, errors: list[FieldError]) -> list[di
         normalized.append(_tool_call(call, source, name))
         changed = True
     return normalized if changed or len(normalized) != len(raw_calls) else raw_calls
+
+
+def _is_canonical(call: dict) -> bool:
+    name = call.get("name")
+    return (
+        type(name) is str
+        and bool(name)
+        and "function" not in call
+        and "type" not in call
+        and type(call.get("arguments")) is not str
+    )
 
 
 def _tool_call(call: dict, source: dict, name: str) -> dict:
