@@ -7,4 +7,4 @@ class TrajectoriesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401 - connects the cache invalidation receiver
+        from . import auth, signals  # noqa: F401 - connect the cache invalidation receivers

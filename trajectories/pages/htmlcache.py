@@ -18,6 +18,7 @@ from django.template.loader import render_to_string
 from django.utils.html import escape
 
 from trajectories import cache
+from trajectories.auth import can_delete
 
 _CSRF = "csrf-sentinel-6f1c2b"
 _NAME = "name-sentinel-9a7d3e"
@@ -50,7 +51,7 @@ def render_cached(
         values = {**context(), "csrf_token": _CSRF, "user": _SentinelUser(request.user)}
         return render_to_string(template, values, request=request)
 
-    key = f"{detail}|delete={request.user.has_perm('trajectories.delete_trajectory')}"
+    key = f"{detail}|delete={can_delete(request.user)}"
     html = cache.cached(f"html-{what}", key, build)
     user = request.user
     name = user.get_short_name() or user.get_username()

@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 
 from trajectories import cache
 from trajectories import query as q
+from trajectories.auth import can_delete
 
 from .cells import table_rows
 from .htmlcache import render_cached
@@ -87,7 +88,7 @@ def _context(request: HttpRequest, state: UrlState, query: q.TrajectoryQuery) ->
         "page_links": _page_links(state, query.page, pages),
         "pages": pages,
         "page_sizes": [(size, state.url(page_size=size), size == query.page_size) for size in PAGE_SIZES],
-        "can_delete": request.user.has_perm("trajectories.delete_trajectory"),
+        "can_delete": can_delete(request.user),
     }
 
 

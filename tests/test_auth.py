@@ -1,0 +1,44 @@
+"""The per-process user memory: fewer queries per request, and changes made here apply at once."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission
+
+from trajectories import auth
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def forget():
+    auth._users.clear()
+    auth._delete_permissions.clear()
+
+
+def test_second_request_loads_no_user(client, django_user_model, store, django_assert_num_queries):
+    user = django_user_model.objects.create_user(username="s", password="pw-s-12345", is_staff=True)
+    client.force_login(user)
+    client.get("/trajectories/")
+    with django_assert_num_queries(0):
+        assert client.get("/trajectories/").status_code == 200
+
+
+def test_deactivating_a_user_applies_at_once(client, django_user_model, store):
+    user = django_user_model.objects.create_user(username="s", password="pw-s-12345", is_staff=True)
+    client.force_login(user)
+    assert client.get("/trajectories/").status_code == 200
+    user.is_staff = False
+    user.save()
+    assert client.get("/trajectories/").status_code == 302
+
+
+def test_granting_the_delete_permission_shows_the_action_at_once(
+    client, django_user_model, store, record, write_jsonl, run_import
+):
+    run_import(write_jsonl([record()]))
+    user = django_user_model.objects.create_user(username="s", password="pw-s-12345", is_staff=True)
+    client.force_login(user)
+    assert 'value="delete"' not in client.get("/trajectories/").content.decode()
+    user.user_permissions.add(Permission.objects.get(codename="delete_trajectory"))
+    assert 'value="delete"' in client.get("/trajectories/").content.decode()
