@@ -49,6 +49,11 @@ BOOL_FIELDS = ("is_bookmarked", "is_success")
 SORT_FIELDS = TEXT_FIELDS + NUMBER_FIELDS + BOOL_FIELDS + (CATEGORY_VAR,)
 # Parameters a caller may pass through untouched: DRF's format suffix, the list page's column choice.
 PASS_THROUGH = frozenset({"format", "columns"})
+# Parameters that shape a page but choose no rows: refused where a query states a bulk action's scope.
+DISPLAY_ONLY = PASS_THROUGH | {PAGE_VAR, PAGE_SIZE_VAR, ORDERING_VAR}
+# Python's int() and float() also take "1_0", " 5 " and "nan": query values are plain decimal numbers.
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
+_NUMBER_TEXT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 class QueryError(ValueError):
@@ -135,6 +140,24 @@ def parse_query(params, *, allow: frozenset[str] = frozenset()) -> TrajectoryQue
     )
 
 
+def parse_filters(params) -> TrajectoryQuery:
+    """The rows a bulk action applies to, from a list URL's query string, stated strictly.
+
+    The list page drops empty fields and ignores display parameters; a bulk action must not, or a
+    typo ("agent_name=") silently widens it to every row. Here an empty value and a parameter that
+    does not filter (page, ordering, columns, ...) are errors. Whether an unfiltered query may act on
+    everything is the caller's decision (`TrajectoryQuery.is_filtered`).
+    """
+    for key in params:
+        if key in DISPLAY_ONLY:
+            raise QueryError(key, "does not choose trajectories; a bulk query takes filters only")
+        raw = params.getlist(key) if hasattr(params, "getlist") else params[key]
+        items = [raw] if isinstance(raw, str) else list(raw)
+        if any(item.strip() == "" for item in items):
+            raise QueryError(key, "empty value; remove the parameter or give a value")
+    return parse_query(params)
+
+
 def _values(params, key: str) -> list[str]:
     raw = params.getlist(key) if hasattr(params, "getlist") else params[key]
     items = [raw] if isinstance(raw, str) else list(raw)
@@ -174,8 +197,8 @@ def _text_match(items: list[str], name: str) -> TextMatch:
 
 
 def wildcard_regex(pattern: str) -> str:
-    """`*` matches any run of characters; everything else is literal. Anchored at both ends."""
-    return "^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$"
+    """`*` matches any run of characters, newlines too; everything else is literal. Anchored at both ends."""
+    return "(?s)^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$"
 
 
 def _number_match(values: dict[str, list[str]], name: str) -> NumberMatch | None:
@@ -194,11 +217,11 @@ def _number_match(values: dict[str, list[str]], name: str) -> NumberMatch | None
 def _number(text: str, name: str, parameter: str) -> float:
     if name in TIME_FIELDS:
         return _timestamp_us(text, parameter)
-    try:
-        value = int(text) if name in INT_FIELDS else float(text)
-    except ValueError:
-        kind = "an integer" if name in INT_FIELDS else "a number"
-        raise QueryError(parameter, f"{text!r} is not {kind}") from None
+    pattern = _INTEGER_TEXT if name in INT_FIELDS else _NUMBER_TEXT
+    if not pattern.fullmatch(text):
+        kind = "an integer" if name in INT_FIELDS else "a finite number"
+        raise QueryError(parameter, f"{text!r} is not {kind}")
+    value = int(text) if name in INT_FIELDS else float(text)
     if not math.isfinite(value):
         raise QueryError(parameter, f"{text!r} is not a finite number")
     if name in INT_FIELDS and not -_INT64_LIMIT <= value < _INT64_LIMIT:
@@ -208,9 +231,9 @@ def _number(text: str, name: str, parameter: str) -> float:
 
 def _timestamp_us(text: str, parameter: str) -> int:
     """created_at as unix seconds or ISO-8601 (UTC when no offset) → microseconds."""
-    try:
+    if _NUMBER_TEXT.fullmatch(text):
         seconds = float(text)
-    except ValueError:
+    else:
         try:
             moment = datetime.fromisoformat(text)
         except ValueError:
@@ -244,7 +267,7 @@ def _ordering(text: str | None) -> tuple[tuple[str, bool], ...]:
     for part in text.split(","):
         name = part.strip()
         descending = name.startswith("-")
-        name = name.lstrip("-")
+        name = name.removeprefix("-")
         if name not in SORT_FIELDS:
             raise QueryError(ORDERING_VAR, f"cannot sort by {name!r}; choose from {', '.join(SORT_FIELDS)}")
         if any(existing == name for existing, _ in ordering):
@@ -256,10 +279,9 @@ def _ordering(text: str | None) -> tuple[tuple[str, bool], ...]:
 def _bounded_int(text: str | None, parameter: str, *, default: int, low: int, high: int) -> int:
     if text is None:
         return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise QueryError(parameter, f"{text!r} is not a whole number") from None
+    if not _INTEGER_TEXT.fullmatch(text):
+        raise QueryError(parameter, f"{text!r} is not a whole number")
+    value = int(text)
     if not low <= value <= high:
         raise QueryError(parameter, f"must be between {low} and {high}")
     return value
