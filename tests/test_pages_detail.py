@@ -119,7 +119,7 @@ def test_raw_json_is_the_canonical_record(staff_client, stored):
     assert response["Content-Disposition"].startswith("attachment")
     body = json.loads(response.content)
     assert body["trajectory_id"] == "a" and body["steps"][1]["content"] == "What is 6 * 7?"
-    assert body["analysis"] == {"is_success": True, "category": "correct", "root_cause": ""}
+    assert body["analysis"] == {"is_success": True, "category": "correct", "root_cause": None}
 
 
 def test_unknown_trajectory_is_404(staff_client, stored):

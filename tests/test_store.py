@@ -23,12 +23,12 @@ def _batch(records):
                 item, source=f"t.jsonl:{index + 1}", source_format="canonical", defaults=Defaults(imported_at_us=1)
             )
         )
-    return builder.build(now_us=2)
+    return builder.build()
 
 
 def test_append_then_get_and_existing_ids(store, record):
     batch = _batch([record(trajectory_id=f"t{i}") for i in range(5)])
-    store.append(trajectories=batch.trajectories, annotations=batch.annotations)
+    store.insert_new(trajectories=batch.trajectories, annotations=batch.annotations)
     assert store.count() == 5
     assert store.existing_ids(ids=["t1", "t4", "zzz"]) == {"t1", "t4"}
     assert store.get(trajectory_id="t3")["data_id"] == "q7"
@@ -38,7 +38,7 @@ def test_append_then_get_and_existing_ids(store, record):
 @pytest.mark.parametrize("hostile", HOSTILE)
 def test_hostile_ids_match_only_themselves(store, record, hostile):
     batch = _batch([record(trajectory_id="plain"), record(trajectory_id=hostile)])
-    store.append(trajectories=batch.trajectories, annotations=batch.annotations)
+    store.insert_new(trajectories=batch.trajectories, annotations=batch.annotations)
     assert store.get(trajectory_id=hostile)["trajectory_id"] == hostile
     assert store.existing_ids(ids=[hostile]) == {hostile}
     assert store.annotations(trajectory_ids=[hostile])[hostile]["category"] == "correct"
@@ -61,15 +61,15 @@ def test_quote_string_refuses_nul_and_non_strings():
 
 def test_annotations_default_when_absent(store, record):
     batch = _batch([record(trajectory_id="plain", analysis=None, tags=None)])
-    store.append(trajectories=batch.trajectories, annotations=batch.annotations)
-    assert batch.annotations is None
+    store.insert_new(trajectories=batch.trajectories, annotations=batch.annotations)
+    assert batch.annotations == {}
     stored = store.get(trajectory_id="plain")
     assert (stored["is_bookmarked"], stored["is_success"], stored["tags"]) == (False, None, [])
 
 
 def test_upsert_replaces_and_counts(store, record):
     first = _batch([record(trajectory_id="a", reward=0.1)])
-    store.append(trajectories=first.trajectories, annotations=first.annotations)
+    store.insert_new(trajectories=first.trajectories, annotations=first.annotations)
     second = _batch([record(trajectory_id="a", reward=0.2), record(trajectory_id="b")])
     result = store.upsert(trajectories=second.trajectories, annotations=second.annotations)
     assert (result.inserted, result.updated) == (1, 1)
@@ -80,7 +80,7 @@ def test_upsert_replaces_and_counts(store, record):
 def test_default_order_is_newest_first_with_id_tiebreak(store, record):
     records = [record(trajectory_id=f"t{i}", created_at=1000 + (i // 2)) for i in range(6)]
     batch = _batch(records)
-    store.append(trajectories=batch.trajectories)
+    store.insert_new(trajectories=batch.trajectories)
     first = store.page(query=TrajectoryQuery(page_size=4))
     assert [row["trajectory_id"] for row in first.rows] == ["t4", "t5", "t2", "t3"]
     assert first.count == 6
@@ -91,7 +91,7 @@ def test_default_order_is_newest_first_with_id_tiebreak(store, record):
 def test_optimize_compacts_indexes_and_keeps_recent_versions(store, record):
     for index in range(4):
         batch = _batch([record(trajectory_id=f"t{index}")])
-        store.append(trajectories=batch.trajectories, annotations=batch.annotations)
+        store.insert_new(trajectories=batch.trajectories, annotations=batch.annotations)
     before = store.stats()[0]
     assert before.fragments == 4
     after = store.optimize(keep_versions=timedelta(minutes=60))[0]
@@ -110,7 +110,7 @@ def test_table_schemas_are_created_empty(store):
 
 def test_get_is_the_same_with_and_without_a_loaded_projection(store, record):
     batch = _batch([record(trajectory_id="a", tags=["x", "y"], custom={"k": 1}), record(trajectory_id="b")])
-    store.append(trajectories=batch.trajectories, annotations=batch.annotations)
+    store.insert_new(trajectories=batch.trajectories, annotations=batch.annotations)
     store.annotate(trajectory_ids=["a"], change=AnnotationChange(notes="why", is_bookmarked=True), user="me")
     assert store.engine.peek() is None
     cold = store.get(trajectory_id="a")
@@ -126,11 +126,11 @@ def test_projection_follows_writes_from_another_handle(store, record, settings):
     from trajectories.store import TrajectoryStore
 
     first = _batch([record(trajectory_id="a")])
-    store.append(trajectories=first.trajectories, annotations=first.annotations)
+    store.insert_new(trajectories=first.trajectories, annotations=first.annotations)
     assert store.page(query=TrajectoryQuery()).count == 1
     other = TrajectoryStore(uri=settings.TRAJSITE_DATA_DIR)  # as another process would
     second = _batch([record(trajectory_id="b")])
-    other.append(trajectories=second.trajectories, annotations=second.annotations)
+    other.insert_new(trajectories=second.trajectories, annotations=second.annotations)
     other.annotate(trajectory_ids=["a"], change=AnnotationChange(category="seen"), user=None)
     page = store.page(query=TrajectoryQuery())
     assert page.count == 2
@@ -152,7 +152,7 @@ def test_patched_annotations_equal_a_fresh_read(store, record, settings):
             for i in range(120)
         ]
     )
-    store.append(trajectories=batch.trajectories, annotations=batch.annotations)
+    store.insert_new(trajectories=batch.trajectories, annotations=batch.annotations)
     store.page(query=Query())
     rng = random.Random(5)
     words = ["alpha", "beta", "zeta", "ämne", "a", None]

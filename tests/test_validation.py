@@ -6,6 +6,7 @@ import pytest
 
 from trajectories.importing.errors import RecordError
 from trajectories.importing.validation import Defaults, validate
+from trajectories.store import UNSET
 
 DEFAULTS = Defaults(training_id="default-run", agent_name="default-agent", import_id="9", imported_at_us=123)
 
@@ -141,9 +142,11 @@ def test_derived_id_falls_back_to_content(record):
 def test_annotation_only_when_record_carries_one(record):
     assert _validate(record(analysis=None, tags=None)).annotation is None
     annotation = _validate(record(is_bookmarked=True, tags=["a", "a", "b"])).annotation
-    assert annotation["is_bookmarked"] is True
-    assert annotation["tags"] == ["a", "b"]
-    assert annotation["trajectory_id"] == record()["trajectory_id"]
+    assert annotation.is_bookmarked is True
+    assert annotation.add_tags == ("a", "b")
+    assert (annotation.is_success, annotation.category) == (True, "correct")
+    assert annotation.root_cause is UNSET  # "" is no root cause: it never clears one a user wrote
+    assert annotation.notes is UNSET
 
 
 def test_unknown_fields_and_analysis_extras_go_to_metadata(record):

@@ -7,20 +7,19 @@ from typing import Any
 
 import pyarrow as pa
 
-from trajectories.store import ANNOTATION_SCHEMA, TRAJECTORY_SCHEMA
+from trajectories.store import TRAJECTORY_SCHEMA, AnnotationChange
 
 from .validation import Validated
 
 _TRAJECTORY_NAMES = TRAJECTORY_SCHEMA.names
-_ANNOTATION_NAMES = [name for name in ANNOTATION_SCHEMA.names if name != "updated_at"]
 
 
 @dataclass(slots=True)
 class Batch:
-    """One write: trajectories, their annotations, and where each row came from."""
+    """One write: trajectories, what the records say of their annotations, where each row came from."""
 
     trajectories: pa.Table
-    annotations: pa.Table | None
+    annotations: dict[str, AnnotationChange]
     ids: list[str]
     sources: list[str]
 
@@ -31,7 +30,7 @@ class BatchBuilder:
 
     on_duplicate: str
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
-    annotations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    annotations: dict[str, AnnotationChange] = field(default_factory=dict)
     nbytes: int = 0
 
     def add(self, validated: Validated) -> bool:
@@ -48,19 +47,13 @@ class BatchBuilder:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def build(self, *, now_us: int) -> Batch:
+    def build(self) -> Batch:
         rows = list(self.rows.values())
         columns = {name: [row[name] for row in rows] for name in _TRAJECTORY_NAMES}
         trajectories = pa.Table.from_pydict(columns, schema=TRAJECTORY_SCHEMA)
-        annotations = None
-        if self.annotations:
-            notes = list(self.annotations.values())
-            note_columns: dict[str, list] = {name: [n[name] for n in notes] for name in _ANNOTATION_NAMES}
-            note_columns["updated_at"] = [now_us] * len(notes)
-            annotations = pa.Table.from_pydict(note_columns, schema=ANNOTATION_SCHEMA)
         return Batch(
             trajectories=trajectories,
-            annotations=annotations,
+            annotations=dict(self.annotations),
             ids=columns["trajectory_id"],
             sources=columns["source"],
         )

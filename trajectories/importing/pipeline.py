@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from trajectories.store import TrajectoryStore
+from trajectories.store import TRAJECTORY_SCHEMA, TrajectoryStore
 
 from . import adapters, readers
 from .batches import Batch, BatchBuilder
@@ -84,7 +84,6 @@ def run_import(
     files = readers.expand_paths(paths)
     progress = ImportProgress(bytes_total=readers.total_bytes(files), files=files)
     counter = readers.ByteCounter()
-    writer = None if options.dry_run else _Writer(store=store, options=options, errors=errors)
     adapter = _adapter_for(options)
     defaults = Defaults(
         training_id=options.training_id,
@@ -92,6 +91,9 @@ def run_import(
         import_id=options.import_id,
         imported_at_us=time.time_ns() // 1000,
     )
+    writer = None
+    if not options.dry_run:
+        writer = _Writer(store=store, options=options, errors=errors, imported_at_us=defaults.imported_at_us)
     builder = BatchBuilder(on_duplicate=options.on_duplicate)
     last_report = started
 
@@ -160,16 +162,19 @@ def _in_batch_duplicate(location: Location, options, errors: ErrorSink, progress
 
 def _flush(builder: BatchBuilder, writer: _Writer | None) -> None:
     if writer is not None:
-        writer.submit(builder.build(now_us=time.time_ns() // 1000))
+        writer.submit(builder)
 
 
 class _Writer:
-    """Checks ids and writes batches in order on one background thread."""
+    """Builds, checks and writes batches in order on one background thread."""
 
-    def __init__(self, *, store: TrajectoryStore, options: ImportOptions, errors: ErrorSink) -> None:
+    def __init__(
+        self, *, store: TrajectoryStore, options: ImportOptions, errors: ErrorSink, imported_at_us: int
+    ) -> None:
         self._store = store
         self._options = options
         self._errors = errors
+        self._imported_at_us = imported_at_us
         # Written only by the writer thread, read by the reading thread for progress.
         self.inserted = 0
         self.updated = 0
@@ -178,7 +183,7 @@ class _Writer:
         self._store_has_rows: bool | None = None
         self._written: set[str] = set()
         self._remember_limit = REMEMBER_IDS
-        self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=_PENDING_BATCHES)
+        self._queue: queue.Queue[BatchBuilder | None] = queue.Queue(maxsize=_PENDING_BATCHES)
         self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="trajsite-import-writer", daemon=True)
         self._thread.start()
@@ -189,9 +194,9 @@ class _Writer:
         progress.duplicates = progress.in_import_duplicates + self.duplicates
         progress.stored_rejected = self.rejected
 
-    def submit(self, batch: Batch) -> None:
+    def submit(self, builder: BatchBuilder) -> None:
         self._raise_failure()
-        self._queue.put(batch)
+        self._queue.put(builder)
 
     def close(self) -> None:
         self._queue.put(None)
@@ -203,25 +208,55 @@ class _Writer:
             raise self._failure
 
     def _run(self) -> None:
-        while (batch := self._queue.get()) is not None:
+        while (builder := self._queue.get()) is not None:
             if self._failure is None:
                 try:
-                    self._write(batch)
+                    self._write(self._build(builder))
                 except BaseException as error:
                     self._failure = error
 
+    def _build(self, builder: BatchBuilder) -> Batch:
+        """The batch as Arrow tables; rows Arrow refuses are rejected one by one, the rest kept."""
+        try:
+            return builder.build()
+        except _CONVERSION_ERRORS:
+            pass
+        for trajectory_id, row in list(builder.rows.items()):
+            problem = _conversion_problem(row)
+            if problem is not None:
+                del builder.rows[trajectory_id]
+                builder.annotations.pop(trajectory_id, None)
+                self.rejected += 1
+                self._errors.reject(_parse_location(row["source"]), [problem])
+        return builder.build()
+
     def _write(self, batch: Batch) -> None:
-        existing = self._existing(batch.ids)
-        if existing and self._options.on_duplicate == "update":
+        if not batch.ids:
+            return
+        if self._options.on_duplicate == "update":
             written = self._store.upsert(trajectories=batch.trajectories, annotations=batch.annotations)
             self.inserted += written.inserted
             self.updated += written.updated
         else:
+            existing = self._existing(batch.ids)
             if existing:
                 self._report_existing(batch, existing)
                 batch = _without(batch, existing)
-            self.inserted += self._store.append(trajectories=batch.trajectories, annotations=batch.annotations).inserted
+            self._insert(batch)
         self._remember(batch.ids)
+
+    def _insert(self, batch: Batch) -> None:
+        written = self._store.insert_new(trajectories=batch.trajectories)
+        self.inserted += written.inserted
+        ours = set(batch.ids)
+        if written.inserted < len(batch.ids):
+            # Another import stored some of these ids between our look and our commit; the commit kept
+            # theirs. Which ones: the rows that do not carry this run's import time.
+            ours = self._store.imported_by(trajectory_ids=batch.ids, imported_at_us=self._imported_at_us)
+            self._report_existing(batch, set(batch.ids) - ours)
+        changes = {key: change for key, change in batch.annotations.items() if key in ours}
+        if changes:
+            self._store.annotate_each(changes=changes, user="import")
 
     def _existing(self, ids: list[str]) -> set[str]:
         """Ids already stored: those this run wrote (tracked here) plus an index probe for the rest."""
@@ -253,18 +288,30 @@ class _Writer:
                 self._errors.reject(location, [FieldError("trajectory_id", f"{trajectory_id!r} is already stored")])
 
 
+# What Arrow raises for a value its column cannot hold; anything else (I/O, a full disk) fails the job.
+_CONVERSION_ERRORS = (pa.ArrowException, UnicodeError, TypeError, ValueError, OverflowError)
+
+
+def _conversion_problem(row: dict) -> FieldError | None:
+    for name in _TRAJECTORY_FIELDS:
+        try:
+            pa.array([row[name]], type=TRAJECTORY_SCHEMA.field(name).type)
+        except _CONVERSION_ERRORS as error:
+            return FieldError(name, f"the store cannot hold this value ({type(error).__name__}: {error})")
+    return None
+
+
+_TRAJECTORY_FIELDS = tuple(TRAJECTORY_SCHEMA.names)
+
+
 def _without(batch: Batch, existing: set[str]) -> Batch:
     stored = pa.array(sorted(existing), type=pa.string())
-
-    def keep(table: pa.Table | None) -> pa.Table | None:
-        if table is None:
-            return None
-        return table.filter(pc.invert(pc.is_in(table.column("trajectory_id"), value_set=stored)))
-
-    trajectories = keep(batch.trajectories)
+    trajectories = batch.trajectories.filter(
+        pc.invert(pc.is_in(batch.trajectories.column("trajectory_id"), value_set=stored))
+    )
     return Batch(
         trajectories=trajectories,
-        annotations=keep(batch.annotations),
+        annotations={key: change for key, change in batch.annotations.items() if key not in existing},
         ids=trajectories.column("trajectory_id").to_pylist(),
         sources=trajectories.column("source").to_pylist(),
     )

@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from trajectories.store.annotations import AnnotationChange
+
 from .errors import FieldError, RecordError, type_name
 
 MAX_ID_LENGTH = 512
@@ -42,7 +44,7 @@ class Defaults:
 @dataclass(slots=True)
 class Validated:
     row: dict[str, Any]
-    annotation: dict[str, Any] | None
+    annotation: AnnotationChange | None
     warnings: list[FieldError]
 
 
@@ -72,8 +74,6 @@ def validate(record: dict, *, source: str, source_format: str, defaults: Default
     row["import_id"] = defaults.import_id
     row["created_at"] = defaults.imported_at_us if created_at is None else created_at
     row["imported_at"] = defaults.imported_at_us
-    if annotation is not None:
-        annotation["trajectory_id"] = row["trajectory_id"]
     return Validated(row, annotation, warnings)
 
 
@@ -231,15 +231,17 @@ def _content_text(content: Any) -> str | None:
     return None
 
 
-def _annotation(record: dict, errors: list[FieldError]) -> dict[str, Any] | None:
+def _annotation(record: dict, errors: list[FieldError]) -> AnnotationChange | None:
+    """What the record says about its annotations, as a change: only the fields it gives are set,
+    tags are added, so re-importing never clears what a user wrote (notes, their tags, a bookmark)."""
     analysis = record.get("analysis")
     bookmarked = record.get("is_bookmarked")
     tags = record.get("tags")
-    if analysis is None and not bookmarked and not tags:
-        if bookmarked is not None and type(bookmarked) is not bool:
-            errors.append(FieldError("is_bookmarked", f"expected a boolean, got {type_name(bookmarked)}"))
-        return None
-    annotation: dict[str, Any] = {"is_bookmarked": False, "is_success": None, "category": None, "root_cause": None}
+    if bookmarked is not None and type(bookmarked) is not bool:
+        errors.append(FieldError("is_bookmarked", f"expected a boolean, got {type_name(bookmarked)}"))
+    if tags is not None and (type(tags) is not list or any(type(tag) is not str for tag in tags)):
+        errors.append(FieldError("tags", "expected a list of strings"))
+    values: dict[str, Any] = {}
     if analysis is not None:
         if type(analysis) is not dict:
             errors.append(FieldError("analysis", f"expected an object, got {type_name(analysis)}"))
@@ -247,20 +249,20 @@ def _annotation(record: dict, errors: list[FieldError]) -> dict[str, Any] | None
         success = analysis.get("is_success")
         if success is not None and type(success) is not bool:
             errors.append(FieldError("analysis.is_success", f"expected a boolean, got {type_name(success)}"))
-        annotation["is_success"] = success
+        elif success is not None:
+            values["is_success"] = success
         for name in ("category", "root_cause"):
-            annotation[name] = _text(analysis, name, errors)
-            if errors and errors[-1].field == name:
-                errors[-1] = FieldError(f"analysis.{name}", errors[-1].reason)
-    if bookmarked is not None and type(bookmarked) is not bool:
-        errors.append(FieldError("is_bookmarked", f"expected a boolean, got {type_name(bookmarked)}"))
-    annotation["is_bookmarked"] = bookmarked is True
-    if tags is not None and (type(tags) is not list or any(type(tag) is not str for tag in tags)):
-        errors.append(FieldError("tags", "expected a list of strings"))
-    annotation["tags"] = list(dict.fromkeys(tags)) if type(tags) is list else []
-    annotation["notes"] = None
-    annotation["updated_by"] = "import"
-    return annotation
+            text = analysis.get(name)
+            if text is not None and type(text) is not str:
+                errors.append(FieldError(f"analysis.{name}", f"expected a string, got {type_name(text)}"))
+            elif text:
+                values[name] = text
+    if bookmarked is True:
+        values["is_bookmarked"] = True
+    add_tags = tuple(dict.fromkeys(tags)) if type(tags) is list else ()
+    if not values and not add_tags:
+        return None
+    return AnnotationChange(**values, add_tags=add_tags)
 
 
 def _timestamp(record: dict, errors: list[FieldError]) -> int | None:

@@ -110,10 +110,13 @@ class QueryEngine:
         return ResultPage(rows=projection.rows_at(positions), count=count, version=projection.version)
 
     def matching_ids(self, query: TrajectoryQuery) -> list[str]:
+        """Every matching id, sorted: the same rows give the same list, whatever the table layout."""
         projection = self.current()
         mask = projection.mask(query)
-        ids = projection.ids.array
-        return (ids if mask is None else ids.filter(pa.array(mask))).to_pylist()
+        order = projection.order("trajectory_id", False)
+        if mask is not None:
+            order = order[mask[order]]
+        return projection.ids.array.take(pa.array(order, pa.int64())).to_pylist()
 
     def get(self, trajectory_id: str, projection: Projection) -> dict[str, Any] | None:
         position = projection.position_of(trajectory_id)

@@ -15,17 +15,21 @@ from lancedb.index import BTree
 
 from trajectories.query import TrajectoryQuery
 
-from . import filters
+from . import commits, filters
 from .annotations import AnnotationChange, blank_annotation
 from .engine import QueryEngine, ResultPage
 from .schema import (
     ANNOTATION_SCHEMA,
     ANNOTATIONS_TABLE,
+    KEY,
     TRAJECTORIES_TABLE,
     TRAJECTORY_SCHEMA,
 )
 
 _SCHEMAS = {TRAJECTORIES_TABLE: TRAJECTORY_SCHEMA, ANNOTATIONS_TABLE: ANNOTATION_SCHEMA}
+# Annotation rows rewritten per commit: a bulk change of a million rows is many small commits, so a
+# concurrent single edit conflicts with (and retries) one chunk, not the whole bulk action.
+ANNOTATE_CHUNK = 50_000
 
 
 @dataclass(frozen=True)
@@ -108,8 +112,24 @@ class TrajectoryStore:
             with self._lock:
                 table = self._tables.get(name)
                 if table is None:
-                    table = self._db.create_table(name, schema=_SCHEMAS[name], exist_ok=True)
-                    self._tables[name] = table
+                    table = self._tables[name] = self._open_or_create(name)
+        return table
+
+    def _open_or_create(self, name: str):
+        try:
+            table = self._db.open_table(name)
+        except ValueError:
+            try:
+                return self._db.create_table(name, schema=_SCHEMAS[name])
+            except ValueError:  # another process created it first
+                table = self._db.open_table(name)
+        if table.schema.field(KEY).metadata is None:
+            # Stores made before keys were declared: declare it, so concurrent inserts stay unique.
+            commits.retrying(
+                lambda: _latest(table).update_field_metadata({KEY: commits.PRIMARY_KEY_METADATA}),
+                what=f"declaring the key of {name}",
+            )
+            table.checkout_latest()
         return table
 
     # --- reads ------------------------------------------------------------------------------
@@ -142,6 +162,7 @@ class TrajectoryStore:
         if projection is not None:
             # A loaded projection finds the row by binary search and takes it from its own version.
             return self.engine.get(trajectory_id, projection)
+        self.sync()
         rows = (
             self._table(TRAJECTORIES_TABLE)
             .search()
@@ -157,6 +178,7 @@ class TrajectoryStore:
 
     def annotations(self, *, trajectory_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Annotation fields for each id, blank where nothing was ever annotated."""
+        self.sync()
         result = {}
         for trajectory_id in trajectory_ids:
             blank = blank_annotation(trajectory_id)
@@ -200,65 +222,111 @@ class TrajectoryStore:
 
     # --- writes -----------------------------------------------------------------------------
 
-    def append(self, *, trajectories: pa.Table, annotations: pa.Table | None = None) -> WriteResult:
-        """Add rows whose ids are known to be new: one version and one fragment per call."""
-        if trajectories.num_rows:
-            self._table(TRAJECTORIES_TABLE).add(trajectories)
-        if annotations is not None and annotations.num_rows:
-            self._upsert(ANNOTATIONS_TABLE, annotations)
-        self._wrote()
-        return WriteResult(inserted=trajectories.num_rows, updated=0)
+    def insert_new(
+        self, *, trajectories: pa.Table, annotations: dict[str, AnnotationChange] | None = None
+    ) -> WriteResult:
+        """Add the rows whose ids are not stored, in one commit; the rest are left as they are.
 
-    def upsert(self, *, trajectories: pa.Table, annotations: pa.Table | None = None) -> WriteResult:
-        """Insert new ids and replace stored ones, atomically per call."""
+        The check is part of the commit (a merge-insert on the declared key), so an id inserted by a
+        concurrent importer after the caller looked is still stored once. `inserted` counts ours.
+        """
+        inserted = 0
+        if trajectories.num_rows:
+            merged = self._merge(TRAJECTORIES_TABLE, trajectories, replace=False)
+            inserted = merged.num_inserted_rows
+        if annotations:
+            self.annotate_each(changes=annotations, user="import")
+        self._wrote()
+        return WriteResult(inserted=inserted, updated=0)
+
+    def upsert(self, *, trajectories: pa.Table, annotations: dict[str, AnnotationChange] | None = None) -> WriteResult:
+        """Insert new ids and replace stored ones, atomically per call; annotations are laid over."""
         result = WriteResult(inserted=0, updated=0)
         if trajectories.num_rows:
-            merged = self._upsert(TRAJECTORIES_TABLE, trajectories)
+            merged = self._merge(TRAJECTORIES_TABLE, trajectories, replace=True)
             result = WriteResult(inserted=merged.num_inserted_rows, updated=merged.num_updated_rows)
-        if annotations is not None and annotations.num_rows:
-            self._upsert(ANNOTATIONS_TABLE, annotations)
+        if annotations:
+            self.annotate_each(changes=annotations, user="import")
         self._wrote()
         return result
 
+    def imported_by(self, *, trajectory_ids: list[str], imported_at_us: int) -> set[str]:
+        """Which of these ids are stored with this `imported_at` (microseconds): whose insert won a race."""
+        rows = _latest(self._table(TRAJECTORIES_TABLE)).to_table(
+            columns=[KEY, "imported_at"], filter=pc.field(KEY).isin(trajectory_ids)
+        )
+        stamps = pc.cast(rows.column("imported_at"), pa.int64()).to_pylist()
+        keys = rows.column(KEY).to_pylist()
+        return {key for key, stamp in zip(keys, stamps, strict=True) if stamp == imported_at_us}
+
     def annotate(self, *, trajectory_ids: list[str], change: AnnotationChange, user: str | None) -> int:
-        """Apply `change` to the stored trajectories among `trajectory_ids`, in one write."""
+        """Apply `change` to the stored trajectories among `trajectory_ids`; returns how many."""
+        if change.is_empty():
+            return 0
         ids = list(dict.fromkeys(trajectory_ids))
         stored = self.existing_ids(ids=ids)
-        if not stored or change.is_empty():
-            return 0
-        current = {row["trajectory_id"]: row for row in self._annotation_rows(sorted(stored))}
+        return self.annotate_each(changes={key: change for key in ids if key in stored}, user=user)
+
+    def annotate_each(self, *, changes: dict[str, AnnotationChange], user: str | None) -> int:
+        """Apply each trajectory's own change, field by field, atomically against concurrent writers.
+
+        Each chunk is read, changed and committed on the version it was read from, with LanceDB's own
+        retries off: if another writer changed one of these rows first, the commit conflicts and the
+        chunk is read and changed again. So edits of different fields, `add_tags` and bulk actions
+        all compose instead of the last full row winning.
+        """
+        ids = list(changes)
         now = datetime.now(tz=UTC)
-        rows = []
-        for trajectory_id in ids:
-            if trajectory_id in stored:
-                row = change.apply(current.get(trajectory_id) or blank_annotation(trajectory_id))
-                rows.append({**row, "updated_at": now, "updated_by": user})
-        before = self._table(ANNOTATIONS_TABLE).version
-        merged = self._upsert(ANNOTATIONS_TABLE, pa.Table.from_pylist(rows, schema=ANNOTATION_SCHEMA))
-        self.engine.annotations_written(rows, before=before, after=merged.version)
+        for start in range(0, len(ids), ANNOTATE_CHUNK):
+            chunk = ids[start : start + ANNOTATE_CHUNK]
+            rows, before, after = commits.retrying(
+                lambda chunk=chunk: self._rewrite_annotations(chunk, changes, now=now, user=user),
+                what="annotating",
+            )
+            self.engine.annotations_written(rows, before=before, after=after)
         self._wrote()
-        return len(rows)
+        return len(ids)
+
+    def _rewrite_annotations(self, ids: list[str], changes: dict[str, AnnotationChange], *, now, user):
+        dataset = _latest(self._table(ANNOTATIONS_TABLE))
+        current = {row[KEY]: row for row in dataset.to_table(filter=pc.field(KEY).isin(ids)).to_pylist()}
+        rows = []
+        for key in ids:
+            row = changes[key].apply(current.get(key) or blank_annotation(key))
+            rows.append({**row, "updated_at": now, "updated_by": user})
+        before = dataset.version
+        (
+            dataset.merge_insert(KEY)
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .conflict_retries(0)
+            .use_index(False)
+            .execute(pa.Table.from_pylist(rows, schema=ANNOTATION_SCHEMA))
+        )
+        return rows, before, dataset.version
 
     def delete(self, *, trajectory_ids: list[str]) -> int:
         """Delete trajectories and their annotations; returns how many were stored."""
         stored = sorted(self.existing_ids(ids=list(dict.fromkeys(trajectory_ids))))
         if not stored:
             return 0
-        predicate = pc.field("trajectory_id").isin(stored)
-        self._table(TRAJECTORIES_TABLE).to_lance().delete(predicate)
-        if self._table(ANNOTATIONS_TABLE).count_rows():
-            self._table(ANNOTATIONS_TABLE).to_lance().delete(predicate)
+        predicate = pc.field(KEY).isin(stored)
+        for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
+            table = self._table(name)
+            commits.retrying(lambda table=table: _latest(table).delete(predicate), what=f"deleting from {name}")
         self.sync(force=True)
         return len(stored)
 
-    def _upsert(self, name: str, rows: pa.Table):
-        return (
-            self._table(name)
-            .merge_insert("trajectory_id")
-            .when_matched_update_all()
-            .when_not_matched_insert_all()
-            .execute(rows)
-        )
+    def _merge(self, name: str, rows: pa.Table, *, replace: bool):
+        # use_index(False): the indexed path of lance 14 leaves out the inserted-key check that makes
+        # concurrent inserts of one id conflict; a scan of the key column costs ~0.1 s at 1M rows.
+        def merge():
+            builder = self._table(name).merge_insert(KEY)
+            if replace:
+                builder = builder.when_matched_update_all()
+            return builder.when_not_matched_insert_all().use_index(False).execute(rows)
+
+        return commits.retrying(merge, what=f"writing {name}")
 
     # --- maintenance ------------------------------------------------------------------------
 
@@ -266,11 +334,7 @@ class TrajectoryStore:
         """BTREE on trajectory_id for both tables; new rows are folded in by `optimize`."""
         for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
             table = self._table(name)
-            if table.count_rows() == 0:
-                continue
-            indexed = {tuple(index.columns) for index in table.list_indices()}
-            if ("trajectory_id",) not in indexed:
-                table.create_index("trajectory_id", config=BTree(), replace=True)
+            commits.retrying(lambda table=table: _ensure_key_index(table), what=f"indexing {name}")
 
     def refresh_indexes(self) -> None:
         """Fold rows written since the last index build into the indexes (cheap; no data rewrite)."""
@@ -278,14 +342,17 @@ class TrajectoryStore:
         for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
             table = self._table(name)
             if table.list_indices():
-                table.to_lance().optimize.optimize_indices()
+                commits.retrying(
+                    lambda table=table: _latest(table).optimize.optimize_indices(), what=f"refreshing {name}"
+                )
         self.sync(force=True)
 
     def optimize(self, *, keep_versions: timedelta) -> list[TableStats]:
         """Compact fragments, update indexes and prune versions older than `keep_versions`."""
         self.ensure_indexes()
         for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
-            self._table(name).optimize(cleanup_older_than=keep_versions)
+            table = self._table(name)
+            commits.retrying(lambda table=table: table.optimize(cleanup_older_than=keep_versions), what="optimizing")
         self._wrote()
         return self.stats()
 
@@ -304,3 +371,18 @@ class TrajectoryStore:
             version=table.version,
             indexes=tuple(index.name for index in table.list_indices()),
         )
+
+
+def _latest(table):
+    """The table's dataset at its newest version, whatever version this process's handle reads."""
+    dataset = table.to_lance()
+    latest = dataset.latest_version
+    return dataset if dataset.version == latest else dataset.checkout_version(latest)
+
+
+def _ensure_key_index(table) -> None:
+    table.checkout_latest()
+    if table.count_rows() == 0:
+        return
+    if (KEY,) not in {tuple(index.columns) for index in table.list_indices()}:
+        table.create_index(KEY, config=BTree(), replace=True)

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from .commits import PRIMARY_KEY_METADATA
+
 TRAJECTORIES_TABLE = "trajectories"
 ANNOTATIONS_TABLE = "annotations"
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 
+KEY = "trajectory_id"
+_KEY_FIELD = pa.field(KEY, pa.string(), nullable=False, metadata=PRIMARY_KEY_METADATA)
+
 TRAJECTORY_SCHEMA = pa.schema(
     [
-        pa.field("trajectory_id", pa.string(), nullable=False),
+        _KEY_FIELD,
         pa.field("data_id", pa.string(), nullable=False),
         pa.field("training_id", pa.string()),
         pa.field("agent_name", pa.string()),
@@ -46,7 +51,7 @@ TRAJECTORY_SCHEMA = pa.schema(
 
 ANNOTATION_SCHEMA = pa.schema(
     [
-        pa.field("trajectory_id", pa.string(), nullable=False),
+        _KEY_FIELD,
         pa.field("is_bookmarked", pa.bool_(), nullable=False),
         pa.field("is_success", pa.bool_()),
         pa.field("category", pa.string()),

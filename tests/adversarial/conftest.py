@@ -1,0 +1,149 @@
+"""A real site for adversarial tests: gunicorn (2 workers x 4 threads) on loopback, its own LanceDB,
+SQLite file and Redis key prefix, staff users with API tokens, and helpers to import and inspect."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import pytest
+from django.conf import settings
+
+from trajectories.store import TrajectoryStore
+
+ROOT = Path(__file__).resolve().parents[2]
+_USERS = """
+from django.contrib.auth.models import Permission, User
+from rest_framework.authtoken.models import Token
+deleter = User.objects.create_superuser("deleter", "", "pw-deleter-123")
+editor = User.objects.create_user("editor", "", "pw-editor-123", is_staff=True)
+print(Token.objects.create(user=deleter).key, Token.objects.create(user=editor).key)
+"""
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    headers: dict = field(default_factory=dict)
+
+    def json(self):
+        return json.loads(self.body)
+
+
+@dataclass
+class Site:
+    url: str
+    env: dict
+    tokens: dict[str, str]
+    root: Path
+
+    def request(self, method: str, path: str, body=None, *, user: str = "deleter", timeout: float = 60) -> Response:
+        data = None if body is None else orjson.dumps(body)
+        headers = {"Authorization": f"Token {self.tokens[user]}", "Content-Type": "application/json"}
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as answer:
+                return Response(answer.status, answer.read(), dict(answer.headers))
+        except urllib.error.HTTPError as error:
+            return Response(error.code, error.read(), dict(error.headers))
+
+    def manage(self, *args: str, timeout: float = 120, **popen) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(ROOT / "manage.py"), *args]
+        return subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout, **popen)
+
+    def write(self, name: str, records) -> Path:
+        path = self.root / name
+        path.write_bytes(b"".join(orjson.dumps(item) + b"\n" for item in records))
+        return path
+
+    def store(self) -> TrajectoryStore:
+        return TrajectoryStore(uri=self.env["TRAJSITE_DATA_DIR"])
+
+    def stored_ids(self) -> list[str]:
+        table = self.store()._table("trajectories").to_lance()
+        return table.to_table(columns=["trajectory_id"]).column(0).to_pylist()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def site_env(root: Path) -> dict:
+    return {
+        **os.environ,
+        "TRAJSITE_DATA_DIR": str(root / "lancedb"),
+        "TRAJSITE_VAR_DIR": str(root / "var"),
+        "DATABASE_URL": f"sqlite:///{root / 'site.sqlite3'}",
+        "REDIS_URL": settings.CACHES["default"]["LOCATION"],
+        "CACHE_KEY_PREFIX": f"trajsite-adversarial-{uuid.uuid4().hex[:8]}",
+        "LOG_LEVEL": "ERROR",
+    }
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("site")
+    env = site_env(root)
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v0"], env=env, check=True)
+    made = subprocess.run([*manage, "shell", "-c", _USERS], env=env, check=True, capture_output=True, text=True)
+    deleter, editor = made.stdout.split()[-2:]
+    port = free_port()
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    server = subprocess.Popen(
+        [
+            gunicorn,
+            "trajsite.wsgi",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    made = Site(url=f"http://127.0.0.1:{port}", env=env, tokens={"deleter": deleter, "editor": editor}, root=root)
+    try:
+        _wait_until_serving(made, server)
+        yield made
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_until_serving(site: Site, server: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"gunicorn exited: {server.stderr.read().decode()[-2000:]}")
+        try:
+            if site.request("GET", "/api/trajectories/?page_size=1", timeout=5).status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("gunicorn did not start serving")
+
+
+def imported(site: Site, name: str, records) -> None:
+    result = site.manage("import_trajectories", str(site.write(name, records)), "--no-progress")
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,79 @@
+"""Annotation edits racing each other across the server's processes and threads (issue: never lose a write)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.conftest import BASE_RECORD
+
+from .conftest import imported
+
+pytestmark = pytest.mark.adversarial
+API = "/api/trajectories/"
+
+
+@pytest.fixture(scope="module")
+def rows(site):
+    records = [{**BASE_RECORD, "trajectory_id": f"edit{i:03d}", "agent_name": "racer"} for i in range(60)]
+    imported(site, "edits.jsonl", records)
+    return site
+
+
+def _parallel(calls, workers: int = 8) -> list:
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda call: call(), calls))
+
+
+def test_eighty_parallel_add_tags_keep_every_tag(rows):
+    calls = [lambda n=n: rows.request("PATCH", f"{API}edit000/", {"add_tags": [f"tag-{n:02d}"]}) for n in range(80)]
+    statuses = [answer.status for answer in _parallel(calls)]
+    assert statuses == [200] * 80
+    tags = rows.request("GET", f"{API}edit000/").json()["tags"]
+    assert sorted(tags) == sorted(["arith", *(f"tag-{n:02d}" for n in range(80))])
+
+
+def test_notes_and_category_set_at_once_both_stay(rows):
+    for pair in range(20):
+        path = f"{API}edit{pair + 1:03d}/"
+        answers = _parallel(
+            [
+                lambda path=path, pair=pair: rows.request("PATCH", path, {"notes": f"note {pair}"}),
+                lambda path=path, pair=pair: rows.request("PATCH", path, {"category": f"cat {pair}"}),
+            ],
+            workers=2,
+        )
+        assert [answer.status for answer in answers] == [200, 200]
+        stored = rows.request("GET", path).json()
+        assert (stored["notes"], stored["category"]) == (f"note {pair}", f"cat {pair}")
+
+
+def test_bulk_add_and_remove_compose_with_single_edits(rows):
+    targets = [f"edit{i:03d}" for i in range(30, 60)]
+    bulk = [
+        lambda n=n: rows.request(
+            "POST", f"{API}bulk-update/", {"query": "agent_name=racer", "changes": {"add_tags": [f"bulk{n}"]}}
+        )
+        for n in range(4)
+    ]
+    single = [
+        lambda target=target: rows.request(
+            "PATCH", f"{API}{target}/", {"add_tags": ["single"], "remove_tags": ["arith"]}
+        )
+        for target in targets
+    ]
+    answers = _parallel([*bulk, *single])
+    assert [answer.status for answer in answers] == [200] * len(answers), [a.body[:300] for a in answers]
+    assert [answer.json()["count"] for answer in answers[:4]] == [60] * 4
+    stored = rows.store().annotations(trajectory_ids=[f"edit{i:03d}" for i in range(60)])
+    for trajectory_id, annotation in stored.items():
+        tags = set(annotation["tags"])
+        assert {"bulk0", "bulk1", "bulk2", "bulk3"} <= tags, trajectory_id
+        if trajectory_id in targets:
+            assert "single" in tags and "arith" not in tags, trajectory_id
+
+
+def test_a_tag_with_a_comma_is_one_tag(rows):
+    answer = rows.request("PATCH", f"{API}edit059/", {"tags": ["needs review, urgent"]})
+    assert answer.json()["tags"] == ["needs review, urgent"]
