@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -18,20 +19,25 @@ def stored(store, record, write_jsonl, run_import):
     return store
 
 
+def _token(page) -> str:
+    return re.search(r'name="confirm" value="([^"]+)"', page.content.decode()).group(1)
+
+
 def test_action_on_checked_rows_asks_then_applies(staff_client, stored):
     form = {"action": "category", "value": "triaged", "ids": ["t1", "t2"], "query": "agent_name=alpha"}
     confirm = staff_client.post(URL, form)
     assert "set the category of</strong> <strong>2</strong> trajectories" in confirm.content.decode()
     assert stored.get(trajectory_id="t1")["category"] == "correct"
-    done = staff_client.post(URL, {**form, "confirmed": "yes"})
+    done = staff_client.post(URL, {**form, "confirm": _token(confirm)})
     assert done.status_code == 302 and done["Location"] == "/trajectories/?agent_name=alpha"
     assert [stored.get(trajectory_id=i)["category"] for i in ("t1", "t2", "t3")] == ["triaged", "triaged", "correct"]
 
 
 def test_action_on_everything_matching_the_filters(staff_client, stored):
     form = {"action": "add_tag", "value": "beta-run", "select_all": "1", "query": "agent_name=beta"}
-    assert "<strong>4</strong> trajectories" in staff_client.post(URL, form).content.decode()
-    staff_client.post(URL, {**form, "confirmed": "yes"})
+    confirm = staff_client.post(URL, form)
+    assert "<strong>4</strong> trajectories" in confirm.content.decode()
+    staff_client.post(URL, {**form, "confirm": _token(confirm)})
     tagged = stored.page(query=__import__("trajectories.query", fromlist=["q"]).TrajectoryQuery(tags=("beta-run",)))
     assert sorted(row["trajectory_id"] for row in tagged.rows) == ["t6", "t7", "t8", "t9"]
 
@@ -58,10 +64,12 @@ def test_export_streams_reimportable_jsonl(staff_client, stored, tmp_path, run_i
 
 
 def test_delete_needs_the_permission(staff_client, stored, django_user_model):
-    form = {"action": "delete", "ids": ["t1"], "confirmed": "yes"}
+    form = {"action": "delete", "ids": ["t1"]}
     assert staff_client.post(URL, form).status_code == 403
     user = django_user_model.objects.get(username="staff")
     user.user_permissions.add(Permission.objects.get(codename="delete_trajectory"))
     staff_client.force_login(user)
-    assert staff_client.post(URL, form).status_code == 302
+    confirm = staff_client.post(URL, form)
+    assert stored.get(trajectory_id="t1") is not None
+    assert staff_client.post(URL, {**form, "confirm": _token(confirm)}).status_code == 302
     assert stored.get(trajectory_id="t1") is None

@@ -14,19 +14,11 @@ def annotate(*, trajectory_ids: list[str], change: AnnotationChange, user) -> in
     return count
 
 
-def annotate_matching(*, query: TrajectoryQuery, change: AnnotationChange, user) -> int:
-    return annotate(trajectory_ids=get_store().matching_ids(query=query), change=change, user=user)
-
-
 def delete(*, trajectory_ids: list[str]) -> int:
     count = get_store().delete(trajectory_ids=trajectory_ids)
     if count:
         trajectories_changed.send(sender=TrajectoryQuery, trajectory_ids=trajectory_ids)
     return count
-
-
-def delete_matching(*, query: TrajectoryQuery) -> int:
-    return delete(trajectory_ids=get_store().matching_ids(query=query))
 
 
 def _name(user) -> str | None:

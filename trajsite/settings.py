@@ -139,6 +139,8 @@ TRAJSITE_VERSION_CHECK_SECONDS = float(os.environ.get("TRAJSITE_VERSION_CHECK_SE
 # Largest file the import page accepts (the command line has no limit).
 TRAJSITE_UPLOAD_MAX_BYTES = env_int("TRAJSITE_UPLOAD_MAX_BYTES", 1024**3)
 FILE_UPLOAD_TEMP_DIR = None
+# A bulk action on more rows than this first answers with the count and a token to confirm it with.
+TRAJSITE_BULK_CONFIRM_ROWS = env_int("TRAJSITE_BULK_CONFIRM_ROWS", 100)
 # Versions younger than this are never pruned, so running readers keep a valid snapshot.
 TRAJSITE_KEEP_VERSIONS_MINUTES = env_int("TRAJSITE_KEEP_VERSIONS_MINUTES", 60)
 

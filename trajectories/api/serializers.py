@@ -138,26 +138,44 @@ class AnnotationSerializer(serializers.Serializer):
 
 
 class SelectionSerializer(serializers.Serializer):
-    """Which trajectories a bulk action applies to: listed ids, or every one matching a query string."""
+    """Which trajectories a bulk action applies to: listed ids, a filter query, or explicitly all."""
 
     ids = serializers.ListField(
-        child=serializers.CharField(max_length=512), required=False, max_length=MAX_BULK_IDS, allow_empty=False
+        child=serializers.CharField(max_length=512, trim_whitespace=False),
+        required=False,
+        max_length=MAX_BULK_IDS,
+        allow_empty=False,
     )
     query = serializers.CharField(
         required=False,
         allow_blank=True,
+        trim_whitespace=False,
         max_length=20_000,
-        help_text="a list URL's query string, e.g. 'agent_name=x&reward_min=0.5'",
+        help_text="filters from a list URL, e.g. 'agent_name=x&reward_min=0.5'; empty values, page, "
+        "ordering and other display parameters are refused, and so is a query that filters nothing",
+    )
+    all = serializers.BooleanField(
+        required=False, default=False, help_text="act on every trajectory (instead of ids or a query)"
+    )
+    confirm = serializers.CharField(
+        required=False,
+        max_length=2000,
+        help_text="the token from the answer that reported the count, when the action needed confirming",
     )
 
     def validate(self, attrs):
-        if ("ids" in attrs) == ("query" in attrs):
-            raise serializers.ValidationError("give exactly one of 'ids' or 'query'")
+        given = [name for name in ("ids", "query") if name in attrs] + (["all"] if attrs["all"] else [])
+        if len(given) != 1:
+            raise serializers.ValidationError("give exactly one of 'ids', 'query' or \"all\": true")
         if "query" in attrs:
             try:
-                attrs["parsed_query"] = q.parse_query(QueryDict(attrs["query"]))
+                attrs["parsed_query"] = q.parse_filters(QueryDict(attrs["query"]))
             except q.QueryError as error:
                 raise serializers.ValidationError({"query": [str(error)]}) from error
+            if not attrs["parsed_query"].is_filtered:
+                raise serializers.ValidationError(
+                    {"query": ['this query filters nothing; send "all": true to act on every trajectory']}
+                )
         return attrs
 
 
@@ -180,3 +198,12 @@ class FacetsSerializer(serializers.Serializer):
 
 class CountSerializer(serializers.Serializer):
     count = serializers.IntegerField()
+
+
+class ConfirmationSerializer(serializers.Serializer):
+    """A bulk action that must be confirmed: repeat the request with `confirm` set to the token."""
+
+    detail = serializers.CharField()
+    count = serializers.IntegerField()
+    selection = serializers.CharField()
+    confirm = serializers.CharField()

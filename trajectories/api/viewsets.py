@@ -5,10 +5,11 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied
 from rest_framework.response import Response
 
-from trajectories import cache, services
+from trajectories import cache, selection, services
+from trajectories.query import TrajectoryQuery
 
 from . import serializers as s
 from .filters import TrajectoryQueryFilter, parse_request
@@ -59,35 +60,44 @@ class TrajectoryViewSet(viewsets.GenericViewSet):
             raise NotFound(f"no trajectory {trajectory_id!r}")
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=s.BulkUpdateSerializer, responses=s.CountSerializer)
+    @extend_schema(
+        request=s.BulkUpdateSerializer,
+        responses={200: s.CountSerializer, 409: s.ConfirmationSerializer, 428: s.ConfirmationSerializer},
+    )
     @action(detail=False, methods=["post"], url_path="bulk-update")
     def bulk_update(self, request):
-        """Change the mutable fields of listed trajectories, or of every one matching `query`."""
+        """Change the mutable fields of listed trajectories, of those matching `query`, or of `all`.
+
+        A query-selected change of more than TRAJSITE_BULK_CONFIRM_ROWS rows answers 428 with the count
+        and a `confirm` token; send the same request again with it (409 if the rows changed meanwhile).
+        """
         payload = s.BulkUpdateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         changes = s.AnnotationSerializer(data=request.data["changes"])
         changes.is_valid(raise_exception=True)
-        change = changes.to_change()
-        data = payload.validated_data
-        if "ids" in data:
-            count = services.annotate(trajectory_ids=data["ids"], change=change, user=request.user)
-        else:
-            count = services.annotate_matching(query=data["parsed_query"], change=change, user=request.user)
+        chosen = _selection(payload.validated_data)
+        if "ids" not in payload.validated_data:
+            _require_confirmation(request, chosen, action="bulk-update", token=payload.validated_data.get("confirm"))
+        count = services.annotate(trajectory_ids=list(chosen.ids), change=changes.to_change(), user=request.user)
         return Response({"count": count})
 
-    @extend_schema(request=s.SelectionSerializer, responses=s.CountSerializer)
+    @extend_schema(
+        request=s.SelectionSerializer,
+        responses={200: s.CountSerializer, 409: s.ConfirmationSerializer, 428: s.ConfirmationSerializer},
+    )
     @action(detail=False, methods=["post"], url_path="bulk-delete")
     def bulk_delete(self, request):
-        """Delete listed trajectories, or every one matching `query` (needs the delete permission)."""
+        """Delete listed trajectories, those matching `query`, or `all` (needs the delete permission).
+
+        More than TRAJSITE_BULK_CONFIRM_ROWS rows answers 428 with the count and a `confirm` token;
+        send the same request again with it (409 if the rows changed meanwhile).
+        """
         self._require_delete_permission(request)
         payload = s.SelectionSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        data = payload.validated_data
-        if "ids" in data:
-            count = services.delete(trajectory_ids=data["ids"])
-        else:
-            count = services.delete_matching(query=data["parsed_query"])
-        return Response({"count": count})
+        chosen = _selection(payload.validated_data)
+        _require_confirmation(request, chosen, action="bulk-delete", token=payload.validated_data.get("confirm"))
+        return Response({"count": services.delete(trajectory_ids=list(chosen.ids))})
 
     @extend_schema(responses=s.FacetsSerializer)
     @action(detail=False, methods=["get"], pagination_class=None)
@@ -106,3 +116,38 @@ class TrajectoryViewSet(viewsets.GenericViewSet):
     def _require_delete_permission(self, request) -> None:
         if not request.user.has_perm(DELETE_PERMISSION):
             raise PermissionDenied("deleting trajectories needs the 'Can delete trajectories' permission")
+
+
+class ConfirmationRequired(APIException):
+    """428 before a large destructive action; 409 when a token no longer fits the selection."""
+
+    status_code = 428
+    default_code = "confirmation_required"
+
+    def __init__(self, chosen: selection.Selection, *, problem: str, token: str, conflict: bool) -> None:
+        if conflict:
+            self.status_code = status.HTTP_409_CONFLICT
+        super().__init__(
+            {
+                "detail": f'{problem}. To go ahead, send the same request again with "confirm" set to this token.',
+                "count": chosen.count,
+                "selection": chosen.description,
+                "confirm": token,
+            }
+        )
+
+
+def _selection(data: dict) -> selection.Selection:
+    if "ids" in data:
+        return selection.by_ids(data["ids"])
+    return selection.by_query(data.get("parsed_query") or TrajectoryQuery(), everything=data["all"])
+
+
+def _require_confirmation(request, chosen: selection.Selection, *, action: str, token: str | None) -> None:
+    if not selection.needs_confirmation(chosen):
+        return
+    problem = selection.confirmation_problem(token, chosen, action=action, user=request.user)
+    if problem is None:
+        return
+    fresh = selection.confirmation_token(chosen, action=action, user=request.user)
+    raise ConfirmationRequired(chosen, problem=problem, token=fresh, conflict=bool(token))

@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from trajectories import query as q
-from trajectories import services
+from trajectories import selection, services
 from trajectories.exporting import jsonl_lines
 from trajectories.store import AnnotationChange, get_store
 
@@ -67,41 +67,49 @@ def bulk_action(request: HttpRequest) -> HttpResponse:
         return redirect(back)
     if name == "delete" and not request.user.has_perm("trajectories.delete_trajectory"):
         raise PermissionDenied("deleting trajectories needs the 'Can delete trajectories' permission")
-    ids = _selection(form, list_params)
-    if not ids:
+    chosen = _selection(form, list_params)
+    if chosen is None or not chosen.count:
         messages.warning(request, "No trajectories selected: check some rows, or 'all matching'.")
         return redirect(back)
     if name == "export":
-        return _export(ids)
-    if form.get("confirmed") != "yes":
+        return _export(list(chosen.ids))
+    # Every change from the page is confirmed on the rows it counted: if they changed before the
+    # click (an import, a delete), the page asks again instead of acting on a wider set.
+    problem = selection.confirmation_problem(form.get("confirm"), chosen, action=name, user=request.user)
+    if problem is not None:
         context = {
             "action": action,
             "name": name,
             "value": value,
-            "count": len(ids),
+            "selection": chosen,
+            "count": chosen.count,
             "form": form,
-            "ids": ids if not form.get("select_all") else [],
+            "ids": list(chosen.ids) if not form.get("select_all") else [],
             "list_params": list_params,
-            "sample": ids[:10],
+            "sample": chosen.ids[:10],
             "back": back,
+            "changed": problem if form.get("confirm") else None,
+            "token": selection.confirmation_token(chosen, action=name, user=request.user),
         }
         return render(request, "trajectories/confirm_action.html", context)
     if name == "delete":
-        done = services.delete(trajectory_ids=ids)
+        done = services.delete(trajectory_ids=list(chosen.ids))
     else:
-        done = services.annotate(trajectory_ids=ids, change=action.change(name, value), user=request.user)
+        done = services.annotate(trajectory_ids=list(chosen.ids), change=action.change(name, value), user=request.user)
     messages.success(request, f"Done: {action.label} {done} trajectories.")
     return redirect(back)
 
 
-def _selection(form: QueryDict, list_params: str) -> list[str]:
+def _selection(form: QueryDict, list_params: str) -> selection.Selection | None:
     if form.get("select_all"):
         try:
             query = q.parse_query(QueryDict(list_params))
         except q.QueryError:
-            return []
-        return get_store().matching_ids(query=query)
-    return list(dict.fromkeys(form.getlist("ids")))
+            return None
+        # The list showed this count for these filters; unfiltered, the confirmation says "every".
+        return selection.by_query(query, everything=True)
+    ids = form.getlist("ids")
+    return selection.by_ids(ids) if ids else None
 
 
 def _export(ids: list[str]) -> StreamingHttpResponse:
