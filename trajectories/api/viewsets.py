@@ -5,7 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound, PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.response import Response
 
 from trajectories import cache, selection, services
@@ -77,7 +77,9 @@ class TrajectoryViewSet(viewsets.GenericViewSet):
         changes.is_valid(raise_exception=True)
         chosen = _selection(payload.validated_data)
         if "ids" not in payload.validated_data:
-            _require_confirmation(request, chosen, action="bulk-update", token=payload.validated_data.get("confirm"))
+            token = payload.validated_data.get("confirm")
+            if (asked := _unconfirmed(request, chosen, action="bulk-update", token=token)) is not None:
+                return asked
         count = services.annotate(trajectory_ids=list(chosen.ids), change=changes.to_change(), user=request.user)
         return Response({"count": count})
 
@@ -96,7 +98,9 @@ class TrajectoryViewSet(viewsets.GenericViewSet):
         payload = s.SelectionSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         chosen = _selection(payload.validated_data)
-        _require_confirmation(request, chosen, action="bulk-delete", token=payload.validated_data.get("confirm"))
+        token = payload.validated_data.get("confirm")
+        if (asked := _unconfirmed(request, chosen, action="bulk-delete", token=token)) is not None:
+            return asked
         return Response({"count": services.delete(trajectory_ids=list(chosen.ids))})
 
     @extend_schema(responses=s.FacetsSerializer)
@@ -118,36 +122,23 @@ class TrajectoryViewSet(viewsets.GenericViewSet):
             raise PermissionDenied("deleting trajectories needs the 'Can delete trajectories' permission")
 
 
-class ConfirmationRequired(APIException):
-    """428 before a large destructive action; 409 when a token no longer fits the selection."""
-
-    status_code = 428
-    default_code = "confirmation_required"
-
-    def __init__(self, chosen: selection.Selection, *, problem: str, token: str, conflict: bool) -> None:
-        if conflict:
-            self.status_code = status.HTTP_409_CONFLICT
-        super().__init__(
-            {
-                "detail": f'{problem}. To go ahead, send the same request again with "confirm" set to this token.',
-                "count": chosen.count,
-                "selection": chosen.description,
-                "confirm": token,
-            }
-        )
-
-
 def _selection(data: dict) -> selection.Selection:
     if "ids" in data:
         return selection.by_ids(data["ids"])
     return selection.by_query(data.get("parsed_query") or TrajectoryQuery(), everything=data["all"])
 
 
-def _require_confirmation(request, chosen: selection.Selection, *, action: str, token: str | None) -> None:
+def _unconfirmed(request, chosen: selection.Selection, *, action: str, token: str | None) -> Response | None:
+    """428 with the count and a token before a large action; 409 when a token no longer fits."""
     if not selection.needs_confirmation(chosen):
-        return
+        return None
     problem = selection.confirmation_problem(token, chosen, action=action, user=request.user)
     if problem is None:
-        return
-    fresh = selection.confirmation_token(chosen, action=action, user=request.user)
-    raise ConfirmationRequired(chosen, problem=problem, token=fresh, conflict=bool(token))
+        return None
+    body = {
+        "detail": f"{problem}. To go ahead, send the same request again with \"confirm\" set to this token.",
+        "count": chosen.count,
+        "selection": chosen.description,
+        "confirm": selection.confirmation_token(chosen, action=action, user=request.user),
+    }
+    return Response(body, status=status.HTTP_409_CONFLICT if token else status.HTTP_428_PRECONDITION_REQUIRED)
