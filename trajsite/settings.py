@@ -132,6 +132,9 @@ CACHES = {
 TRAJSITE_DATA_DIR = os.environ.get("TRAJSITE_DATA_DIR", str(VAR_DIR / "lancedb"))
 # Rows per LanceDB write during imports: large batches keep fragments few and pages fast.
 TRAJSITE_IMPORT_BATCH_SIZE = env_int("TRAJSITE_IMPORT_BATCH_SIZE", 5000)
+# What an import reads into memory at once: one JSONL line, one .json document (bytes, uncompressed).
+TRAJSITE_IMPORT_MAX_LINE_BYTES = env_int("TRAJSITE_IMPORT_MAX_LINE_BYTES", 256 * 1024 * 1024)
+TRAJSITE_IMPORT_MAX_DOCUMENT_BYTES = env_int("TRAJSITE_IMPORT_MAX_DOCUMENT_BYTES", 256 * 1024 * 1024)
 # Off: every read goes to the store (benchmarks of the uncached path; debugging).
 TRAJSITE_CACHE = env_bool("TRAJSITE_CACHE", True)
 # How stale a read may be when no cache generation says data changed (0: check LanceDB every request).

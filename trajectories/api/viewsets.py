@@ -136,7 +136,7 @@ def _unconfirmed(request, chosen: selection.Selection, *, action: str, token: st
     if problem is None:
         return None
     body = {
-        "detail": f"{problem}. To go ahead, send the same request again with \"confirm\" set to this token.",
+        "detail": f'{problem}. To go ahead, send the same request again with "confirm" set to this token.',
         "count": chosen.count,
         "selection": chosen.description,
         "confirm": selection.confirmation_token(chosen, action=action, user=request.user),

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -27,14 +26,30 @@ from .errors import Location, RecordError
 
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(-?\d+)\]")
 _MISSING = object()
+# A mapping names a few dozen paths; anything near this size is not a mapping file.
+MAX_MAPPING_BYTES = 1024 * 1024
 
 
 class MappingFileError(ValueError):
     pass
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases: a few lines of aliases expand to gigabytes ("billion laughs")."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in a mapping file", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 class Mapping:
     def __init__(self, *, fields: dict[str, str], step_fields: dict[str, str] | None = None) -> None:
+        _check_names("fields", fields)
+        _check_names("step_fields", step_fields or {})
         if "steps" not in fields or "data_id" not in fields:
             raise MappingFileError("mapping 'fields' must name at least 'steps' and 'data_id'")
         self.fields = {target: _parse_path(path) for target, path in fields.items()}
@@ -42,14 +57,21 @@ class Mapping:
 
     @classmethod
     def load(cls, path: str) -> Mapping:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as stream:
+            raw = stream.read(MAX_MAPPING_BYTES + 1)
+        if len(raw) > MAX_MAPPING_BYTES:
+            raise MappingFileError(f"{path}: larger than {MAX_MAPPING_BYTES:,} bytes; not a mapping file")
         try:
-            data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-        except (ValueError, yaml.YAMLError) as error:
+            text = raw.decode("utf-8")
+            data = json.loads(text) if path.endswith(".json") else yaml.load(text, Loader=_NoAliasLoader)
+        except (ValueError, RecursionError, yaml.YAMLError) as error:
             raise MappingFileError(f"{path}: not valid YAML/JSON: {error}") from error
         if not isinstance(data, dict) or not isinstance(data.get("fields"), dict):
             raise MappingFileError(f"{path}: expected a 'fields' mapping of canonical field: path")
-        return cls(fields=data["fields"], step_fields=data.get("step_fields"))
+        try:
+            return cls(fields=data["fields"], step_fields=data.get("step_fields"))
+        except MappingFileError as error:
+            raise MappingFileError(f"{path}: {error}") from error
 
     def __call__(self, value: Any, location: Location) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -72,6 +94,14 @@ class Mapping:
             if source in renamed:
                 renamed[target] = renamed.pop(source)
         return renamed
+
+
+def _check_names(section: str, names: Any) -> None:
+    if not isinstance(names, dict):
+        raise MappingFileError(f"'{section}' must be a mapping of name: path, got {type(names).__name__}")
+    for target, source in names.items():
+        if not isinstance(target, str) or not isinstance(source, str) or not source:
+            raise MappingFileError(f"'{section}': {target!r}: {source!r} must be a name and a non-empty text path")
 
 
 def _parse_path(path: str) -> list[str | int]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from django.conf import settings
 
 from trajectories.store import TRAJECTORY_SCHEMA, TrajectoryStore
 
@@ -41,6 +42,7 @@ class ImportOptions:
     agent_name: str | None = None
     dry_run: bool = False
     batch_size: int = 5000
+    limits: readers.Limits = field(default_factory=lambda: configured_limits())
     import_id: str | None = None
     # (path, name shown in errors and `source`) pairs, e.g. an upload's original file name.
     display_names: tuple[tuple[str, str], ...] = ()
@@ -70,6 +72,14 @@ class ImportProgress:
 ProgressCallback = Callable[[ImportProgress], None]
 
 
+def configured_limits(*, max_line_bytes: int | None = None, max_document_bytes: int | None = None) -> readers.Limits:
+    """The reading limits from settings, or the ones given."""
+    return readers.Limits(
+        max_line_bytes=max_line_bytes or settings.TRAJSITE_IMPORT_MAX_LINE_BYTES,
+        max_document_bytes=max_document_bytes or settings.TRAJSITE_IMPORT_MAX_DOCUMENT_BYTES,
+    )
+
+
 def run_import(
     *,
     paths: list[str],
@@ -81,7 +91,10 @@ def run_import(
 ) -> ImportProgress:
     """Import every record under `paths`; returns the final counts. `store` may be None on dry runs."""
     started = time.monotonic()
-    files = readers.expand_paths(paths)
+    skipped: list[str] = []
+    files = readers.expand_paths(paths, skipped=skipped)
+    for path in skipped:
+        errors.warn(Location(path, 0), "file", "not a regular file (a FIFO, device or link to one); skipped")
     progress = ImportProgress(bytes_total=readers.total_bytes(files), files=files)
     counter = readers.ByteCounter()
     adapter = _adapter_for(options)
@@ -108,7 +121,8 @@ def run_import(
             on_progress(replace(progress))
 
     try:
-        for item in readers.read_sources(files, counter, names=dict(options.display_names)):
+        sources = readers.read_sources(files, counter, names=dict(options.display_names), limits=options.limits)
+        for item in sources:
             progress.records += 1
             if isinstance(item, readers.UnreadableRecord):
                 errors.reject(item.location, [item.error])
@@ -135,6 +149,8 @@ def _adapter_for(options: ImportOptions):
 
 
 def _take(item, adapter, defaults, builder, options, errors, progress, writer) -> BatchBuilder:
+    for repair in item.repairs:
+        errors.warn(item.location, repair.field, repair.reason)
     try:
         source_format, record = adapter(item.value, item.location)
         validated = validate(record, source=str(item.location), source_format=source_format, defaults=defaults)

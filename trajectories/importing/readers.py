@@ -1,7 +1,10 @@
-"""Reading sources into parsed JSON values, each with its location, without loading JSONL whole.
+"""Reading sources into parsed JSON values, each with its location, in bounded memory.
 
 A `.jsonl` line holds one trajectory or a `{"trajectories": [...]}` wrapper; a `.json`/`.traj` file
 holds one document (an array of trajectories or one object). Gzip is recognised by its magic bytes.
+Every source is hostile until read: a line or document past its limit is one error and the reading
+goes on; only regular files are read below a directory (a FIFO hangs, `/dev/zero` never ends); text
+the store cannot hold (lone UTF-16 surrogates from split tokens) is repaired with U+FFFD and a warning.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import gzip
 import itertools
 import json
 import os
+import re
+import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,12 +31,27 @@ _BOM = b"\xef\xbb\xbf"
 _GZIP_MAGIC = b"\x1f\x8b"
 _DOCUMENT_SUFFIXES = {".json", ".traj"}
 _KNOWN_SUFFIXES = {".jsonl", ".ndjson", ".json", ".traj"}
+_SKIP_CHUNK = 1024 * 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_REPLACEMENT = "\ufffd"
+# orjson reads integers past 64 bits as floats; the fallback parser must not hand the store bigger ones.
+_INT_RANGE = (-(2**63), 2**64)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Largest JSONL line and largest `.json` document read into memory, in bytes."""
+
+    max_line_bytes: int = 256 * 1024 * 1024
+    max_document_bytes: int = 256 * 1024 * 1024
 
 
 @dataclass(slots=True)
 class RawRecord:
     location: Location
     value: Any
+    # Fields whose text was repaired on the way in: warnings, not rejections.
+    repairs: tuple[FieldError, ...] = ()
 
 
 @dataclass(slots=True)
@@ -64,12 +84,20 @@ class ByteCounter:
         return self._closed_total + current
 
 
-def expand_paths(paths: list[str]) -> list[str]:
-    """Files named, plus every known file below a named directory, in a stable order."""
+def expand_paths(paths: list[str], *, skipped: list[str] | None = None) -> list[str]:
+    """Files named, plus every known regular file below a named directory, in a stable order.
+
+    Below a directory, FIFOs, sockets, devices and links to them are left out (added to `skipped`):
+    a FIFO would block the import, a link to /dev/zero would never end.
+    """
     files: list[str] = []
     for path in paths:
         if path != STDIN and os.path.isdir(path):
-            files.extend(sorted(_files_below(path)))
+            for found in sorted(_files_below(path)):
+                if _is_regular(found):
+                    files.append(found)
+                elif skipped is not None:
+                    skipped.append(found)
         else:
             files.append(path)
     return files
@@ -83,6 +111,13 @@ def _files_below(directory: str) -> Iterator[str]:
                 yield os.path.join(root, name)
 
 
+def _is_regular(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def total_bytes(files: list[str]) -> int | None:
     """Total size for a progress bar; None when stdin makes it unknown."""
     if STDIN in files:
@@ -91,78 +126,108 @@ def total_bytes(files: list[str]) -> int | None:
 
 
 def read_sources(
-    files: list[str], counter: ByteCounter, *, names: dict[str, str] | None = None
+    files: list[str], counter: ByteCounter, *, names: dict[str, str] | None = None, limits: Limits = Limits()
 ) -> Iterator[RawRecord | UnreadableRecord]:
     """Records of every file in order; `names` gives the name errors and `source` show for a path."""
     names = names or {}
     for path in files:
         if path == STDIN:
-            yield from _read_stream(sys.stdin.buffer, "<stdin>", document=None)
+            yield from _read_stream(sys.stdin.buffer, "<stdin>", document=None, limits=limits)
             continue
-        if not os.path.exists(path):
-            yield UnreadableRecord(Location(path, 0), FieldError("file", "no such file"))
+        name = names.get(path, path)
+        problem = _unreadable(path)
+        if problem is not None:
+            yield UnreadableRecord(Location(name, 0), FieldError("file", problem))
             continue
-        yield from _read_file(path, counter, names.get(path, path))
+        yield from _read_file(path, counter, name, limits)
 
 
-def _read_file(path: str, counter: ByteCounter, name: str) -> Iterator[RawRecord | UnreadableRecord]:
+def _unreadable(path: str) -> str | None:
+    """Why a named path cannot be read; a FIFO is fine when named (`<(zcat dump.gz)`), a device is not."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as error:
+        return f"cannot read: {error.strerror}"
+    if stat.S_ISREG(mode) or stat.S_ISFIFO(mode):
+        return None
+    return "not a regular file (a device or socket); not read"
+
+
+def _read_file(path: str, counter: ByteCounter, name: str, limits: Limits) -> Iterator[RawRecord | UnreadableRecord]:
     with open(path, "rb") as raw:
         counter.track(raw)
         try:
-            compressed = raw.read(2) == _GZIP_MAGIC
-            raw.seek(0)
+            # peek, not read + seek: a FIFO cannot seek back.
+            compressed = raw.peek(2)[:2] == _GZIP_MAGIC
             stream: BinaryIO = gzip.GzipFile(fileobj=raw) if compressed else raw
             stem = path[:-3] if path.endswith(".gz") else path
             document = Path(stem).suffix in _DOCUMENT_SUFFIXES
-            yield from _read_stream(stream, name, document=document)
+            yield from _read_stream(stream, name, document=document, limits=limits)
         finally:
             counter.release(raw, os.path.getsize(path))
 
 
-def _read_stream(stream: BinaryIO, name: str, *, document: bool | None) -> Iterator[RawRecord | UnreadableRecord]:
-    first = stream.readline()
+def _read_stream(
+    stream: BinaryIO, name: str, *, document: bool | None, limits: Limits
+) -> Iterator[RawRecord | UnreadableRecord]:
+    first = stream.readline(limits.max_line_bytes + 1)
     if first.startswith(_BOM):
         first = first[len(_BOM) :]
     if document is None:
         # stdin: JSONL unless the first line alone is not a JSON value (a pretty-printed document).
-        document = bool(first.strip()) and _parse(first)[1] is not None
+        document = bool(first.strip()) and len(first) <= limits.max_line_bytes and _parse(first)[1] is not None
     if document:
-        yield from _read_document(first + stream.read(), name)
+        yield from _read_document(first, stream, name, limits)
     else:
-        yield from _read_lines(first, stream, name)
+        yield from _read_lines(first, stream, name, limits)
 
 
-def _read_document(data: bytes, name: str) -> Iterator[RawRecord | UnreadableRecord]:
+def _read_document(first: bytes, stream: BinaryIO, name: str, limits: Limits) -> Iterator[RawRecord | UnreadableRecord]:
+    data = first + stream.read(max(limits.max_document_bytes + 1 - len(first), 0))
+    if len(data) > limits.max_document_bytes:
+        reason = (
+            f"document larger than {limits.max_document_bytes:,} bytes; not read "
+            "(write it as JSON lines, or raise --max-document-bytes / TRAJSITE_IMPORT_MAX_DOCUMENT_BYTES)"
+        )
+        yield UnreadableRecord(Location(name, 0), FieldError("file", reason))
+        return
     if not data.strip():
         yield UnreadableRecord(Location(name, 0), FieldError("file", "empty file, no records"))
         return
-    value, error = _parse(data)
+    value, error, repairs = _parse_repaired(data)
     if error is not None and "after document" in error:
         # Named .json but written as JSON lines: read it line by line instead.
-        yield from _read_lines(b"", _Lines(data), name)
+        yield from _read_lines(b"", _Lines(data), name, limits)
         return
     if error is not None:
         yield UnreadableRecord(Location(name, 1), FieldError("json", error))
         return
     if isinstance(value, list) and not _is_message_list(value):
         for index, item in enumerate(value):
-            yield RawRecord(Location(name, 1, index), item)
+            yield RawRecord(Location(name, 1, index), item, _repairs_of(repairs, index))
         return
-    yield from _records_in(value, Location(name, 1))
+    yield from _records_in(value, Location(name, 1), repairs)
 
 
-def _read_lines(first: bytes, stream, name: str) -> Iterator[RawRecord | UnreadableRecord]:
-    lines = itertools.chain([first] if first else [], iter(stream.readline, b""))
+def _read_lines(first: bytes, stream, name: str, limits: Limits) -> Iterator[RawRecord | UnreadableRecord]:
+    lines = itertools.chain([first] if first else [], iter(lambda: stream.readline(limits.max_line_bytes + 1), b""))
     seen_any = False
     for line_number, line in enumerate(lines, start=1):
+        if len(line) > limits.max_line_bytes and not line.endswith(b"\n"):
+            seen_any = True
+            skipped = len(line) + _skip_rest_of_line(stream)
+            yield UnreadableRecord(Location(name, line_number), FieldError("line", _too_long(skipped, limits)))
+            continue
         stripped = line.strip()
         if not stripped:
             continue
         seen_any = True
         location = Location(name, line_number)
-        value, error = _parse(stripped)
+        value, error, repairs = _parse_repaired(stripped)
         if error is None:
-            yield from _records_in(value, location)
+            yield from _records_in(value, location, repairs)
             continue
         if not line.endswith(b"\n"):
             # Only the last line can lack its newline: the writer was cut off mid-record.
@@ -172,16 +237,36 @@ def _read_lines(first: bytes, stream, name: str) -> Iterator[RawRecord | Unreada
         yield UnreadableRecord(Location(name, 0), FieldError("file", "empty file, no records"))
 
 
-def _records_in(value: Any, location: Location) -> Iterator[RawRecord | UnreadableRecord]:
+def _skip_rest_of_line(stream) -> int:
+    """Read past the rest of an oversized line, a chunk at a time; returns the bytes skipped."""
+    skipped = 0
+    while chunk := stream.readline(_SKIP_CHUNK):
+        skipped += len(chunk)
+        if chunk.endswith(b"\n"):
+            break
+    return skipped
+
+
+def _too_long(size: int, limits: Limits) -> str:
+    return (
+        f"line of {size:,} bytes is longer than the {limits.max_line_bytes:,}-byte limit; skipped "
+        "(raise --max-line-bytes / TRAJSITE_IMPORT_MAX_LINE_BYTES if it is a real record)"
+    )
+
+
+def _records_in(
+    value: Any, location: Location, repairs: list[tuple[str, FieldError]] = ()
+) -> Iterator[RawRecord | UnreadableRecord]:
     if isinstance(value, dict) and "trajectories" in value and "steps" not in value:
         items = value["trajectories"]
         if not isinstance(items, list):
             yield UnreadableRecord(location, FieldError("trajectories", "expected a list"))
             return
         for index, item in enumerate(items):
-            yield RawRecord(Location(location.file, location.line, index), item)
+            found = _repairs_of(repairs, index, prefix="trajectories")
+            yield RawRecord(Location(location.file, location.line, index), item, found)
         return
-    yield RawRecord(location, value)
+    yield RawRecord(location, value, tuple(error for _, error in repairs))
 
 
 def _is_message_list(value: list) -> bool:
@@ -193,7 +278,8 @@ def _parse(data: bytes) -> tuple[Any, str | None]:
     try:
         return orjson.loads(data), None
     except orjson.JSONDecodeError as fast_error:
-        # The stdlib parser accepts NaN/Infinity, so validation can name the field that holds one.
+        # The stdlib parser accepts NaN/Infinity (validation names the field holding one) and lone
+        # surrogates (repaired below), both of which orjson refuses.
         try:
             return json.loads(data), None
         except UnicodeDecodeError as error:
@@ -202,11 +288,55 @@ def _parse(data: bytes) -> tuple[Any, str | None]:
             return None, f"invalid JSON: {fast_error}"
 
 
+def _parse_repaired(data: bytes) -> tuple[Any, str | None, list[tuple[str, FieldError]]]:
+    """Like `_parse`, plus the repairs made: (path, warning) for each string with a lone surrogate."""
+    try:
+        return orjson.loads(data), None, []
+    except orjson.JSONDecodeError:
+        value, error = _parse(data)
+    if error is not None:
+        return None, error, []
+    repairs: list[tuple[str, FieldError]] = []
+    return _repaired(value, "", repairs), None, repairs
+
+
+def _repaired(value: Any, path: str, repairs: list[tuple[str, FieldError]]) -> Any:
+    """The value with lone surrogates replaced by U+FFFD and integers past 64 bits made floats."""
+    if isinstance(value, str):
+        if _SURROGATE.search(value) is None:
+            return value
+        repairs.append((path, FieldError(path or "record", "invalid unicode (lone surrogate) replaced with U+FFFD")))
+        return _SURROGATE.sub(_REPLACEMENT, value)
+    if isinstance(value, list):
+        return [_repaired(item, f"{path}[{index}]", repairs) for index, item in enumerate(value)]
+    if isinstance(value, dict):
+        return {
+            _repaired(key, f"{path}.{key}" if path else str(key), repairs): _repaired(
+                item, f"{path}.{key}" if path else str(key), repairs
+            )
+            for key, item in value.items()
+        }
+    if type(value) is int and not _INT_RANGE[0] <= value < _INT_RANGE[1]:
+        return float(value)
+    return value
+
+
+def _repairs_of(repairs: list[tuple[str, FieldError]], index: int, *, prefix: str = "") -> tuple[FieldError, ...]:
+    """The repairs inside element `index` of a top-level list, with paths relative to that element."""
+    head = f"{prefix}[{index}]"
+    found = []
+    for path, error in repairs:
+        if path == head or path.startswith(head + ".") or path.startswith(head + "["):
+            inner = path[len(head) :].lstrip(".") or "record"
+            found.append(FieldError(inner, error.reason))
+    return tuple(found)
+
+
 class _Lines:
-    """readline() over bytes already in memory."""
+    """readline() over bytes already in memory (a document within its limit: lines need no bound)."""
 
     def __init__(self, data: bytes) -> None:
         self._lines = iter(data.splitlines(keepends=True))
 
-    def readline(self) -> bytes:
+    def readline(self, _limit: int = -1) -> bytes:
         return next(self._lines, b"")

@@ -67,8 +67,11 @@ def validate(record: dict, *, source: str, source_format: str, defaults: Default
     given_id = _identifier(record, "trajectory_id", errors, required=False)
     if errors:
         raise RecordError(errors)
-    row["trajectory_id"] = given_id or _derived_id(record, row)
-    row["metadata"] = _metadata(record)
+    try:
+        row["trajectory_id"] = given_id or _derived_id(record, row)
+        row["metadata"] = _metadata(record)
+    except orjson.JSONEncodeError as error:
+        raise RecordError.single("metadata", f"cannot be stored as JSON: {error}") from error
     row["source_format"] = source_format
     row["source"] = source
     row["import_id"] = defaults.import_id
@@ -164,7 +167,11 @@ def _add_steps(record: dict, row: dict, errors: list[FieldError], warnings: list
     given = record.get("step_count")
     if given is not None and given != len(steps):
         warnings.append(FieldError("step_count", f"{given!r} given but {len(steps)} steps found; stored {len(steps)}"))
-    row["steps"] = orjson.dumps(steps).decode()
+    try:
+        row["steps"] = orjson.dumps(steps).decode()
+    except orjson.JSONEncodeError as error:
+        errors.append(FieldError("steps", f"cannot be stored as JSON: {error}"))
+        return
     row["step_count"] = len(steps)
     row["tool_call_count"] = calls
     row["tools"] = list(tools)

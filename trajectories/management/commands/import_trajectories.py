@@ -11,7 +11,7 @@ from trajectories.importing import adapters
 from trajectories.importing.errors import ErrorSink
 from trajectories.importing.jobs import run_job, start_job
 from trajectories.importing.mapping import Mapping, MappingFileError
-from trajectories.importing.pipeline import ON_DUPLICATE_CHOICES, ImportOptions
+from trajectories.importing.pipeline import ON_DUPLICATE_CHOICES, ImportOptions, configured_limits
 from trajectories.importing.progress import ProgressDisplay, describe
 
 
@@ -42,13 +42,26 @@ class Command(BaseCommand):
             default=settings.TRAJSITE_IMPORT_BATCH_SIZE,
             help="rows per store write (default: %(default)s)",
         )
+        parser.add_argument(
+            "--max-line-bytes",
+            type=int,
+            default=settings.TRAJSITE_IMPORT_MAX_LINE_BYTES,
+            help="longest JSONL line read; longer ones are reported and skipped (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--max-document-bytes",
+            type=int,
+            default=settings.TRAJSITE_IMPORT_MAX_DOCUMENT_BYTES,
+            help="largest .json document read whole; larger ones are reported and skipped (default: %(default)s)",
+        )
         parser.add_argument("--max-errors", type=int, default=20, help="rejections printed (all are counted)")
         parser.add_argument("--error-report", type=Path, help="write every rejection and warning to this file")
         parser.add_argument("--no-progress", action="store_true", help="no progress output")
 
     def handle(self, *args, **options) -> None:
-        if options["batch_size"] < 1:
-            raise CommandError("--batch-size must be at least 1")
+        for name in ("batch_size", "max_line_bytes", "max_document_bytes"):
+            if options[name] < 1:
+                raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
         import_options = ImportOptions(
             format_name=options["format"],
             mapping=_load_mapping(options["mapping"]),
@@ -57,6 +70,9 @@ class Command(BaseCommand):
             agent_name=options["agent_name"],
             dry_run=options["dry_run"],
             batch_size=options["batch_size"],
+            limits=configured_limits(
+                max_line_bytes=options["max_line_bytes"], max_document_bytes=options["max_document_bytes"]
+            ),
         )
         errors = ErrorSink(keep=options["max_errors"], report_path=options["error_report"])
         display = None
