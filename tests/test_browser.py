@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from trajectories.store import AnnotationChange
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -135,7 +137,11 @@ def test_detail_bookmark_and_analysis_are_kept(page, stored):
     page.select_option("#id_is_success", "false")
     page.fill("#id_category", "wrong_tool")
     page.fill("#id_root_cause", "called search for arithmetic")
-    page.fill("#id_tags", "review, arith")
+    page.fill("#id_tags", "needs review, urgent\narith")
+    # Meanwhile another user writes a note and a tag: the save below sends only what this page changed.
+    stored.annotate(
+        trajectory_ids=["t01"], change=AnnotationChange(notes="from elsewhere", add_tags=("other",)), user="x"
+    )
     page.click("#save-annotation")
     page.wait_for_function("document.getElementById('save-status').textContent.startsWith('saved')")
     page.screenshot(path=str(ARTIFACTS / "detail.png"), full_page=True)
@@ -143,9 +149,11 @@ def test_detail_bookmark_and_analysis_are_kept(page, stored):
     assert page.locator("#bookmark-toggle").inner_text() == "★ Bookmarked"
     assert page.input_value("#id_category") == "wrong_tool"
     assert page.input_value("#id_is_success") == "false"
-    assert page.input_value("#id_tags") == "review, arith"
+    assert page.input_value("#id_tags") == "arith\nother\nneeds review, urgent"
+    assert page.input_value("#id_notes") == "from elsewhere"
     record = stored.get(trajectory_id="t01")
     assert (record["is_bookmarked"], record["root_cause"]) == (True, "called search for arithmetic")
+    assert record["tags"] == ["arith", "other", "needs review, urgent"]
     page.keyboard.press("j")
     page.wait_for_url(re.compile(r".*/trajectories/t02/"))
     page.keyboard.press("k")

@@ -7,6 +7,8 @@ import json
 import pytest
 from django.urls import reverse
 
+from trajectories.store import AnnotationChange
+
 pytestmark = pytest.mark.django_db
 
 XSS = [
@@ -96,7 +98,8 @@ def test_annotation_form_without_javascript(staff_client, stored):
             "is_success": "false",
             "category": "loop",
             "root_cause": "retries",
-            "tags": "x, y, x",
+            "tags": "x\ny, z\nx\n",
+            "was_tags": ["arith"],
             "notes": "n",
             "list_params": "ordering=reward",
         },
@@ -107,11 +110,30 @@ def test_annotation_form_without_javascript(staff_client, stored):
         False,
         "loop",
         "retries",
-        ["x", "y"],
+        ["x", "y, z"],
         "n",
     )
     staff_client.post(url, {"toggle_bookmark": "on"})
     assert stored.get(trajectory_id="b")["is_bookmarked"] is True
+
+
+def test_a_stale_form_saves_only_what_it_changed(staff_client, stored):
+    url = reverse("trajectories:annotate", args=["c"])
+    shown = {"was_is_success": "true", "was_category": "correct", "was_root_cause": "", "was_notes": ""}
+    form = {
+        **shown,
+        "is_success": "true",
+        "category": "correct",
+        "root_cause": "",
+        "tags": "arith",
+        "was_tags": "arith",
+    }
+    stored.annotate(trajectory_ids=["c"], change=AnnotationChange(category="elsewhere", add_tags=("new",)), user="x")
+    staff_client.post(url, {**form, "notes": "mine"})
+    record = stored.get(trajectory_id="c")
+    assert (record["category"], record["notes"], record["tags"]) == ("elsewhere", "mine", ["arith", "new"])
+    response = staff_client.post(url, {**form, "notes": ""}, follow=True)
+    assert "Nothing changed." in response.content.decode()
 
 
 def test_raw_json_is_the_canonical_record(staff_client, stored):

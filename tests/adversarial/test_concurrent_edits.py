@@ -77,3 +77,18 @@ def test_bulk_add_and_remove_compose_with_single_edits(rows):
 def test_a_tag_with_a_comma_is_one_tag(rows):
     answer = rows.request("PATCH", f"{API}edit059/", {"tags": ["needs review, urgent"]})
     assert answer.json()["tags"] == ["needs review, urgent"]
+
+
+@pytest.mark.django_db
+def test_the_page_form_keeps_a_tag_with_a_comma_whole(staff_client, store, record, write_jsonl, run_import):
+    run_import(write_jsonl([record(trajectory_id="form")]))
+    page = staff_client.get("/trajectories/form/").content.decode()
+    assert '<textarea name="tags" id="id_tags"' in page and 'name="was_tags" value="arith"' in page
+    form = {
+        "tags": "arith\nneeds review, urgent",
+        "was_tags": "arith",
+        "category": "correct",
+        "was_category": "correct",
+    }
+    staff_client.post("/trajectories/form/annotate/", form)
+    assert store.get(trajectory_id="form")["tags"] == ["arith", "needs review, urgent"]

@@ -99,21 +99,31 @@ class TrajectoryDetailSerializer(TrajectorySummarySerializer):
         return orjson.loads(row["metadata"]) if row.get("metadata") else {}
 
 
+class TagField(serializers.CharField):
+    """One tag: a single line of printable text (the detail page edits tags one per line)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(max_length=MAX_TAG_LENGTH, **kwargs)
+
+    def to_internal_value(self, data) -> str:
+        tag = super().to_internal_value(data)
+        if not tag.isprintable():
+            raise serializers.ValidationError("a tag is one line of printable text (no line breaks or tabs)")
+        return tag
+
+
 class AnnotationSerializer(serializers.Serializer):
-    """The mutable fields. Absent fields are kept; null clears."""
+    """The mutable fields. Absent fields are kept; null clears; add_tags/remove_tags compose with
+    concurrent edits (set operations on the stored tags), `tags` replaces them all."""
 
     is_bookmarked = serializers.BooleanField(required=False)
     is_success = serializers.BooleanField(required=False, allow_null=True)
     category = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=200)
     root_cause = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=MAX_TEXT_LENGTH)
     notes = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=MAX_TEXT_LENGTH)
-    tags = serializers.ListField(child=serializers.CharField(max_length=MAX_TAG_LENGTH), required=False, max_length=200)
-    add_tags = serializers.ListField(
-        child=serializers.CharField(max_length=MAX_TAG_LENGTH), required=False, max_length=200
-    )
-    remove_tags = serializers.ListField(
-        child=serializers.CharField(max_length=MAX_TAG_LENGTH), required=False, max_length=200
-    )
+    tags = serializers.ListField(child=TagField(), required=False, max_length=200)
+    add_tags = serializers.ListField(child=TagField(), required=False, max_length=200)
+    remove_tags = serializers.ListField(child=TagField(), required=False, max_length=200)
 
     def validate(self, attrs):
         if not attrs:

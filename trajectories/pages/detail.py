@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 from trajectories import cache, services
 from trajectories import query as q
 from trajectories.exporting import to_canonical
-from trajectories.store import UNSET, AnnotationChange, get_store
+from trajectories.store import AnnotationChange, get_store
 
 from .htmlcache import render_cached
 from .steps import STEPS_PER_PAGE, display_steps, raw_step_text
@@ -101,25 +101,43 @@ def trajectory_annotate(request: HttpRequest, trajectory_id: str) -> HttpRespons
     """The annotation form without JavaScript (with it, the page PATCHes the API instead)."""
     _record(trajectory_id)
     change = _change_from_form(request.POST)
-    services.annotate(trajectory_ids=[trajectory_id], change=change, user=request.user)
-    messages.success(request, "Saved.")
+    if change.is_empty():
+        messages.info(request, "Nothing changed.")
+    else:
+        services.annotate(trajectory_ids=[trajectory_id], change=change, user=request.user)
+        messages.success(request, "Saved.")
     url = reverse("trajectories:detail", args=[trajectory_id])
     params = request.POST.get("list_params", "")
     return redirect(f"{url}?{params}" if params else url)
 
 
 def _change_from_form(form: QueryDict) -> AnnotationChange:
+    """Only what the user changed from what the form showed (`was_*`): a save never writes back
+    stale values over an edit made elsewhere since the page was rendered. Tags are one per line."""
     if "toggle_bookmark" in form:
         return AnnotationChange(is_bookmarked=form.get("toggle_bookmark") == "on")
-    success = {"true": True, "false": False, "": None}.get(form.get("is_success", ""), UNSET)
-    tags = tuple(dict.fromkeys(tag.strip() for tag in form.get("tags", "").split(",") if tag.strip()))
+    changed: dict = {}
+    success = form.get("is_success", "")
+    if success in _SUCCESS and success != form.get("was_is_success", ""):
+        changed["is_success"] = _SUCCESS[success]
+    for name, limit in (("category", 200), ("root_cause", 10_000), ("notes", 10_000)):
+        value = form.get(name, "").strip()[:limit]
+        if value != form.get(f"was_{name}", "").strip()[:limit]:
+            changed[name] = value or None
+    tags = _tag_lines(form.get("tags", ""))
+    was = list(dict.fromkeys(form.getlist("was_tags")))
     return AnnotationChange(
-        is_success=success,
-        category=form.get("category", "").strip()[:200] or None,
-        root_cause=form.get("root_cause", "").strip()[:10_000] or None,
-        notes=form.get("notes", "").strip()[:10_000] or None,
-        tags=tags,
+        **changed,
+        add_tags=tuple(tag for tag in tags if tag not in was),
+        remove_tags=tuple(tag for tag in was if tag not in tags),
     )
+
+
+_SUCCESS = {"true": True, "false": False, "": None}
+
+
+def _tag_lines(text: str) -> list[str]:
+    return list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
 
 
 def _record(trajectory_id: str) -> dict:

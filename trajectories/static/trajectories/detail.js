@@ -18,21 +18,44 @@ document.addEventListener("DOMContentLoaded", () => {
     return response.json();
   };
 
+  // Only what the user changed since the form was filled is sent: tags as additions and removals,
+  // so an edit made meanwhile by someone else (another field, another tag) is kept, not overwritten.
   const form = document.getElementById("annotation-form");
+  const fields = ["is_success", "category", "root_cause", "notes"];
+  const tagLines = (text) => [...new Set(text.split("\n").map((tag) => tag.trim()).filter(Boolean))];
+  const current = () => {
+    const values = Object.fromEntries(fields.map((name) => [name, form.elements[name].value.trim()]));
+    values.tags = tagLines(form.elements.tags.value);
+    return values;
+  };
+  const show = (saved) => {
+    form.elements.is_success.value = saved.is_success === null ? "" : String(saved.is_success);
+    for (const name of ["category", "root_cause", "notes"]) form.elements[name].value = saved[name] || "";
+    form.elements.tags.value = saved.tags.join("\n");
+    form.elements.tags.rows = saved.tags.length + 1;
+  };
+  let baseline = current();
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const value = (name) => form.elements[name].value.trim();
-    const success = value("is_success");
-    const body = {
-      is_success: success === "" ? null : success === "true",
-      category: value("category") || null,
-      root_cause: value("root_cause") || null,
-      notes: value("notes") || null,
-      tags: value("tags").split(",").map((tag) => tag.trim()).filter(Boolean),
-    };
+    const now = current();
+    const body = {};
+    for (const name of fields) {
+      if (now[name] === baseline[name]) continue;
+      body[name] = name === "is_success" ? (now[name] === "" ? null : now[name] === "true") : now[name] || null;
+    }
+    const added = now.tags.filter((tag) => !baseline.tags.includes(tag));
+    const removed = baseline.tags.filter((tag) => !now.tags.includes(tag));
+    if (added.length) body.add_tags = added;
+    if (removed.length) body.remove_tags = removed;
+    if (!Object.keys(body).length) {
+      status.textContent = "nothing changed";
+      return;
+    }
     status.textContent = "saving…";
     try {
       const saved = await patch(body);
+      show(saved);
+      baseline = current();
       status.textContent = `saved ${new Date(saved.updated_at).toLocaleTimeString()}`;
     } catch (error) {
       status.textContent = `not saved: ${error.message}`;
@@ -67,6 +90,11 @@ document.addEventListener("DOMContentLoaded", () => {
 
   const help = document.getElementById("shortcut-help");
   document.addEventListener("keydown", (event) => {
+    if ((event.ctrlKey || event.metaKey) && event.key === "Enter" && event.target.closest("#annotation-form")) {
+      event.preventDefault();
+      form.requestSubmit();
+      return;
+    }
     if (event.target.closest("input, textarea, select") || event.metaKey || event.ctrlKey || event.altKey) return;
     const go = (id) => { const link = document.getElementById(id); if (link) window.location.href = link.href; };
     if (event.key === "j") go("next-link");
