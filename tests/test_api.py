@@ -231,6 +231,8 @@ def _every_url() -> list[str]:
         reverse("trajectories:import-job", args=[1]),
         reverse("trajectories:import-job-status", args=[1]),
         reverse("trajectories:import-job-report", args=[1]),
+        reverse("trajectories:import-job-resume", args=[1]),
+        reverse("trajectories:import-job-discard", args=[1]),
         reverse("trajectories:steps", args=["t1"]),
         reverse("trajectories:step-raw", args=["t1", 0]),
         reverse("trajectories:raw", args=["t1"]),

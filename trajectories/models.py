@@ -12,6 +12,11 @@ class ImportJob(models.Model):
         SUCCEEDED = "succeeded"
         PARTIAL = "partial", "succeeded with rejected records"
         FAILED = "failed"
+        INTERRUPTED = "interrupted", "interrupted (its process stopped)"
+        DISCARDED = "discarded"
+
+    # A job in one of these can be run again: what it wrote is skipped as duplicates.
+    RESUMABLE = (Status.FAILED, Status.INTERRUPTED)
 
     class Origin(models.TextChoices):
         CLI = "cli", "command line"
@@ -36,6 +41,12 @@ class ImportJob(models.Model):
     first_errors = models.JSONField(default=list, blank=True)
     error_report = models.CharField(max_length=1024, blank=True)
     failure = models.TextField(blank=True)
+    # Which process runs the job, and when it last said so: a job whose process is gone is interrupted.
+    owner_host = models.CharField(max_length=255, blank=True)
+    owner_pid = models.IntegerField(null=True, blank=True)
+    owner_started = models.FloatField(null=True, blank=True, help_text="the owner process's start time")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="runs so far (more than one: resumed)")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -46,6 +57,10 @@ class ImportJob(models.Model):
     @property
     def records_per_second(self) -> float:
         return self.records / self.duration_seconds if self.duration_seconds else 0.0
+
+    @property
+    def is_resumable(self) -> bool:
+        return self.status in self.RESUMABLE
 
 
 class TrajectoryAccess(models.Model):

@@ -3,13 +3,16 @@ SQLite file and Redis key prefix, staff users with API tokens, and helpers to im
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -67,12 +70,65 @@ class Site:
         path.write_bytes(b"".join(orjson.dumps(item) + b"\n" for item in records))
         return path
 
+    def browser(self, username: str = "deleter", password: str = "pw-deleter-123") -> Browser:
+        """A logged-in session for the staff pages (cookies and CSRF token, no JavaScript)."""
+        session = Browser(self.url)
+        form = session.get("/admin/login/")
+        session.post("/admin/login/", {"username": username, "password": password, "next": "/"}, page=form)
+        return session
+
     def store(self) -> TrajectoryStore:
         return TrajectoryStore(uri=self.env["TRAJSITE_DATA_DIR"])
 
     def stored_ids(self) -> list[str]:
         table = self.store()._table("trajectories").to_lance()
         return table.to_table(columns=["trajectory_id"]).column(0).to_pylist()
+
+
+class Browser:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.cookies = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirect())
+
+    def get(self, path: str) -> Response:
+        return self._open(urllib.request.Request(self.url + path))
+
+    def post(self, path: str, fields: dict, *, page: Response | None = None, files: dict | None = None) -> Response:
+        """POST a form (multipart when `files` maps a field to (name, bytes)), with the CSRF token."""
+        page = page or self.get(path)
+        token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.body).group(1).decode()
+        fields = {**fields, "csrfmiddlewaretoken": token}
+        if files:
+            body, kind = _multipart(fields, files)
+        else:
+            body, kind = urllib.parse.urlencode(fields, doseq=True).encode(), "application/x-www-form-urlencoded"
+        headers = {"Content-Type": kind, "Referer": self.url + path}
+        return self._open(urllib.request.Request(self.url + path, data=body, headers=headers, method="POST"))
+
+    def _open(self, request) -> Response:
+        try:
+            with self.opener.open(request, timeout=60) as answer:
+                return Response(answer.status, answer.read(), dict(answer.headers))
+        except urllib.error.HTTPError as error:
+            return Response(error.code, error.read(), dict(error.headers))
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def _multipart(fields: dict, files: dict) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for name, (filename, content) in files.items():
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+        parts.append(head.encode() + b"Content-Type: application/octet-stream\r\n\r\n" + content + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
 def free_port() -> int:
@@ -94,9 +150,9 @@ def site_env(root: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def site(request, tmp_path_factory):
     root = tmp_path_factory.mktemp("site")
-    env = site_env(root)
+    env = {**site_env(root), **getattr(request.module, "SITE_ENV", {})}
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "-v0"], env=env, check=True)
     made = subprocess.run([*manage, "shell", "-c", _USERS], env=env, check=True, capture_output=True, text=True)

@@ -54,6 +54,8 @@ class Mapping:
             raise MappingFileError("mapping 'fields' must name at least 'steps' and 'data_id'")
         self.fields = {target: _parse_path(path) for target, path in fields.items()}
         self.step_fields = step_fields or {}
+        # As given: recorded with the import job, so the job can be resumed with the same mapping.
+        self.definition = {"fields": dict(fields), "step_fields": dict(self.step_fields)}
 
     @classmethod
     def load(cls, path: str) -> Mapping:

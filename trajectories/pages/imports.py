@@ -1,45 +1,70 @@
-"""The import page: upload dumps, watch the import run, read the result; and the import history."""
+"""The import page: upload dumps, watch the import run, read the result; resume or discard an
+interrupted one; and the import history."""
 
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from dataclasses import replace
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import SuspiciousFileOperation
 from django.db import close_old_connections, connection
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.text import get_valid_filename
+from django.views.decorators.http import require_POST
 
+from trajectories.auth import can_delete
 from trajectories.importing.errors import ErrorSink
-from trajectories.importing.jobs import run_job, start_job
+from trajectories.importing.jobs import claim, missing_sources, options_of, reap, run_job, start_job
 from trajectories.importing.pipeline import ON_DUPLICATE_CHOICES, ImportOptions
 from trajectories.models import ImportJob
 
 log = logging.getLogger(__name__)
 _ACCEPTED = (".jsonl", ".ndjson", ".json", ".traj", ".gz")
 _PAGE_SAVE_EVERY = 0.5
+# Stored upload names stay far below the 255-byte limit of file names (a longer one was a 500).
+_STORED_NAME_CHARS = 100
+_SHOWN_NAME_CHARS = 200
+REPLACE_PERMISSION_MESSAGE = "replacing stored trajectories ('update') needs the 'Can delete trajectories' permission"
 
 
 @staff_member_required
 def import_page(request: HttpRequest) -> HttpResponse:
     errors: list[str] = []
+    status = 200
     if request.method == "POST":
         files = request.FILES.getlist("files")
-        errors = _check_uploads(files)
+        errors = _check_uploads(files) + _check_permission(request)
+        status = 400 if errors else 200
         if not errors:
-            job = _start_upload(request, files)
-            return redirect("trajectories:import-job", job_id=job.pk)
+            try:
+                job = _start_upload(request, files)
+            except OSError as error:
+                errors, status = [f"The upload could not be stored: {error.strerror or error}."], 507
+            else:
+                return redirect("trajectories:import-job", job_id=job.pk)
+    reap()
     context = {
         "errors": errors,
         "jobs": ImportJob.objects.select_related("created_by")[:25],
         "on_duplicate_choices": ON_DUPLICATE_CHOICES,
         "max_bytes": settings.TRAJSITE_UPLOAD_MAX_BYTES,
+        "can_replace": can_delete(request.user),
     }
-    return render(request, "trajectories/import.html", context, status=400 if errors else 200)
+    return render(request, "trajectories/import.html", context, status=status)
+
+
+def _check_permission(request: HttpRequest) -> list[str]:
+    # Replacing a stored record destroys it as surely as deleting it does.
+    if request.POST.get("on_duplicate") == "update" and not request.user.has_perm("trajectories.delete_trajectory"):
+        return [REPLACE_PERMISSION_MESSAGE[0].upper() + REPLACE_PERMISSION_MESSAGE[1:] + "."]
+    return []
 
 
 def _check_uploads(files) -> list[str]:
@@ -63,30 +88,63 @@ def _start_upload(request: HttpRequest, files) -> ImportJob:
         else "skip",
         training_id=request.POST.get("training_id", "").strip()[:200] or None,
         agent_name=request.POST.get("agent_name", "").strip()[:200] or None,
+        batch_size=settings.TRAJSITE_IMPORT_BATCH_SIZE,
     )
     job = start_job(paths=[], options=options, user=request.user, origin=ImportJob.Origin.WEB)
-    folder = _upload_folder(job.pk)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index, upload in enumerate(files):
-        # The user's file name never chooses a path: a fresh folder per job, a sanitised name in it.
-        target = folder / f"{index}-{get_valid_filename(Path(upload.name).name)}"
-        with open(target, "wb") as stream:
-            for chunk in upload.chunks():
-                stream.write(chunk)
-        paths.append(str(target))
+    folder = upload_folder(job.pk)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = [_store_upload(folder, index, upload) for index, upload in enumerate(files)]
+    except OSError as error:
+        shutil.rmtree(folder, ignore_errors=True)
+        ImportJob.objects.filter(pk=job.pk).update(
+            status=ImportJob.Status.FAILED, failure=f"the upload could not be stored: {error}"
+        )
+        raise
+    names = tuple((path, _shown_name(upload.name)) for path, upload in zip(paths, files, strict=True))
     job.sources = paths
-    job.save(update_fields=["sources"])
-    names = tuple((path, Path(upload.name).name) for path, upload in zip(paths, files, strict=True))
-    options = replace(options, display_names=names)
-    threading.Thread(target=_run_upload, args=(job.pk, options), name=f"import-{job.pk}", daemon=True).start()
+    job.options = {**job.options, "display_names": [list(pair) for pair in names]}
+    job.save(update_fields=["sources", "options"])
+    _run_in_background(job.pk, replace(options, display_names=names))
     return job
+
+
+def _store_upload(folder: Path, index: int, upload) -> str:
+    # The user's file name never chooses a path: a fresh folder per job, a sanitised, short name in it.
+    target = folder / f"{index}-{_stored_name(upload.name)}"
+    with open(target, "wb") as stream:
+        for chunk in upload.chunks():
+            stream.write(chunk)
+    return str(target)
+
+
+def _stored_name(name: str) -> str:
+    try:
+        clean = get_valid_filename(Path(name).name)
+    except SuspiciousFileOperation:
+        return "upload"
+    if len(clean) <= _STORED_NAME_CHARS:
+        return clean
+    suffix = "".join(Path(clean).suffixes[-2:])[-20:]
+    return clean[: _STORED_NAME_CHARS - len(suffix)] + suffix
+
+
+def _shown_name(name: str) -> str:
+    name = Path(name).name
+    if len(name) <= _SHOWN_NAME_CHARS:
+        return name
+    return name[: _SHOWN_NAME_CHARS // 2] + "…" + name[-_SHOWN_NAME_CHARS // 2 :]
+
+
+def _run_in_background(job_id: int, options: ImportOptions) -> None:
+    threading.Thread(target=_run_upload, args=(job_id, options), name=f"import-{job_id}", daemon=True).start()
 
 
 def _run_upload(job_id: int, options: ImportOptions) -> None:
     close_old_connections()
     job = ImportJob.objects.get(pk=job_id)
-    report = _upload_folder(job_id) / "errors.txt"
+    report = report_path(job_id)
+    report.parent.mkdir(parents=True, exist_ok=True)
     errors = ErrorSink(report_path=report)
     try:
         run_job(job=job, options=options, errors=errors, error_report=report, save_every=_PAGE_SAVE_EVERY)
@@ -94,21 +152,79 @@ def _run_upload(job_id: int, options: ImportOptions) -> None:
         log.exception("import #%s failed", job_id)
     finally:
         errors.close()
+        if job.status in (ImportJob.Status.SUCCEEDED, ImportJob.Status.PARTIAL) and job.origin == ImportJob.Origin.WEB:
+            # Done: the uploaded files are not needed again (a failed job keeps them to be resumed).
+            shutil.rmtree(upload_folder(job_id), ignore_errors=True)
         connection.close()
 
 
-def _upload_folder(job_id: int) -> Path:
+def upload_folder(job_id: int) -> Path:
     return Path(settings.VAR_DIR) / "uploads" / str(job_id)
+
+
+def report_path(job_id: int) -> Path:
+    return Path(settings.VAR_DIR) / "import-reports" / f"{job_id}.txt"
 
 
 @staff_member_required
 def import_job(request: HttpRequest, job_id: int) -> HttpResponse:
+    reap()
     job = get_object_or_404(ImportJob, pk=job_id)
-    return render(request, "trajectories/import_job.html", {"job": job, "names": _names(job)})
+    context = {
+        "job": job,
+        "names": _names(job),
+        "missing": missing_sources(job) if job.is_resumable else [],
+        "needs_delete_permission": job.options.get("on_duplicate") == "update" and not can_delete(request.user),
+    }
+    return render(request, "trajectories/import_job.html", context)
+
+
+@staff_member_required
+@require_POST
+def resume_job(request: HttpRequest, job_id: int) -> HttpResponse:
+    """Run an interrupted or failed job again in the background: what it wrote is skipped."""
+    reap()
+    job = get_object_or_404(ImportJob, pk=job_id)
+    problem = _resume_problem(request, job)
+    if problem:
+        messages.error(request, problem)
+        return redirect("trajectories:import-job", job_id=job.pk)
+    # Claimed here, so a second click or a second user cannot start it twice.
+    if claim(job.pk, status=job.status):
+        _run_in_background(job.pk, options_of(job))
+    return redirect("trajectories:import-job", job_id=job.pk)
+
+
+def _resume_problem(request: HttpRequest, job: ImportJob) -> str | None:
+    if not job.is_resumable:
+        return f"Import #{job.pk} is {job.get_status_display()}: only failed or interrupted imports can be resumed."
+    if job.options.get("on_duplicate") == "update" and not request.user.has_perm("trajectories.delete_trajectory"):
+        return REPLACE_PERMISSION_MESSAGE[0].upper() + REPLACE_PERMISSION_MESSAGE[1:] + "."
+    missing = missing_sources(job)
+    if missing:
+        return f"Its files are gone ({', '.join(missing)}); import them again, or discard this job."
+    return None
+
+
+@staff_member_required
+@require_POST
+def discard_job(request: HttpRequest, job_id: int) -> HttpResponse:
+    """Give up an interrupted or failed job: its uploaded files are removed; what it wrote stays."""
+    reap()
+    job = get_object_or_404(ImportJob, pk=job_id)
+    if not job.is_resumable:
+        messages.error(request, f"Import #{job.pk} is {job.get_status_display()}: nothing to discard.")
+        return redirect("trajectories:import-job", job_id=job.pk)
+    ImportJob.objects.filter(pk=job.pk, status=job.status).update(status=ImportJob.Status.DISCARDED)
+    if job.origin == ImportJob.Origin.WEB:
+        shutil.rmtree(upload_folder(job.pk), ignore_errors=True)
+    messages.success(request, f"Import #{job.pk} discarded; the {job.imported:,} trajectories it imported stay.")
+    return redirect("trajectories:import-job", job_id=job.pk)
 
 
 @staff_member_required
 def import_job_status(request: HttpRequest, job_id: int) -> JsonResponse:
+    reap()
     job = get_object_or_404(ImportJob, pk=job_id)
     fraction = job.bytes_read / job.bytes_total if job.bytes_total else 0.0
     return JsonResponse(
@@ -137,6 +253,5 @@ def import_job_report(request: HttpRequest, job_id: int) -> FileResponse:
 
 
 def _names(job: ImportJob) -> list[str]:
-    return [
-        Path(source).name.split("-", 1)[-1] if job.origin == ImportJob.Origin.WEB else source for source in job.sources
-    ]
+    shown = dict(tuple(pair) for pair in job.options.get("display_names", ()))
+    return [shown.get(source, source) for source in job.sources]

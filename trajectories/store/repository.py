@@ -138,6 +138,10 @@ class TrajectoryStore:
         self.sync()
         return self._table(TRAJECTORIES_TABLE).count_rows()
 
+    def count_imported(self, *, import_id: str) -> int:
+        """Rows stored by one import job, over all its runs (a resumed job counts what it wrote before)."""
+        return _latest(self._table(TRAJECTORIES_TABLE)).count_rows(filter=filters.equals("import_id", import_id))
+
     def existing_ids(self, *, ids: list[str], indexed_only: bool = False) -> set[str]:
         """Which of `ids` are stored already, in one indexed lookup.
 

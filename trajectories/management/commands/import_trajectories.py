@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 from django.conf import settings
@@ -9,17 +10,32 @@ from django.core.management.base import BaseCommand, CommandError
 
 from trajectories.importing import adapters
 from trajectories.importing.errors import ErrorSink
-from trajectories.importing.jobs import run_job, start_job
+from trajectories.importing.jobs import (
+    ImportInterrupted,
+    missing_sources,
+    options_of,
+    reap,
+    run_job,
+    start_job,
+)
 from trajectories.importing.mapping import Mapping, MappingFileError
 from trajectories.importing.pipeline import ON_DUPLICATE_CHOICES, ImportOptions, configured_limits
 from trajectories.importing.progress import ProgressDisplay, describe
+from trajectories.models import ImportJob
 
 
 class Command(BaseCommand):
     help = "Import trajectories from JSONL/JSON files (optionally .gz), directories, or - for stdin."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("paths", nargs="+", help="files, directories, or - for standard input")
+        parser.add_argument("paths", nargs="*", help="files, directories, or - for standard input")
+        parser.add_argument(
+            "--resume",
+            type=int,
+            metavar="JOB",
+            help="run an interrupted or failed import job again, with its files and options "
+            "(what it wrote before is skipped as duplicates)",
+        )
         parser.add_argument(
             "--format",
             default=adapters.AUTO,
@@ -59,6 +75,39 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true", help="no progress output")
 
     def handle(self, *args, **options) -> None:
+        job, import_options = self._job(options)
+        errors = ErrorSink(keep=options["max_errors"], report_path=options["error_report"])
+        display = None
+        if not options["no_progress"]:
+            display = ProgressDisplay(self.stderr._out, interactive=self.stderr.isatty())
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            progress = run_job(
+                job=job,
+                options=import_options,
+                errors=errors,
+                error_report=options["error_report"],
+                on_progress=display,
+            )
+        except ImportInterrupted as stopped:
+            raise CommandError(f"import #{job.pk} interrupted ({stopped}); resume it with --resume {job.pk}") from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            errors.close()
+            if display is not None:
+                display.close()
+        self._print_errors(errors)
+        self._print_summary(progress, job, dry_run=import_options.dry_run)
+        if errors.rejected:
+            raise CommandError(f"{errors.rejected:,} records rejected (import #{job.pk}); see the lines above")
+
+    def _job(self, options) -> tuple[ImportJob, ImportOptions]:
+        if options["resume"] is not None:
+            if options["paths"]:
+                raise CommandError("--resume takes the job's own files; give no paths")
+            return _resumable(options["resume"])
+        if not options["paths"]:
+            raise CommandError("give the files or directories to import (or --resume JOB)")
         for name in ("batch_size", "max_line_bytes", "max_document_bytes"):
             if options[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
@@ -74,27 +123,7 @@ class Command(BaseCommand):
                 max_line_bytes=options["max_line_bytes"], max_document_bytes=options["max_document_bytes"]
             ),
         )
-        errors = ErrorSink(keep=options["max_errors"], report_path=options["error_report"])
-        display = None
-        if not options["no_progress"]:
-            display = ProgressDisplay(self.stderr._out, interactive=self.stderr.isatty())
-        job = start_job(paths=options["paths"], options=import_options)
-        try:
-            progress = run_job(
-                job=job,
-                options=import_options,
-                errors=errors,
-                error_report=options["error_report"],
-                on_progress=display,
-            )
-        finally:
-            errors.close()
-            if display is not None:
-                display.close()
-        self._print_errors(errors)
-        self._print_summary(progress, job, dry_run=import_options.dry_run)
-        if errors.rejected:
-            raise CommandError(f"{errors.rejected:,} records rejected (import #{job.pk}); see the lines above")
+        return start_job(paths=options["paths"], options=import_options), import_options
 
     def _print_errors(self, errors: ErrorSink) -> None:
         for line in errors.first:
@@ -117,6 +146,23 @@ class Command(BaseCommand):
             f"{progress.warnings:,} warnings in {progress.seconds:.2f} s ({progress.records_per_second:,.0f} records/s)"
         )
         self.stdout.write(describe(progress))
+
+
+def _interrupt(signum, frame) -> None:
+    raise ImportInterrupted(signal.Signals(signum).name)
+
+
+def _resumable(job_id: int) -> tuple[ImportJob, ImportOptions]:
+    reap()
+    job = ImportJob.objects.filter(pk=job_id).first()
+    if job is None:
+        raise CommandError(f"no import job #{job_id}")
+    if not job.is_resumable:
+        raise CommandError(f"import #{job_id} is {job.get_status_display()}; only failed or interrupted jobs resume")
+    missing = missing_sources(job)
+    if missing:
+        raise CommandError(f"import #{job_id} cannot be resumed: {', '.join(missing)} cannot be read again")
+    return job, options_of(job)
 
 
 def _load_mapping(path: str | None) -> Mapping | None:
