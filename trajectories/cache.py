@@ -80,6 +80,68 @@ def _redis(call: Callable[[], T], default: T) -> T:
     return result
 
 
+class GuardedCache:
+    """A Django cache behind the same outage memory as the data cache (for sessions).
+
+    While Redis is known to be down every call answers its default at once instead of waiting for a
+    socket timeout on each request. Writes and deletes that could not reach Redis are remembered and
+    repeated as deletes once it answers again (on the next call, or within a few seconds from a
+    background thread when no call comes), so a session changed or ended during the outage (a logout)
+    is not read back from Redis's stale copy afterwards.
+    """
+
+    _WRITES = frozenset({"set", "add", "delete", "set_many", "delete_many", "touch", "incr", "decr"})
+
+    def __init__(self, alias: str) -> None:
+        self._alias = alias
+        self._stale: set[str] = set()
+        self._lock = threading.Lock()
+        self._flusher: threading.Thread | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        from django.core.cache import caches
+
+        method = getattr(caches[self._alias], name)
+        if not callable(method):
+            return method
+
+        def call(*args, **kwargs):
+            self._forget_stale()
+            result = _redis(lambda: (method(*args, **kwargs), True), (None, False))
+            if name in self._WRITES and not result[1]:
+                self._remember_stale(args, kwargs)
+            return result[0]
+
+        return call
+
+    def __contains__(self, key: str) -> bool:
+        return bool(self.has_key(key))
+
+    def _remember_stale(self, args: tuple, kwargs: dict) -> None:
+        keys = args[0] if args else kwargs.get("key", kwargs.get("keys", kwargs.get("data")))
+        with self._lock:
+            self._stale.update([keys] if isinstance(keys, str) else list(keys or ()))
+            if self._flusher is None or not self._flusher.is_alive():
+                self._flusher = threading.Thread(target=self._flush_until_done, name="stale-sessions", daemon=True)
+                self._flusher.start()
+
+    def _flush_until_done(self) -> None:
+        while self._stale:
+            time.sleep(_RETRY_AFTER_SECONDS)
+            self._forget_stale()
+
+    def _forget_stale(self) -> None:
+        if not self._stale or not health.usable():
+            return
+        from django.core.cache import caches
+
+        with self._lock:
+            keys, self._stale = self._stale, set()
+        if not _redis(lambda: caches[self._alias].delete_many(list(keys)) or True, False):
+            with self._lock:
+                self._stale |= keys
+
+
 def reset_process_state() -> None:
     """Forget the outage and the last generation seen (tests; a fresh worker starts this way)."""
     health.down_since = None

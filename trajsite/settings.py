@@ -73,7 +73,8 @@ MIDDLEWARE = [
 ]
 
 # Sessions read from the cache (Redis), written through to the database: no query per request.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# trajsite.sessions adds the data cache's outage memory (a frozen Redis must not slow every page).
+SESSION_ENGINE = "trajsite.sessions"
 SESSION_CACHE_ALIAS = "sessions"
 ROOT_URLCONF = "trajsite.urls"
 WSGI_APPLICATION = "trajsite.wsgi.application"
@@ -120,11 +121,12 @@ CACHES = {
         },
     },
     # Sessions read through Redis but live in the database: with Redis down they are read from there.
+    # Failures surface to trajsite.sessions, which remembers the outage like trajectories/cache.py.
     "sessions": {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "trajsite-test" if TESTING else "trajsite") + "-sessions",
-        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.25, "SOCKET_TIMEOUT": 0.5, "IGNORE_EXCEPTIONS": True},
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.25, "SOCKET_TIMEOUT": 0.5, "IGNORE_EXCEPTIONS": False},
     },
 }
 

@@ -3,6 +3,7 @@ SQLite file and Redis key prefix, staff users with API tokens, and helpers to im
 
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
 import json
 import os
@@ -151,36 +152,31 @@ def site_env(root: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def site(request, tmp_path_factory):
-    root = tmp_path_factory.mktemp("site")
-    env = {**site_env(root), **getattr(request.module, "SITE_ENV", {})}
+    with running_site(tmp_path_factory.mktemp("site"), getattr(request.module, "SITE_ENV", {})) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def running_site(root: Path, extra_env: dict):
+    env = {**site_env(root), **extra_env}
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "-v0"], env=env, check=True)
     made = subprocess.run([*manage, "shell", "-c", _USERS], env=env, check=True, capture_output=True, text=True)
     deleter, editor = made.stdout.split()[-2:]
     port = free_port()
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    log = root / "gunicorn.log"
     server = subprocess.Popen(
-        [
-            gunicorn,
-            "trajsite.wsgi",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-        ],
+        [gunicorn, "trajsite.wsgi", "--workers", "2", "--threads", "4", "--bind", f"127.0.0.1:{port}"],
         env={**env, "PYTHONPATH": str(ROOT)},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log.open("w"),
     )
-    made = Site(url=f"http://127.0.0.1:{port}", env=env, tokens={"deleter": deleter, "editor": editor}, root=root)
+    started = Site(url=f"http://127.0.0.1:{port}", env=env, tokens={"deleter": deleter, "editor": editor}, root=root)
     try:
-        _wait_until_serving(made, server)
-        yield made
+        _wait_until_serving(started, server)
+        yield started
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -190,7 +186,7 @@ def _wait_until_serving(site: Site, server: subprocess.Popen) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise AssertionError(f"gunicorn exited: {server.stderr.read().decode()[-2000:]}")
+            raise AssertionError(f"gunicorn exited: {(site.root / 'gunicorn.log').read_text()[-2000:]}")
         try:
             if site.request("GET", "/api/trajectories/?page_size=1", timeout=5).status == 200:
                 return
