@@ -1,5 +1,7 @@
 from django.urls import path
 
+from trajectories import links  # noqa: F401  (registers the "traj" path converter)
+
 from .pages import actions, detail, home, imports, listing
 
 app_name = "trajectories"
@@ -14,9 +16,11 @@ urlpatterns = [
     path("trajectories/import/<int:job_id>/report/", imports.import_job_report, name="import-job-report"),
     path("trajectories/import/<int:job_id>/resume/", imports.resume_job, name="import-job-resume"),
     path("trajectories/import/<int:job_id>/discard/", imports.discard_job, name="import-job-discard"),
-    path("trajectories/<path:trajectory_id>/steps/", detail.trajectory_steps, name="steps"),
-    path("trajectories/<path:trajectory_id>/steps/<int:index>/raw/", detail.trajectory_step_raw, name="step-raw"),
-    path("trajectories/<path:trajectory_id>/raw/", detail.trajectory_raw, name="raw"),
-    path("trajectories/<path:trajectory_id>/annotate/", detail.trajectory_annotate, name="annotate"),
-    path("trajectories/<path:trajectory_id>/", detail.trajectory_detail, name="detail"),
+    path("trajectories/<traj:trajectory_id>/steps/", detail.trajectory_steps, name="steps"),
+    path(
+        "trajectories/<traj:trajectory_id>/steps/<int:index>/raw/", detail.trajectory_step_raw, name="step-raw"
+    ),
+    path("trajectories/<traj:trajectory_id>/raw/", detail.trajectory_raw, name="raw"),
+    path("trajectories/<traj:trajectory_id>/annotate/", detail.trajectory_annotate, name="annotate"),
+    path("trajectories/<traj:trajectory_id>/", detail.trajectory_detail, name="detail"),
 ]

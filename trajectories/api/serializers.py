@@ -8,7 +8,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from trajectories import query as q
-from trajectories.links import id_segment
+from trajectories.links import id_path
 from trajectories.store import UNSET, AnnotationChange
 
 MAX_TAG_LENGTH = 100
@@ -51,7 +51,7 @@ class TrajectorySummarySerializer(serializers.Serializer):
         prefix = self.context.get("url_prefix")
         if prefix is None:
             prefix = self.context["url_prefix"] = request.build_absolute_uri(reverse("api:trajectory-list"))
-        return f"{prefix}{id_segment(row['trajectory_id'])}/"
+        return f"{prefix}{id_path(row['trajectory_id'])}/"
 
     def to_representation(self, row) -> dict:
         # Hand-rolled for list pages: DRF's field-by-field path costs more than the query itself.

@@ -2,11 +2,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
+from trajectories import links  # noqa: F401  (registers the "traj" path converter)
+
 from .viewsets import TrajectoryViewSet
 
 app_name = "api"
 
-router = DefaultRouter()
+router = DefaultRouter(use_regex_path=False)
 router.register("trajectories", TrajectoryViewSet, basename="trajectory")
 
 urlpatterns = [

@@ -16,7 +16,6 @@ from .filters import TrajectoryQueryFilter, parse_request
 from .pagination import StorePagination
 
 DELETE_PERMISSION = "trajectories.delete_trajectory"
-_ID_PATTERN = r".+"
 
 
 class StoreSelection:
@@ -32,21 +31,21 @@ class TrajectoryViewSet(viewsets.GenericViewSet):
     filter_backends = [TrajectoryQueryFilter]
     serializer_class = s.TrajectorySummarySerializer
     lookup_field = "trajectory_id"
-    lookup_value_regex = _ID_PATTERN
+    lookup_value_converter = "traj"
 
     def get_queryset(self):
         return StoreSelection()
 
-    def list(self, request):
+    def list(self, request, format=None):
         rows = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         return self.get_paginated_response(self.get_serializer(rows, many=True).data)
 
     @extend_schema(responses=s.TrajectoryDetailSerializer)
-    def retrieve(self, request, trajectory_id: str):
+    def retrieve(self, request, trajectory_id: str, format=None):
         return Response(s.TrajectoryDetailSerializer(self._get(trajectory_id), context={"request": request}).data)
 
     @extend_schema(request=s.AnnotationSerializer, responses=s.TrajectoryDetailSerializer)
-    def partial_update(self, request, trajectory_id: str):
+    def partial_update(self, request, trajectory_id: str, format=None):
         self._get(trajectory_id)
         changes = s.AnnotationSerializer(data=request.data)
         changes.is_valid(raise_exception=True)
@@ -54,7 +53,7 @@ class TrajectoryViewSet(viewsets.GenericViewSet):
         return self.retrieve(request, trajectory_id)
 
     @extend_schema(responses={204: OpenApiResponse(description="deleted")})
-    def destroy(self, request, trajectory_id: str):
+    def destroy(self, request, trajectory_id: str, format=None):
         self._require_delete_permission(request)
         if not services.delete(trajectory_ids=[trajectory_id]):
             raise NotFound(f"no trajectory {trajectory_id!r}")
@@ -65,7 +64,7 @@ class TrajectoryViewSet(viewsets.GenericViewSet):
         responses={200: s.CountSerializer, 409: s.ConfirmationSerializer, 428: s.ConfirmationSerializer},
     )
     @action(detail=False, methods=["post"], url_path="bulk-update")
-    def bulk_update(self, request):
+    def bulk_update(self, request, format=None):
         """Change the mutable fields of listed trajectories, of those matching `query`, or of `all`.
 
         A query-selected change of more than TRAJSITE_BULK_CONFIRM_ROWS rows answers 428 with the count
@@ -88,7 +87,7 @@ class TrajectoryViewSet(viewsets.GenericViewSet):
         responses={200: s.CountSerializer, 409: s.ConfirmationSerializer, 428: s.ConfirmationSerializer},
     )
     @action(detail=False, methods=["post"], url_path="bulk-delete")
-    def bulk_delete(self, request):
+    def bulk_delete(self, request, format=None):
         """Delete listed trajectories, those matching `query`, or `all` (needs the delete permission).
 
         More than TRAJSITE_BULK_CONFIRM_ROWS rows answers 428 with the count and a `confirm` token;
@@ -105,7 +104,7 @@ class TrajectoryViewSet(viewsets.GenericViewSet):
 
     @extend_schema(responses=s.FacetsSerializer)
     @action(detail=False, methods=["get"], pagination_class=None)
-    def facets(self, request):
+    def facets(self, request, format=None):
         """Distinct values and their counts among the trajectories matching the filters."""
         query = parse_request(request)
         facets = cache.facets(query)

@@ -87,7 +87,10 @@ def run_job(
             last_saved[0] = time.monotonic()
             _copy_counts(job, progress)
             job.heartbeat_at = timezone.now()
-            job.save(update_fields=[*_COUNTS, "duration_seconds", "heartbeat_at"])
+            try:
+                job.save(update_fields=[*_COUNTS, "duration_seconds", "heartbeat_at"])
+            except DatabaseError as error:  # progress only: the next save brings it up to date
+                log.warning("import #%s: progress not recorded: %s", job.pk, error)
 
     store = None if options.dry_run else get_store()
     heartbeat = _Heartbeat(job.pk)
@@ -129,7 +132,7 @@ def _claim(job: ImportJob) -> None:
     job.finished_at = None
     job.failure = ""
     job.attempts += 1
-    job.save()
+    _save_surely(job)
 
 
 def _owner() -> dict:
@@ -163,7 +166,19 @@ def _end(job: ImportJob, status: str, errors: ErrorSink, error_report: Path | No
     job.first_errors = errors.first + errors.first_warnings
     job.error_report = str(error_report) if error_report else ""
     job.finished_at = timezone.now()
-    job.save()
+    _save_surely(job)
+
+
+def _save_surely(job: ImportJob, attempts: int = 20) -> None:
+    """The row that says how a job ended must land: a busy database (SQLite's locks) is waited out."""
+    for attempt in range(attempts):
+        try:
+            job.save()
+            return
+        except DatabaseError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 class _Heartbeat:

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from trajectories.links import id_segment
+from trajectories.links import id_path
 
 EMPTY = "—"
 
@@ -49,7 +49,7 @@ def table_rows(rows: list[dict[str, Any]], columns: tuple[str, ...], list_params
         ]
         for key in columns:
             if key == "trajectory_id":
-                href = f"{detail_prefix}{id_segment(trajectory_id)}/{suffix}"
+                href = f"{detail_prefix}{id_path(trajectory_id)}/{suffix}"
                 shown = trajectory_id if len(trajectory_id) <= 48 else trajectory_id[:47] + "…"
                 parts.append(f'<th class="field-trajectory_id"><a href="{escape(href)}">{escape(shown)}</a></th>')
             else:
