@@ -17,9 +17,7 @@ urlpatterns = [
     path("trajectories/import/<int:job_id>/resume/", imports.resume_job, name="import-job-resume"),
     path("trajectories/import/<int:job_id>/discard/", imports.discard_job, name="import-job-discard"),
     path("trajectories/<traj:trajectory_id>/steps/", detail.trajectory_steps, name="steps"),
-    path(
-        "trajectories/<traj:trajectory_id>/steps/<int:index>/raw/", detail.trajectory_step_raw, name="step-raw"
-    ),
+    path("trajectories/<traj:trajectory_id>/steps/<int:index>/raw/", detail.trajectory_step_raw, name="step-raw"),
     path("trajectories/<traj:trajectory_id>/raw/", detail.trajectory_raw, name="raw"),
     path("trajectories/<traj:trajectory_id>/annotate/", detail.trajectory_annotate, name="annotate"),
     path("trajectories/<traj:trajectory_id>/", detail.trajectory_detail, name="detail"),

@@ -19,3 +19,25 @@ class ContentSecurityPolicyMiddleware:
         if request.path == "/" or request.path.startswith(_PROTECTED):
             response.setdefault("Content-Security-Policy", POLICY)
         return response
+
+
+class StoreBusyMiddleware:
+    """A page write that other writers kept beating for a minute: a 503 that says nothing was changed."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        from django.http import HttpResponse
+
+        from trajectories.store import StoreBusy
+
+        if isinstance(exception, StoreBusy):
+            text = f"The store is busy with other writers; nothing was changed. Try again. ({exception})"
+            response = HttpResponse(text, status=503, content_type="text/plain; charset=utf-8")
+            response["Retry-After"] = "5"
+            return response
+        return None

@@ -70,6 +70,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "trajsite.middleware.ContentSecurityPolicyMiddleware",
+    "trajsite.middleware.StoreBusyMiddleware",
 ]
 
 # Sessions read from the cache (Redis), written through to the database: no query per request.

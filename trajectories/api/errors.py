@@ -6,9 +6,16 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from trajectories.query import QueryError
+from trajectories.store import StoreBusy
+
+RETRY_AFTER_SECONDS = 5
 
 
 def exception_handler(exc, context):
     if isinstance(exc, QueryError):
         return Response({exc.parameter: [exc.message]}, status=400)
+    if isinstance(exc, StoreBusy):
+        # Nothing was written: saying so is honest, and the client can simply send it again.
+        body = {"detail": f"the store is busy with other writers; nothing was changed, try again ({exc})"}
+        return Response(body, status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     return drf_exception_handler(exc, context)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 
 from .annotations import UNSET, AnnotationChange
+from .commits import StoreBusy
 from .engine import FACET_FIELDS, ResultPage
 from .repository import TableStats, TrajectoryStore, WriteResult
 from .schema import ANNOTATION_SCHEMA, TRAJECTORY_SCHEMA
@@ -16,6 +17,7 @@ __all__ = [
     "UNSET",
     "AnnotationChange",
     "ResultPage",
+    "StoreBusy",
     "TableStats",
     "TrajectoryStore",
     "WriteResult",

@@ -1,0 +1,50 @@
+"""Retrying LanceDB commits: conflicts are retried until a deadline, other errors pass through."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from trajectories import services
+from trajectories.store import StoreBusy
+from trajectories.store.commits import is_conflict, retrying
+
+
+def test_conflicts_are_retried_until_the_operation_commits():
+    attempts = []
+
+    def flaky():
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise OSError("Retryable commit conflict for version 7: This CreateIndex transaction was preempted")
+        return "done"
+
+    assert retrying(flaky, what="test") == "done" and len(attempts) == 3
+
+
+def test_a_conflict_past_the_deadline_is_store_busy_and_other_errors_pass():
+    with pytest.raises(StoreBusy, match="still conflicting"):
+        retrying(lambda: (_ for _ in ()).throw(OSError("Too many concurrent writers")), what="t", deadline_seconds=0.05)
+    with pytest.raises(ValueError, match="bad value"):
+        retrying(lambda: (_ for _ in ()).throw(ValueError("bad value")), what="t")
+    assert not is_conflict(OSError("No space left on device"))
+
+
+@pytest.mark.django_db
+def test_a_busy_store_is_a_503_that_says_nothing_changed(
+    store, record, write_jsonl, run_import, django_user_model, monkeypatch
+):
+    run_import(write_jsonl([record(trajectory_id="t1")]))
+
+    def busy(**_kwargs):
+        raise StoreBusy("annotating: still conflicting with other writers after 900 attempts")
+
+    monkeypatch.setattr(services, "annotate", busy)
+    client = APIClient()
+    client.force_authenticate(django_user_model.objects.create_superuser(username="b", password="pw-busy-123"))
+    answer = client.patch("/api/trajectories/t1/", {"notes": "x"}, format="json")
+    assert answer.status_code == 503 and answer["Retry-After"] == "5"
+    assert "nothing was changed" in answer.json()["detail"]
+    client.force_login(django_user_model.objects.get(username="b"))
+    page = client.post("/trajectories/t1/annotate/", {"notes": "x"})
+    assert page.status_code == 503 and b"nothing was changed" in page.content
