@@ -59,16 +59,21 @@ def _start_import(site, path: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(command, env=site.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _import_under_way(site, prefix: str) -> tuple[subprocess.Popen, int]:
+    """A command importing 6,000 records in small batches, once it has written some."""
+    path = site.root / f"{prefix}.jsonl"
+    path.write_bytes(_records(prefix, 6000))
+    before = _latest_job_id(site) or 0
+    process = _start_import(site, path, "--batch-size", "50")
+    return process, _wait(lambda: _importing(site, before), what="progress")
+
+
 def _count(site, prefix: str) -> int:
     return sum(1 for trajectory_id in site.stored_ids() if trajectory_id.startswith(prefix))
 
 
 def test_a_killed_command_is_shown_interrupted_and_resumes_exactly(site):
-    path = site.root / "killed.jsonl"
-    path.write_bytes(_records("k", 6000))
-    before = _latest_job_id(site) or 0
-    process = _start_import(site, path, "--batch-size", "50")
-    job_id = _wait(lambda: _importing(site, before), what="progress")
+    process, job_id = _import_under_way(site, "k")
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert _job(site, job_id)["status"] == "running", "kill -9 leaves the row as it was"
@@ -86,11 +91,7 @@ def test_a_killed_command_is_shown_interrupted_and_resumes_exactly(site):
 
 
 def test_sigterm_marks_the_job_interrupted_at_once(site):
-    path = site.root / "terminated.jsonl"
-    path.write_bytes(_records("s", 6000))
-    before = _latest_job_id(site) or 0
-    process = _start_import(site, path, "--batch-size", "50")
-    job_id = _wait(lambda: _importing(site, before), what="progress")
+    process, job_id = _import_under_way(site, "s")
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode != 0
