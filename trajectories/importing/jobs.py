@@ -47,7 +47,8 @@ class ImportInterrupted(BaseException):
 def start_job(*, paths: list[str], options: ImportOptions, user=None, origin: str = ImportJob.Origin.CLI) -> ImportJob:
     recorded = {key: value for key, value in asdict(options).items() if key != "mapping"}
     recorded["mapping"] = options.mapping.definition if options.mapping is not None else None
-    return ImportJob.objects.create(sources=list(paths), options=recorded, created_by=user, origin=origin)
+    # Owned from the start: a process killed while an upload is still being stored shows as interrupted.
+    return ImportJob.objects.create(sources=list(paths), options=recorded, created_by=user, origin=origin, **_owner())
 
 
 def options_of(job: ImportJob) -> ImportOptions:
@@ -243,5 +244,7 @@ def _alive(pid: int, started: float | None) -> bool:
 
 
 def missing_sources(job: ImportJob) -> list[str]:
-    """Sources a resumed job could not read again (stdin, files removed since)."""
+    """Sources a resumed job could not read again (stdin, files removed since, an unfinished upload)."""
+    if not job.sources:
+        return ["(its upload never finished)"]
     return [path for path in job.sources if path == readers.STDIN or not os.path.exists(path)]
