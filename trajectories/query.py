@@ -221,11 +221,14 @@ def _number(text: str, name: str, parameter: str) -> float:
     if not pattern.fullmatch(text):
         kind = "an integer" if name in INT_FIELDS else "a finite number"
         raise QueryError(parameter, f"{text!r} is not {kind}")
-    value = int(text) if name in INT_FIELDS else float(text)
+    if name in INT_FIELDS:
+        value = int(text)
+        if not -_INT64_LIMIT <= value < _INT64_LIMIT:
+            raise QueryError(parameter, f"{text[:40]!r} is out of range")
+        return value
+    value = float(text)
     if not math.isfinite(value):
-        raise QueryError(parameter, f"{text!r} is not a finite number")
-    if name in INT_FIELDS and not -_INT64_LIMIT <= value < _INT64_LIMIT:
-        raise QueryError(parameter, f"{text!r} is out of range")
+        raise QueryError(parameter, f"{text[:40]!r} is not a finite number")
     return value
 
 

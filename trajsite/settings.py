@@ -138,6 +138,8 @@ TRAJSITE_IMPORT_BATCH_SIZE = env_int("TRAJSITE_IMPORT_BATCH_SIZE", 5000)
 # What an import reads into memory at once: one JSONL line, one .json document (bytes, uncompressed).
 TRAJSITE_IMPORT_MAX_LINE_BYTES = env_int("TRAJSITE_IMPORT_MAX_LINE_BYTES", 256 * 1024 * 1024)
 TRAJSITE_IMPORT_MAX_DOCUMENT_BYTES = env_int("TRAJSITE_IMPORT_MAX_DOCUMENT_BYTES", 256 * 1024 * 1024)
+# ...and the most JSON values a line or document may hold (parsed, each is a Python object).
+TRAJSITE_IMPORT_MAX_JSON_VALUES = env_int("TRAJSITE_IMPORT_MAX_JSON_VALUES", 2_000_000)
 # Off: every read goes to the store (benchmarks of the uncached path; debugging).
 TRAJSITE_CACHE = env_bool("TRAJSITE_CACHE", True)
 # How stale a read may be when no cache generation says data changed (0: check LanceDB every request).
@@ -163,6 +165,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_PARSER_CLASSES": ["trajectories.api.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": [
         "trajectories.api.renderers.FastJSONRenderer",

@@ -85,3 +85,10 @@ def test_the_page_states_every_row_and_asks_again_when_rows_changed(
     token = re.search(r'name="confirm" value="([^"]+)"', again).group(1)
     assert staff_client.post("/trajectories/actions/", {**form, "confirm": token}).status_code == 302
     assert {store.get(trajectory_id=f"p{i}")["category"] for i in (0, 1, 2)} == {"bulk"}
+
+
+def test_a_confirmation_is_for_the_changes_it_was_shown(rows):
+    first = {"all": True, "changes": {"category": "one"}}
+    token = rows.request("POST", f"{API}bulk-update/", first).json()["confirm"]
+    other = rows.request("POST", f"{API}bulk-update/", {**first, "changes": {"category": "two"}, "confirm": token})
+    assert other.status == 409 and rows.request("GET", f"{API}?category=two").json()["count"] == 0

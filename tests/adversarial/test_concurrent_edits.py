@@ -92,3 +92,23 @@ def test_the_page_form_keeps_a_tag_with_a_comma_whole(staff_client, store, recor
     }
     staff_client.post("/trajectories/form/annotate/", form)
     assert store.get(trajectory_id="form")["tags"] == ["arith", "needs review, urgent"]
+
+
+def test_an_edit_racing_a_delete_leaves_nothing_a_reimport_would_inherit(rows):
+    ids = [f"gone{i:02d}" for i in range(24)]
+    imported(rows, "gone.jsonl", [{**BASE_RECORD, "trajectory_id": key, "tags": None, "analysis": None} for key in ids])
+    calls = []
+    for key in ids:
+        calls += [
+            lambda key=key: rows.request("PATCH", f"{API}{key}/", {"notes": "ghost"}),
+            lambda key=key: rows.request("PATCH", f"{API}{key}/", {"add_tags": ["ghost"]}),
+            lambda key=key: rows.request("DELETE", f"{API}{key}/"),
+        ]
+    answers = _parallel(calls)
+    assert {answer.status for answer in answers} <= {200, 204, 404}, [a.body[:200] for a in answers]
+    table = rows.store()._table("annotations").to_lance()
+    left = table.to_table(filter=__import__("pyarrow.compute").compute.field("trajectory_id").isin(ids))
+    assert left.num_rows == 0, left.column("trajectory_id").to_pylist()
+    imported(rows, "back.jsonl", [{**BASE_RECORD, "trajectory_id": key, "tags": None, "analysis": None} for key in ids])
+    back = rows.store().annotations(trajectory_ids=ids)
+    assert all(value["notes"] is None and value["tags"] == [] for value in back.values())

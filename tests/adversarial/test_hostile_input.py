@@ -6,9 +6,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import resource
 import subprocess
 import sys
+import threading
 import time
 
 import orjson
@@ -72,20 +72,25 @@ def test_a_row_the_store_refuses_is_one_rejection_and_the_batch_is_written(store
 
 
 def _run_command(tmp_path, *args, timeout=120):
+    """The import command in its own process: its result, its own peak RSS in MB, and its seconds."""
     env = site_env(tmp_path)
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "-v0"], env=env, check=True)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.monotonic()
-    result = subprocess.run(
-        [*manage, "import_trajectories", *map(str, args), "--no-progress"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        process = subprocess.Popen(
+            [*manage, "import_trajectories", *map(str, args), "--no-progress"], env=env, stdout=stdout, stderr=stderr
+        )
+        killer = threading.Timer(timeout, process.kill)
+        killer.start()
+        # wait4 reports this child's own peak, not the largest of every child this test run has had.
+        _, status, usage = os.wait4(process.pid, 0)
+        killer.cancel()
+    result = subprocess.CompletedProcess(
+        process.args, os.waitstatus_to_exitcode(status), out.read_text(), err.read_text()
     )
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return result, max(peak_mb, before / 1024), time.monotonic() - started
+    return result, usage.ru_maxrss / 1024, time.monotonic() - started
 
 
 def test_a_gzip_bomb_line_is_skipped_in_bounded_memory(tmp_path):
@@ -151,3 +156,36 @@ def test_a_yaml_bomb_mapping_is_refused_at_once(tmp_path, run_import):
     wrong.write_text("fields: {data_id: x, steps: y}\nstep_fields: [role]\n")
     _, _, error = run_import(data, "--mapping", wrong)
     assert "'step_fields' must be a mapping of name: path, got list" in str(error)
+
+
+def test_a_line_of_millions_of_tiny_values_is_refused_before_parsing(tmp_path):
+    path = tmp_path / "values.jsonl.gz"
+    with gzip.open(path, "wb", compresslevel=6) as stream:
+        stream.write(_line(trajectory_id="values-before"))
+        stream.write(b'{"data_id": "bomb", "steps": [' + b"{}," * 13_000_000 + b"{}]}\n")
+        stream.write(_line(trajectory_id="values-after"))
+    assert path.stat().st_size < 1024 * 1024
+    result, peak_mb, _ = _run_command(tmp_path, path)
+    assert "2 imported" in result.stdout, result.stderr
+    assert "values.jsonl.gz:2: line: about 26,000,005 JSON values, more than the 2,000,000-value limit" in result.stderr
+    assert peak_mb < 600, f"peak RSS {peak_mb:.0f} MB (parsed, these 13 million objects would take gigabytes)"
+
+
+def test_a_record_with_a_million_bad_steps_is_one_short_rejection(store, tmp_path, run_import):
+    path = tmp_path / "bad-steps.jsonl"
+    path.write_bytes(orjson.dumps({**BASE_RECORD, "trajectory_id": "bad", "steps": [{}] * 300_000}) + b"\n")
+    report = tmp_path / "report.txt"
+    _, _, error = run_import(path, "--error-report", report)
+    assert "1 records rejected" in str(error)
+    lines = report.read_text().splitlines()
+    assert len(lines) == 21 and lines[-1].endswith("steps: more problems after steps[19] not listed")
+
+
+def test_a_later_duplicate_replaces_the_earlier_record_whole(store, tmp_path, run_import):
+    first = {**BASE_RECORD, "trajectory_id": "twice", "analysis": {"category": "from-first"}, "tags": ["first"]}
+    second = {**BASE_RECORD, "trajectory_id": "twice", "analysis": None, "tags": None, "reward": 0.5}
+    path = tmp_path / "twice.jsonl"
+    path.write_bytes(orjson.dumps(first) + b"\n" + orjson.dumps(second) + b"\n")
+    run_import(path, "--on-duplicate", "update")
+    stored = store.get(trajectory_id="twice")
+    assert (stored["reward"], stored["category"], stored["tags"]) == (0.5, None, [])

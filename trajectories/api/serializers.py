@@ -131,20 +131,22 @@ class AnnotationSerializer(serializers.Serializer):
         return attrs
 
     def to_change(self) -> AnnotationChange:
-        data = self.validated_data
-        fields = ("is_bookmarked", "is_success", "category", "root_cause", "notes")
-        values = {
-            name: (data[name] or None if name in {"category", "root_cause", "notes"} else data[name])
-            if name in data
-            else UNSET
-            for name in fields
-        }
-        return AnnotationChange(
-            **values,
-            tags=tuple(dict.fromkeys(data["tags"])) if "tags" in data else UNSET,
-            add_tags=tuple(data.get("add_tags", ())),
-            remove_tags=tuple(data.get("remove_tags", ())),
-        )
+        return change_from(self.validated_data)
+
+
+def change_from(data: dict) -> AnnotationChange:
+    """The AnnotationChange that validated annotation fields describe."""
+    values = {
+        name: (data[name] or None) if name in {"category", "root_cause", "notes"} else data[name]
+        for name in ("is_bookmarked", "is_success", "category", "root_cause", "notes")
+        if name in data
+    }
+    return AnnotationChange(
+        **values,
+        tags=tuple(dict.fromkeys(data["tags"])) if "tags" in data else UNSET,
+        add_tags=tuple(data.get("add_tags", ())),
+        remove_tags=tuple(data.get("remove_tags", ())),
+    )
 
 
 class SelectionSerializer(serializers.Serializer):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, status, viewsets
 from rest_framework.decorators import action
@@ -72,14 +74,15 @@ class TrajectoryViewSet(viewsets.GenericViewSet):
         """
         payload = s.BulkUpdateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        changes = s.AnnotationSerializer(data=request.data["changes"])
-        changes.is_valid(raise_exception=True)
+        change = s.change_from(payload.validated_data["changes"])
         chosen = _selection(payload.validated_data)
         if "ids" not in payload.validated_data:
+            # The token is for these changes: confirming "category=x" does not also confirm "category=y".
+            action = f"bulk-update:{hashlib.blake2b(repr(change).encode(), digest_size=12).hexdigest()}"
             token = payload.validated_data.get("confirm")
-            if (asked := _unconfirmed(request, chosen, action="bulk-update", token=token)) is not None:
+            if (asked := _unconfirmed(request, chosen, action=action, token=token)) is not None:
                 return asked
-        count = services.annotate(trajectory_ids=list(chosen.ids), change=changes.to_change(), user=request.user)
+        count = services.annotate(trajectory_ids=list(chosen.ids), change=change, user=request.user)
         return Response({"count": count})
 
     @extend_schema(

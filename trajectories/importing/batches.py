@@ -40,6 +40,8 @@ class BatchBuilder:
             return False
         self.rows[trajectory_id] = validated.row
         self.nbytes += len(validated.row["steps"])
+        # A later record of the same id replaces the earlier one whole, annotations included.
+        self.annotations.pop(trajectory_id, None)
         if validated.annotation is not None:
             self.annotations[trajectory_id] = validated.annotation
         return True

@@ -72,11 +72,14 @@ class ImportProgress:
 ProgressCallback = Callable[[ImportProgress], None]
 
 
-def configured_limits(*, max_line_bytes: int | None = None, max_document_bytes: int | None = None) -> readers.Limits:
+def configured_limits(
+    *, max_line_bytes: int | None = None, max_document_bytes: int | None = None, max_values: int | None = None
+) -> readers.Limits:
     """The reading limits from settings, or the ones given."""
     return readers.Limits(
         max_line_bytes=max_line_bytes or settings.TRAJSITE_IMPORT_MAX_LINE_BYTES,
         max_document_bytes=max_document_bytes or settings.TRAJSITE_IMPORT_MAX_DOCUMENT_BYTES,
+        max_values=max_values or settings.TRAJSITE_IMPORT_MAX_JSON_VALUES,
     )
 
 

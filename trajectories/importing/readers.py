@@ -40,10 +40,13 @@ _INT_RANGE = (-(2**63), 2**64)
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Largest JSONL line and largest `.json` document read into memory, in bytes."""
+    """Largest JSONL line and `.json` document read into memory (bytes), and most JSON values either
+    may hold: parsed, each value is a Python object of 50-500 bytes, so a 40 MB line of `{},{},...`
+    would take gigabytes where a real 40 MB record takes a hundred megabytes."""
 
     max_line_bytes: int = 256 * 1024 * 1024
     max_document_bytes: int = 256 * 1024 * 1024
+    max_values: int = 2_000_000
 
 
 @dataclass(slots=True)
@@ -196,6 +199,9 @@ def _read_document(first: bytes, stream: BinaryIO, name: str, limits: Limits) ->
     if not data.strip():
         yield UnreadableRecord(Location(name, 0), FieldError("file", "empty file, no records"))
         return
+    if (crowded := _too_many_values(data, limits)) is not None:
+        yield UnreadableRecord(Location(name, 0), FieldError("file", crowded))
+        return
     value, error, repairs = _parse_repaired(data)
     if error is not None and "after document" in error:
         # Named .json but written as JSON lines: read it line by line instead.
@@ -220,12 +226,15 @@ def _read_lines(first: bytes, stream, name: str, limits: Limits) -> Iterator[Raw
             skipped = len(line) + _skip_rest_of_line(stream)
             yield UnreadableRecord(Location(name, line_number), FieldError("line", _too_long(skipped, limits)))
             continue
-        stripped = line.strip()
-        if not stripped:
+        # JSON parsers skip surrounding white space: only a short line is copied to see if it is blank.
+        if len(line) < 256 and not line.strip():
             continue
         seen_any = True
         location = Location(name, line_number)
-        value, error, repairs = _parse_repaired(stripped)
+        if (crowded := _too_many_values(line, limits)) is not None:
+            yield UnreadableRecord(location, FieldError("line", crowded))
+            continue
+        value, error, repairs = _parse_repaired(line)
         if error is None:
             yield from _records_in(value, location, repairs)
             continue
@@ -245,6 +254,18 @@ def _skip_rest_of_line(stream) -> int:
         if chunk.endswith(b"\n"):
             break
     return skipped
+
+
+def _too_many_values(data: bytes, limits: Limits) -> str | None:
+    """Why `data` is not parsed, when it holds more JSON values than the limit (counted by their
+    separators, at memchr speed, before anything is built)."""
+    values = data.count(b",") + data.count(b"{") + data.count(b"[") + 1
+    if values <= limits.max_values:
+        return None
+    return (
+        f"about {values:,} JSON values, more than the {limits.max_values:,}-value limit; not parsed "
+        "(raise --max-json-values / TRAJSITE_IMPORT_MAX_JSON_VALUES if it is a real record)"
+    )
 
 
 def _too_long(size: int, limits: Limits) -> str:

@@ -18,6 +18,7 @@ from trajectories.store.annotations import AnnotationChange
 from .errors import FieldError, RecordError, type_name
 
 MAX_ID_LENGTH = 512
+MAX_FIELD_ERRORS = 20
 FINAL_ANSWER_LENGTH = 2000
 _INT64_MAX = 2**63 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -146,6 +147,10 @@ def _add_steps(record: dict, row: dict, errors: list[FieldError], warnings: list
     calls = 0
     final_answer = None
     for index, step in enumerate(steps):
+        if len(errors) >= MAX_FIELD_ERRORS:
+            # A million malformed steps would make a million messages: the first few say enough.
+            errors.append(FieldError("steps", f"more problems after steps[{index - 1}] not listed"))
+            return
         if type(step) is not dict:
             errors.append(FieldError(f"steps[{index}]", f"expected an object, got {type_name(step)}"))
             continue
@@ -186,6 +191,8 @@ def _tool_calls(raw_calls: Any, index: int, errors: list[FieldError]) -> list[di
     normalized = []
     changed = False
     for position, call in enumerate(raw_calls):
+        if len(errors) >= MAX_FIELD_ERRORS:
+            return None
         field = f"steps[{index}].tool_calls[{position}]"
         if type(call) is not dict:
             errors.append(FieldError(field, "expected an object"))

@@ -75,7 +75,8 @@ def bulk_action(request: HttpRequest) -> HttpResponse:
         return _export(list(chosen.ids))
     # Every change from the page is confirmed on the rows it counted: if they changed before the
     # click (an import, a delete), the page asks again instead of acting on a wider set.
-    problem = selection.confirmation_problem(form.get("confirm"), chosen, action=name, user=request.user)
+    confirmed_as = f"{name}:{value}"
+    problem = selection.confirmation_problem(form.get("confirm"), chosen, action=confirmed_as, user=request.user)
     if problem is not None:
         context = {
             "action": action,
@@ -89,7 +90,7 @@ def bulk_action(request: HttpRequest) -> HttpResponse:
             "sample": chosen.ids[:10],
             "back": back,
             "changed": problem if form.get("confirm") else None,
-            "token": selection.confirmation_token(chosen, action=name, user=request.user),
+            "token": selection.confirmation_token(chosen, action=confirmed_as, user=request.user),
         }
         return render(request, "trajectories/confirm_action.html", context)
     if name == "delete":

@@ -215,7 +215,9 @@ def discard_job(request: HttpRequest, job_id: int) -> HttpResponse:
     if not job.is_resumable:
         messages.error(request, f"Import #{job.pk} is {job.get_status_display()}: nothing to discard.")
         return redirect("trajectories:import-job", job_id=job.pk)
-    ImportJob.objects.filter(pk=job.pk, status=job.status).update(status=ImportJob.Status.DISCARDED)
+    if not ImportJob.objects.filter(pk=job.pk, status=job.status).update(status=ImportJob.Status.DISCARDED):
+        messages.error(request, f"Import #{job.pk} was resumed meanwhile; it is not discarded.")
+        return redirect("trajectories:import-job", job_id=job.pk)
     if job.origin == ImportJob.Origin.WEB:
         shutil.rmtree(upload_folder(job.pk), ignore_errors=True)
     messages.success(request, f"Import #{job.pk} discarded; the {job.imported:,} trajectories it imported stay.")

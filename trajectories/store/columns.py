@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import bisect
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from trajectories.query import wildcard_regex
 
 # Past this many raw hits a substring search hands over to Arrow's kernel (a Python loop would be slower).
 _MAX_FAST_HITS = 20_000
@@ -171,16 +172,16 @@ class IdColumn:
 
     def matches_glob(self, pattern: str) -> np.ndarray:
         """`*` wildcards: candidates by the longest literal part, then a full-match check of those only."""
-        regex = re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.S)
+        parts = pattern.split("*")
         rows = None
-        for literal in sorted((part for part in pattern.split("*") if part), key=len, reverse=True):
+        for literal in sorted((part for part in parts if part), key=len, reverse=True):
             rows = self._candidate_rows(self._haystack(lowered=False), literal.encode())
             if rows is not None:
                 break
         if rows is None:
-            anchored = "^" + regex.pattern + "$"
-            return pc.match_substring_regex(self.array, anchored).to_numpy(zero_copy_only=False)
-        return self._verified(rows, lambda value: regex.fullmatch(value) is not None)
+            # RE2 (Arrow) matches in linear time, whatever the pattern.
+            return pc.match_substring_regex(self.array, wildcard_regex(pattern)).to_numpy(zero_copy_only=False)
+        return self._verified(rows, lambda value: glob_matches(parts, value))
 
     def _candidate_rows(self, haystack: bytes, needle: bytes) -> np.ndarray | None:
         hits = []
@@ -208,6 +209,26 @@ class IdColumn:
             haystack = array.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
             self._haystacks[lowered] = haystack
         return haystack
+
+
+def glob_matches(parts: list[str], value: str) -> bool:
+    """Whether `value` matches the literal `parts` of a `*` pattern, in linear time.
+
+    A backtracking regex of `.*` runs is exponential in the number of stars ("a****...X" froze a
+    worker); a `*`-only glob needs none: prefix, suffix, and the middle parts found left to right.
+    """
+    if len(parts) == 1:
+        return value == parts[0]
+    first, *middle, last = parts
+    if len(value) < len(first) + len(last) or not value.startswith(first) or not value.endswith(last):
+        return False
+    position, end = len(first), len(value) - len(last)
+    for part in middle:
+        found = value.find(part, position, end)
+        if found < 0:
+            return False
+        position = found + len(part)
+    return True
 
 
 def _relative_offsets(array: pa.Array) -> np.ndarray:

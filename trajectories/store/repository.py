@@ -272,7 +272,8 @@ class TrajectoryStore:
         return self.annotate_each(changes={key: change for key in ids if key in stored}, user=user)
 
     def annotate_each(self, *, changes: dict[str, AnnotationChange], user: str | None) -> int:
-        """Apply each trajectory's own change, field by field, atomically against concurrent writers.
+        """Apply each trajectory's own change, field by field, atomically against concurrent writers;
+        returns how many trajectories were annotated (a trajectory deleted meanwhile is not).
 
         Each chunk is read, changed and committed on the version it was read from, with LanceDB's own
         retries off: if another writer changed one of these rows first, the commit conflicts and the
@@ -281,43 +282,73 @@ class TrajectoryStore:
         """
         ids = list(changes)
         now = datetime.now(tz=UTC)
+        done = 0
         for start in range(0, len(ids), ANNOTATE_CHUNK):
             chunk = ids[start : start + ANNOTATE_CHUNK]
-            rows, before, after = commits.retrying(
+            rows, created, before, after = commits.retrying(
                 lambda chunk=chunk: self._rewrite_annotations(chunk, changes, now=now, user=user),
                 what="annotating",
             )
+            done += len(rows) - self._drop_orphans(created)
             self.engine.annotations_written(rows, before=before, after=after)
         self._wrote()
-        return len(ids)
+        return done
 
     def _rewrite_annotations(self, ids: list[str], changes: dict[str, AnnotationChange], *, now, user):
         dataset = _latest(self._table(ANNOTATIONS_TABLE))
         current = {row[KEY]: row for row in dataset.to_table(filter=pc.field(KEY).isin(ids)).to_pylist()}
+        # A new annotation row only for a trajectory that exists now: one deleted since the caller
+        # looked (a delete racing this edit) must not be given a row that a re-import would inherit.
+        created = [key for key in ids if key not in current]
+        if created:
+            present = self._present(created)
+            created = [key for key in created if key in present]
+            ids = [key for key in ids if key in current or key in present]
         rows = []
         for key in ids:
             row = changes[key].apply(current.get(key) or blank_annotation(key))
             rows.append({**row, "updated_at": now, "updated_by": user})
         before = dataset.version
-        (
-            dataset.merge_insert(KEY)
-            .when_matched_update_all()
-            .when_not_matched_insert_all()
-            .conflict_retries(0)
-            .use_index(False)
-            .execute(pa.Table.from_pylist(rows, schema=ANNOTATION_SCHEMA))
-        )
-        return rows, before, dataset.version
+        if rows:
+            (
+                dataset.merge_insert(KEY)
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .conflict_retries(0)
+                .use_index(False)
+                .execute(pa.Table.from_pylist(rows, schema=ANNOTATION_SCHEMA))
+            )
+        return rows, created, before, dataset.version
+
+    def _drop_orphans(self, created: list[str]) -> int:
+        """Rows just created for trajectories deleted in the meantime are removed again; how many."""
+        if not created:
+            return 0
+        orphans = sorted(set(created) - self._present(created))
+        if orphans:
+            table = self._table(ANNOTATIONS_TABLE)
+            predicate = pc.field(KEY).isin(orphans)
+            commits.retrying(lambda: _latest(table).delete(predicate), what="removing orphan annotations")
+        return len(orphans)
+
+    def _present(self, ids: list[str]) -> set[str]:
+        """Which ids the newest trajectories version holds (whatever this process's handle reads)."""
+        rows = _latest(self._table(TRAJECTORIES_TABLE)).to_table(columns=[KEY], filter=pc.field(KEY).isin(ids))
+        return set(rows.column(KEY).to_pylist())
 
     def delete(self, *, trajectory_ids: list[str]) -> int:
         """Delete trajectories and their annotations; returns how many were stored."""
         stored = sorted(self.existing_ids(ids=list(dict.fromkeys(trajectory_ids))))
         if not stored:
             return 0
+        trajectories, annotations = self._table(TRAJECTORIES_TABLE), self._table(ANNOTATIONS_TABLE)
         predicate = pc.field(KEY).isin(stored)
-        for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
-            table = self._table(name)
-            commits.retrying(lambda table=table: _latest(table).delete(predicate), what=f"deleting from {name}")
+        commits.retrying(lambda: _latest(trajectories).delete(predicate), what="deleting trajectories")
+        # Only the annotations of ids still gone: one re-imported in between keeps its new annotations.
+        gone = sorted(set(stored) - self._present(stored))
+        if gone:
+            predicate = pc.field(KEY).isin(gone)
+            commits.retrying(lambda: _latest(annotations).delete(predicate), what="deleting annotations")
         self.sync(force=True)
         return len(stored)
 

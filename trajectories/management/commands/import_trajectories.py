@@ -12,6 +12,7 @@ from trajectories.importing import adapters
 from trajectories.importing.errors import ErrorSink
 from trajectories.importing.jobs import (
     ImportInterrupted,
+    claim,
     missing_sources,
     options_of,
     reap,
@@ -70,6 +71,12 @@ class Command(BaseCommand):
             default=settings.TRAJSITE_IMPORT_MAX_DOCUMENT_BYTES,
             help="largest .json document read whole; larger ones are reported and skipped (default: %(default)s)",
         )
+        parser.add_argument(
+            "--max-json-values",
+            type=int,
+            default=settings.TRAJSITE_IMPORT_MAX_JSON_VALUES,
+            help="most JSON values a line or document may hold before it is parsed (default: %(default)s)",
+        )
         parser.add_argument("--max-errors", type=int, default=20, help="rejections printed (all are counted)")
         parser.add_argument("--error-report", type=Path, help="write every rejection and warning to this file")
         parser.add_argument("--no-progress", action="store_true", help="no progress output")
@@ -108,7 +115,7 @@ class Command(BaseCommand):
             return _resumable(options["resume"])
         if not options["paths"]:
             raise CommandError("give the files or directories to import (or --resume JOB)")
-        for name in ("batch_size", "max_line_bytes", "max_document_bytes"):
+        for name in ("batch_size", "max_line_bytes", "max_document_bytes", "max_json_values"):
             if options[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
         import_options = ImportOptions(
@@ -120,7 +127,9 @@ class Command(BaseCommand):
             dry_run=options["dry_run"],
             batch_size=options["batch_size"],
             limits=configured_limits(
-                max_line_bytes=options["max_line_bytes"], max_document_bytes=options["max_document_bytes"]
+                max_line_bytes=options["max_line_bytes"],
+                max_document_bytes=options["max_document_bytes"],
+                max_values=options["max_json_values"],
             ),
         )
         return start_job(paths=options["paths"], options=import_options), import_options
@@ -162,6 +171,9 @@ def _resumable(job_id: int) -> tuple[ImportJob, ImportOptions]:
     missing = missing_sources(job)
     if missing:
         raise CommandError(f"import #{job_id} cannot be resumed: {', '.join(missing)} cannot be read again")
+    if not claim(job.pk, status=job.status):
+        raise CommandError(f"import #{job_id} was resumed or discarded by someone else just now")
+    job.refresh_from_db()
     return job, options_of(job)
 
 
