@@ -71,11 +71,19 @@ def test_a_row_the_store_refuses_is_one_rejection_and_the_batch_is_written(store
     assert store.existing_ids(ids=[f"row{i}" for i in range(5)]) == {"row0", "row1", "row3", "row4"}
 
 
-def _run_command(tmp_path, *args, timeout=120):
-    """The import command in its own process: its result, its own peak RSS in MB, and its seconds."""
-    env = site_env(tmp_path)
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory):
+    """An ORM database for the commands of this module, migrated once."""
+    env = site_env(tmp_path_factory.mktemp("commands"))
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], env=env, check=True)
+    return env
+
+
+def _run_command(env, tmp_path, *args, timeout=120):
+    """The import command in its own process, into a store of its own: its result, its own peak RSS in
+    MB, and its seconds."""
+    env = {**env, "TRAJSITE_DATA_DIR": str(tmp_path / "lancedb")}
     manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "-v0"], env=env, check=True)
     started = time.monotonic()
     out, err = tmp_path / "out.txt", tmp_path / "err.txt"
     with out.open("w") as stdout, err.open("w") as stderr:
@@ -93,7 +101,7 @@ def _run_command(tmp_path, *args, timeout=120):
     return result, usage.ru_maxrss / 1024, time.monotonic() - started
 
 
-def test_a_gzip_bomb_line_is_skipped_in_bounded_memory(tmp_path):
+def test_a_gzip_bomb_line_is_skipped_in_bounded_memory(migrated, tmp_path):
     path = tmp_path / "bomb.jsonl.gz"
     with gzip.open(path, "wb", compresslevel=1) as stream:
         stream.write(_line(trajectory_id="bomb-before"))
@@ -102,29 +110,29 @@ def test_a_gzip_bomb_line_is_skipped_in_bounded_memory(tmp_path):
             stream.write(zeros)
         stream.write(b"\n" + _line(trajectory_id="bomb-after"))
     assert path.stat().st_size < 5 * 1024 * 1024
-    result, peak_mb, _ = _run_command(tmp_path, path, "--max-line-bytes", 32 * 1024 * 1024)
+    result, peak_mb, _ = _run_command(migrated, tmp_path, path, "--max-line-bytes", 32 * 1024 * 1024)
     assert "2 imported" in result.stdout, result.stderr
     assert "bomb.jsonl.gz:2: line: line of 629,145,601 bytes is longer than the 33,554,432-byte limit" in result.stderr
     assert peak_mb < 450, f"peak RSS {peak_mb:.0f} MB for a 600 MB line"
 
 
-def test_a_document_over_its_limit_is_refused_and_the_next_file_read(tmp_path):
+def test_a_document_over_its_limit_is_refused_and_the_next_file_read(migrated, tmp_path):
     folder = tmp_path / "dumps"
     folder.mkdir()
     (folder / "a-huge.json").write_bytes(b"[" + b" " * 3_000_000 + orjson.dumps(BASE_RECORD) + b"]")
     (folder / "b-fine.jsonl").write_bytes(_line(trajectory_id="fine"))
-    result, _, _ = _run_command(tmp_path, folder, "--max-document-bytes", 1_000_000)
+    result, _, _ = _run_command(migrated, tmp_path, folder, "--max-document-bytes", 1_000_000)
     assert "1 imported" in result.stdout, result.stderr
     assert "a-huge.json:0: file: document larger than 1,000,000 bytes; not read" in result.stderr
 
 
-def test_fifos_and_devices_in_a_directory_are_skipped_not_read(tmp_path):
+def test_fifos_and_devices_in_a_directory_are_skipped_not_read(migrated, tmp_path):
     folder = tmp_path / "dumps"
     folder.mkdir()
     os.mkfifo(folder / "a-pipe.jsonl")
     os.symlink("/dev/zero", folder / "b-zero.jsonl")
     (folder / "c-fine.jsonl").write_bytes(_line(trajectory_id="fine"))
-    result, peak_mb, seconds = _run_command(tmp_path, folder, timeout=60)
+    result, peak_mb, seconds = _run_command(migrated, tmp_path, folder, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "1 imported" in result.stdout
     assert "a-pipe.jsonl:0: file: not a regular file" in result.stderr
@@ -132,9 +140,9 @@ def test_fifos_and_devices_in_a_directory_are_skipped_not_read(tmp_path):
     assert seconds < 30 and peak_mb < 450
 
 
-def test_a_device_named_on_the_command_line_is_refused(tmp_path):
+def test_a_device_named_on_the_command_line_is_refused(migrated, tmp_path):
     (tmp_path / "fine.jsonl").write_bytes(_line(trajectory_id="fine"))
-    result, _, _ = _run_command(tmp_path, "/dev/zero", tmp_path / "fine.jsonl", timeout=60)
+    result, _, _ = _run_command(migrated, tmp_path, "/dev/zero", tmp_path / "fine.jsonl", timeout=60)
     assert "/dev/zero:0: file: not a regular file (a device or socket); not read" in result.stderr
     assert "1 imported" in result.stdout
 
@@ -158,14 +166,14 @@ def test_a_yaml_bomb_mapping_is_refused_at_once(tmp_path, run_import):
     assert "'step_fields' must be a mapping of name: path, got list" in str(error)
 
 
-def test_a_line_of_millions_of_tiny_values_is_refused_before_parsing(tmp_path):
+def test_a_line_of_millions_of_tiny_values_is_refused_before_parsing(migrated, tmp_path):
     path = tmp_path / "values.jsonl.gz"
     with gzip.open(path, "wb", compresslevel=6) as stream:
         stream.write(_line(trajectory_id="values-before"))
         stream.write(b'{"data_id": "bomb", "steps": [' + b"{}," * 13_000_000 + b"{}]}\n")
         stream.write(_line(trajectory_id="values-after"))
     assert path.stat().st_size < 1024 * 1024
-    result, peak_mb, _ = _run_command(tmp_path, path)
+    result, peak_mb, _ = _run_command(migrated, tmp_path, path)
     assert "2 imported" in result.stdout, result.stderr
     assert "values.jsonl.gz:2: line: about 26,000,005 JSON values, more than the 2,000,000-value limit" in result.stderr
     assert peak_mb < 600, f"peak RSS {peak_mb:.0f} MB (parsed, these 13 million objects would take gigabytes)"
