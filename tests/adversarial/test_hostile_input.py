@@ -64,9 +64,9 @@ def test_a_row_the_store_refuses_is_one_rejection_and_the_batch_is_written(store
     builder.rows["row2"]["agent_name"] = "x\ud800"
     errors = ErrorSink()
     writer = pipeline._Writer(store=store, options=pipeline.ImportOptions(), errors=errors, imported_at_us=1)
-    writer.submit(builder)
+    pipeline._flush(builder, writer, errors)
     writer.close()
-    assert (writer.inserted, writer.rejected) == (4, 1)
+    assert (writer.inserted, errors.rejected) == (4, 1)
     assert errors.first[0].startswith("b.jsonl:3: agent_name: the store cannot hold this value (UnicodeEncodeError")
     assert store.existing_ids(ids=[f"row{i}" for i in range(5)]) == {"row0", "row1", "row3", "row4"}
 

@@ -135,7 +135,7 @@ def run_import(
                 last_report = time.monotonic()
                 report()
         if len(builder):
-            _flush(builder, writer)
+            _flush(builder, writer, errors)
     finally:
         if writer is not None:
             writer.close()
@@ -166,7 +166,7 @@ def _take(item, adapter, defaults, builder, options, errors, progress, writer) -
     if not builder.add(validated):
         _in_batch_duplicate(item.location, options, errors, progress)
     if len(builder) >= options.batch_size or builder.nbytes >= MAX_BATCH_BYTES:
-        _flush(builder, writer)
+        _flush(builder, writer, errors)
         return BatchBuilder(on_duplicate=options.on_duplicate)
     return builder
 
@@ -179,9 +179,24 @@ def _in_batch_duplicate(location: Location, options, errors: ErrorSink, progress
         progress.in_import_duplicates += 1
 
 
-def _flush(builder: BatchBuilder, writer: _Writer | None) -> None:
+def _flush(builder: BatchBuilder, writer: _Writer | None, errors: ErrorSink) -> None:
     if writer is not None:
-        writer.submit(builder)
+        writer.submit(_built(builder, errors))
+
+
+def _built(builder: BatchBuilder, errors: ErrorSink) -> Batch:
+    """The batch as Arrow tables; rows Arrow refuses are rejected one by one, the rest kept."""
+    try:
+        return builder.build()
+    except _CONVERSION_ERRORS:
+        pass
+    for trajectory_id, row in list(builder.rows.items()):
+        problem = _conversion_problem(row)
+        if problem is not None:
+            del builder.rows[trajectory_id]
+            builder.annotations.pop(trajectory_id, None)
+            errors.reject(_parse_location(row["source"]), [problem])
+    return builder.build()
 
 
 class _Writer:
@@ -202,7 +217,7 @@ class _Writer:
         self._store_has_rows: bool | None = None
         self._written: set[str] = set()
         self._remember_limit = REMEMBER_IDS
-        self._queue: queue.Queue[BatchBuilder | None] = queue.Queue(maxsize=_PENDING_BATCHES)
+        self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=_PENDING_BATCHES)
         self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="trajsite-import-writer", daemon=True)
         self._thread.start()
@@ -213,9 +228,9 @@ class _Writer:
         progress.duplicates = progress.in_import_duplicates + self.duplicates
         progress.stored_rejected = self.rejected
 
-    def submit(self, builder: BatchBuilder) -> None:
+    def submit(self, batch: Batch) -> None:
         self._raise_failure()
-        self._queue.put(builder)
+        self._queue.put(batch)
 
     def close(self) -> None:
         self._queue.put(None)
@@ -227,27 +242,12 @@ class _Writer:
             raise self._failure
 
     def _run(self) -> None:
-        while (builder := self._queue.get()) is not None:
+        while (batch := self._queue.get()) is not None:
             if self._failure is None:
                 try:
-                    self._write(self._build(builder))
+                    self._write(batch)
                 except BaseException as error:
                     self._failure = error
-
-    def _build(self, builder: BatchBuilder) -> Batch:
-        """The batch as Arrow tables; rows Arrow refuses are rejected one by one, the rest kept."""
-        try:
-            return builder.build()
-        except _CONVERSION_ERRORS:
-            pass
-        for trajectory_id, row in list(builder.rows.items()):
-            problem = _conversion_problem(row)
-            if problem is not None:
-                del builder.rows[trajectory_id]
-                builder.annotations.pop(trajectory_id, None)
-                self.rejected += 1
-                self._errors.reject(_parse_location(row["source"]), [problem])
-        return builder.build()
 
     def _write(self, batch: Batch) -> None:
         if not batch.ids:
@@ -275,7 +275,7 @@ class _Writer:
             self._report_existing(batch, set(batch.ids) - ours)
         changes = {key: change for key, change in batch.annotations.items() if key in ours}
         if changes:
-            self._store.annotate_each(changes=changes, user="import")
+            self._store.annotate_new(changes=changes, user="import")
 
     def _existing(self, ids: list[str]) -> set[str]:
         """Ids already stored: those this run wrote (tracked here) plus an index probe for the rest."""

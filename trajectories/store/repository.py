@@ -294,6 +294,43 @@ class TrajectoryStore:
         self._wrote()
         return done
 
+    def annotate_new(self, *, changes: dict[str, AnnotationChange], user: str | None) -> int:
+        """`annotate_each` for trajectories just inserted, which have no annotation row yet: the rows
+        are inserted if absent, without reading first (an import's hot path). Any id that has a row
+        after all (a user was quicker, or a stale row) gets the read-change-commit path instead."""
+        now = datetime.now(tz=UTC)
+        rows = [
+            {**change.apply(blank_annotation(key)), "updated_at": now, "updated_by": user}
+            for key, change in changes.items()
+        ]
+        dataset = _latest(self._table(ANNOTATIONS_TABLE))
+        try:
+            merged = (
+                dataset.merge_insert(KEY)
+                .when_not_matched_insert_all()
+                .conflict_retries(0)
+                .use_index(False)
+                .execute(pa.Table.from_pylist(rows, schema=ANNOTATION_SCHEMA))
+            )
+        except Exception as error:
+            if not commits.is_conflict(error):
+                raise
+            return self.annotate_each(changes=changes, user=user)
+        if merged["num_inserted_rows"] < len(rows):
+            self._annotate_the_rest(changes, now=now, user=user)
+        self._wrote()
+        return len(rows)
+
+    def _annotate_the_rest(self, changes: dict[str, AnnotationChange], *, now, user) -> None:
+        table = _latest(self._table(ANNOTATIONS_TABLE)).to_table(
+            columns=[KEY, "updated_at"], filter=pc.field(KEY).isin(list(changes))
+        )
+        ours = pc.equal(table.column("updated_at"), pa.scalar(now, ANNOTATION_SCHEMA.field("updated_at").type))
+        mine = set(table.filter(ours).column(KEY).to_pylist())
+        rest = {key: change for key, change in changes.items() if key not in mine}
+        if rest:
+            self.annotate_each(changes=rest, user=user)
+
     def _rewrite_annotations(self, ids: list[str], changes: dict[str, AnnotationChange], *, now, user):
         dataset = _latest(self._table(ANNOTATIONS_TABLE))
         current = {row[KEY]: row for row in dataset.to_table(filter=pc.field(KEY).isin(ids)).to_pylist()}
