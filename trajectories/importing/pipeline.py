@@ -200,7 +200,7 @@ def _built(builder: BatchBuilder, errors: ErrorSink) -> Batch:
 
 
 class _Writer:
-    """Builds, checks and writes batches in order on one background thread."""
+    """Checks and writes batches in order on one background thread."""
 
     def __init__(
         self, *, store: TrajectoryStore, options: ImportOptions, errors: ErrorSink, imported_at_us: int
