@@ -62,7 +62,9 @@ class TrajectoryStore:
         self._db = lancedb.connect(uri, read_consistency_interval=None)
         self._tables: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
         self._synced_at = 0.0
+        self._dirty = True
         self._probes: dict[str, Any] = {}
         self._known_versions: dict[str, int] = {}
         self.reads = 0
@@ -72,24 +74,29 @@ class TrajectoryStore:
         self.sync()
         return self._table(TRAJECTORIES_TABLE), self._table(ANNOTATIONS_TABLE)
 
-    def sync(self, *, force: bool = False) -> None:
-        """Move the table handles to the newest versions (see __init__ for when)."""
-        now = time.monotonic()
-        if not force and now - self._synced_at < self.version_check_seconds:
-            return
-        for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
-            # The dataset's latest version is a cheap look; the handle is re-opened only when it moved.
-            latest = self._probe(name).latest_version
-            if force or latest != self._known_versions.get(name):
-                table = self._table(name)
-                table.checkout_latest()
-                self._known_versions[name] = table.version
-        self._synced_at = now
+    def sync(self, *, force: bool = False) -> tuple[int, int]:
+        """Move the table handles to the newest versions (see __init__ for when); returns the
+        (trajectories, annotations) versions they read. Threads of a process share the handles:
+        the check and the versions it returns are taken under one lock."""
+        with self._sync_lock:
+            now = time.monotonic()
+            known = self._known_versions
+            due = force or self._dirty or now - self._synced_at >= self.version_check_seconds
+            if due or len(known) < 2:
+                for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
+                    # The latest version is a cheap look; the handle is re-opened only when it moved.
+                    latest = self._probe(name).latest_version
+                    if force or latest != known.get(name):
+                        table = self._table(name)
+                        table.checkout_latest()
+                        known[name] = table.version
+                self._synced_at = now
+                self._dirty = False
+            return known[TRAJECTORIES_TABLE], known[ANNOTATIONS_TABLE]
 
     def _wrote(self) -> None:
         """After a write through this store: the next read re-checks versions."""
-        self._known_versions.clear()
-        self._synced_at = 0.0
+        self._dirty = True
 
     def _probe(self, name: str):
         probe = self._probes.get(name)
@@ -99,10 +106,7 @@ class TrajectoryStore:
 
     def versions(self) -> tuple[int, int]:
         """(trajectories, annotations) table versions after a sync: part of every cache key."""
-        self.sync()
-        if len(self._known_versions) < 2:
-            self.sync(force=True)
-        return self._known_versions[TRAJECTORIES_TABLE], self._known_versions[ANNOTATIONS_TABLE]
+        return self.sync()
 
     # --- tables -----------------------------------------------------------------------------
 
@@ -347,13 +351,13 @@ class TrajectoryStore:
             rows.append({**row, "updated_at": now, "updated_by": user})
         before = dataset.version
         if rows:
-            (
-                dataset.merge_insert(KEY)
-                .when_matched_update_all()
-                .when_not_matched_insert_all()
-                .conflict_retries(0)
-                .use_index(False)
-                .execute(pa.Table.from_pylist(rows, schema=ANNOTATION_SCHEMA))
+            merge = dataset.merge_insert(KEY).when_matched_update_all()
+            if created:
+                # New rows: the key-column scan carries the check that makes a concurrent insert of the
+                # same id conflict. Updates alone conflict on the rows they replace: the index may find them.
+                merge = merge.when_not_matched_insert_all()
+            merge.conflict_retries(0).use_index(not created).execute(
+                pa.Table.from_pylist(rows, schema=ANNOTATION_SCHEMA)
             )
         return rows, created, before, dataset.version
 
