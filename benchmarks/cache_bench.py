@@ -113,7 +113,7 @@ def _in_process(cookie: str) -> list[tuple[str, float, float]]:
     from django.http import QueryDict
     from django.test import Client
 
-    from trajectories import cache
+    from trajectories import reads
     from trajectories.query import parse_query
 
     redis_cache.delete_pattern("*")
@@ -121,7 +121,7 @@ def _in_process(cookie: str) -> list[tuple[str, float, float]]:
     query = parse_query(QueryDict("agent_name=qwen2.5-7b-instruct&ordering=-reward&page=3"))
     rows = []
     for label, call in (
-        ("cache.page() hit (filtered, sorted, page 3)", lambda: cache.page(query)),
+        ("reads.page() hit (filtered, sorted, page 3)", lambda: reads.page(query=query)),
         ("API list request, cache hit", lambda: client.get("/api/trajectories/?agent_name=qwen2.5-7b-instruct")),
         ("list page request, cache hit", lambda: client.get("/trajectories/?agent_name=qwen2.5-7b-instruct")),
     ):

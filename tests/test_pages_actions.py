@@ -38,7 +38,7 @@ def test_action_on_everything_matching_the_filters(staff_client, stored):
     confirm = staff_client.post(URL, form)
     assert "<strong>4</strong> trajectories" in confirm.content.decode()
     staff_client.post(URL, {**form, "confirm": _token(confirm)})
-    tagged = stored.page(query=__import__("trajectories.query", fromlist=["q"]).TrajectoryQuery(tags=("beta-run",)))
+    tagged = stored.page(query=__import__("trajectories.query", fromlist=["q"]).TrajectoryQuery.where(tags="beta-run"))
     assert sorted(row["trajectory_id"] for row in tagged.rows) == ["t6", "t7", "t8", "t9"]
 
 

@@ -23,12 +23,17 @@ NUMBERS = (
     "res_reward",
     "exec_time",
     "step_count",
+    "tool_call_count",
     "epoch_id",
     "iteration_id",
     "sample_id",
     "created_at",
 )
 SORTS = (*TEXT, *NUMBERS, "is_bookmarked", "is_success", "category")
+# Parameters of "is empty" filters, and the field each looks at.
+EMPTY_FIELDS = {"agent_name": "agent_name", "training_id": "training_id", "category": "category",
+                "root_cause": "root_cause", "tag": "tags", "tool": "tools"}  # fmt: skip
+EMPTY = tuple(EMPTY_FIELDS)
 
 
 def _records() -> list[dict]:
@@ -52,8 +57,9 @@ def _flat(item: dict) -> dict:
     analysis = item.get("analysis") or {}
     return {
         **{name: item.get(name) for name in TEXT},
-        **{name: item.get(name) for name in NUMBERS if name != "step_count"},
+        **{name: item.get(name) for name in NUMBERS if name not in ("step_count", "tool_call_count")},
         "step_count": len(item["steps"]),
+        "tool_call_count": sum(len(step.get("tool_calls", [])) for step in item["steps"]),
         "created_at": item["created_at"] * 1_000_000,
         "is_bookmarked": bool(item.get("is_bookmarked")),
         "is_success": analysis.get("is_success"),
@@ -98,7 +104,9 @@ def _random_params(rng: random.Random, rows: list[dict]) -> list[tuple[str, str]
     params: list[tuple[str, str]] = []
     sample = rng.choice(rows)
     for _ in range(rng.choice((0, 1, 1, 2, 4))):
-        kind = rng.choice(("text", "wild", "number", "range", "bool", "category", "root", "tag", "tool", "search"))
+        kind = rng.choice(
+            ("text", "wild", "number", "range", "bool", "category", "root", "tag", "tool", "search", "empty")
+        )
         if kind == "text":
             name = rng.choice(TEXT)
             for value in {sample[name], rng.choice(rows)[name]}:
@@ -133,12 +141,14 @@ def _random_params(rng: random.Random, rows: list[dict]) -> list[tuple[str, str]
             params.append(("tag", rng.choice(("hard", "review", "none"))))
         elif kind == "tool":
             params.extend(("tool", value) for value in rng.sample(["search", "python", "bash", "calculator", "x"], 2))
+        elif kind == "empty":
+            params.append((rng.choice(EMPTY) + "_empty", rng.choice(("true", "false"))))
         else:
             params.append(("search", rng.choice(("Q0001", "LLAMA", "e1:i1", "q00"))))
     single = [
         name
         for name, _ in params
-        if name in {"search", "root_cause", "is_bookmarked", "is_success"} or name.endswith(("_min", "_max"))
+        if name in {"search", "root_cause", "is_bookmarked", "is_success"} or name.endswith(("_min", "_max", "_empty"))
     ]
     params = [
         (name, value)
@@ -164,6 +174,9 @@ def _matches(row: dict, params: list[tuple[str, str]]) -> bool:
 
 
 def _field_matches(row: dict, name: str, values: list[str]) -> bool:
+    if name.endswith("_empty"):
+        value = row[EMPTY_FIELDS[name.removesuffix("_empty")]]
+        return (value in (None, "", [])) == (values[0] == "true")
     if name in TEXT:
         value = row[name]
         return value is not None and any(

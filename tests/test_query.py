@@ -7,9 +7,13 @@ from django.http import QueryDict
 
 from trajectories.query import (
     DEFAULT_ORDERING,
+    BoolMatch,
+    ContainsMatch,
+    EmptyMatch,
     NumberMatch,
     QueryError,
     TextMatch,
+    TrajectoryQuery,
     describe_filters,
     parse_query,
     wildcard_regex,
@@ -32,16 +36,17 @@ def test_filters_of_every_kind():
         "&is_success=null&is_bookmarked=true&category=x&root_cause=loop&tag=t&tool=search&search=Q"
         "&created_at_min=2026-01-01&ordering=-reward,trajectory_id&page=3&page_size=20"
     )
-    assert query.text == {"agent_name": TextMatch(exact=("a",), patterns=("b*",))}
-    assert query.numbers["reward"] == NumberMatch(minimum=0.5, maximum=1.0)
-    assert query.numbers["iteration_id"] == NumberMatch(values=(3, 4))
-    assert query.numbers["created_at"].minimum == 1_767_225_600_000_000
-    assert query.booleans == {"is_success": None, "is_bookmarked": True}
-    assert (query.categories, query.root_cause, query.tags, query.tools, query.search) == (
-        ("x",),
-        "loop",
-        ("t",),
-        ("search",),
+    filters = dict(query.filters)
+    assert filters["agent_name"] == TextMatch(exact=("a",), patterns=("b*",))
+    assert filters["reward"] == NumberMatch(minimum=0.5, maximum=1.0)
+    assert filters["iteration_id"] == NumberMatch(values=(3, 4))
+    assert filters["created_at"].minimum == 1_767_225_600_000_000
+    assert (filters["is_success"], filters["is_bookmarked"]) == (BoolMatch(None), BoolMatch(True))
+    assert (filters["category"], filters["root_cause"], filters["tags"], filters["tools"], query.search) == (
+        TextMatch(exact=("x",)),
+        ContainsMatch("loop"),
+        TextMatch(exact=("t",)),
+        TextMatch(exact=("search",)),
         "Q",
     )
     assert query.ordering == (("reward", True), ("trajectory_id", False))
@@ -84,3 +89,35 @@ def test_empty_values_are_ignored_and_format_passes():
 def test_wildcard_regex_escapes_everything_but_star():
     assert wildcard_regex("a.b*c") == r"(?s)^a\.b.*c$"
     assert wildcard_regex("x'(*)") == r"(?s)^x'\(.*\)$"
+
+
+def test_a_category_star_is_a_value_not_a_wildcard():
+    assert dict(_parse("category=a*b").filters)["category"] == TextMatch(exact=("a*b",))
+
+
+def test_is_empty_filters_for_nullable_text_and_lists_only():
+    query = _parse("agent_name_empty=true&tag_empty=false&training_id=run-1")
+    assert query.matches("agent_name") == [EmptyMatch(True)]
+    assert query.matches("tags") == [EmptyMatch(False)]
+    assert ("agent_name_empty", "true") in describe_filters(query)
+    for never_empty in ("trajectory_id_empty", "data_id_empty", "reward_empty"):
+        with pytest.raises(QueryError, match="unknown parameter"):
+            _parse(f"{never_empty}=true")
+    with pytest.raises(QueryError, match="'maybe' is not true or false"):
+        _parse("agent_name_empty=maybe")
+
+
+def test_equal_questions_are_equal_queries():
+    one = _parse("tool=a&agent_name=x&tool=b&reward_min=0.5")
+    other = _parse("reward_min=0.5&agent_name=x&tool=a&tool=b")
+    assert one == other
+    assert one.filter_key() == TrajectoryQuery.where(agent_name="x").replace(filters=other.filters).filter_key()
+
+
+def test_where_builds_queries_from_code():
+    query = TrajectoryQuery.where(is_bookmarked=True, agent_name="a", root_cause="loop")
+    assert dict(query.filters) == {
+        "agent_name": TextMatch(exact=("a",)),
+        "is_bookmarked": BoolMatch(True),
+        "root_cause": ContainsMatch("loop"),
+    }

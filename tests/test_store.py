@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 
 from trajectories.importing.batches import BatchBuilder
+from trajectories.importing.errors import Location
 from trajectories.importing.validation import Defaults, validate
 from trajectories.query import TextMatch, TrajectoryQuery
 from trajectories.store import AnnotationChange, filters
@@ -21,7 +22,8 @@ def _batch(records):
         builder.add(
             validate(
                 item, source=f"t.jsonl:{index + 1}", source_format="canonical", defaults=Defaults(imported_at_us=1)
-            )
+            ),
+            location=Location("t.jsonl", index + 1),
         )
     return builder.build()
 
@@ -42,7 +44,7 @@ def test_hostile_ids_match_only_themselves(store, record, hostile):
     assert store.get(trajectory_id=hostile)["trajectory_id"] == hostile
     assert store.existing_ids(ids=[hostile]) == {hostile}
     assert store.annotations(trajectory_ids=[hostile])[hostile]["category"] == "correct"
-    query = TrajectoryQuery(text={"trajectory_id": TextMatch(exact=(hostile,))})
+    query = TrajectoryQuery(filters=(("trajectory_id", TextMatch(exact=(hostile,))),))
     assert [row["trajectory_id"] for row in store.page(query=query).rows] == [hostile]
     assert store.count() == 2
     assert store.get(trajectory_id="x" * 100_000) is None
@@ -173,8 +175,8 @@ def test_patched_annotations_equal_a_fresh_read(store, record, settings):
         for query in (
             Query(page_size=200, ordering=(("category", False),)),
             Query(page_size=200, ordering=(("is_success", True), ("trajectory_id", False))),
-            Query(page_size=200, tags=("x",)),
-            Query(page_size=200, categories=("beta", "ämne")),
+            Query.where(tags="x").replace(page_size=200),
+            Query(page_size=200, filters=(("category", TextMatch(exact=("beta", "ämne"))),)),
         ):
             patched = store.page(query=query)
             expected = fresh.page(query=query).rows

@@ -11,10 +11,12 @@ import time
 
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import Group, Permission, User
+from django.core.exceptions import PermissionDenied
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
 USER_SECONDS = 10.0
+DELETE_PERMISSION = "trajectories.delete_trajectory"
 _users: dict[int, tuple[User, float]] = {}
 _delete_permissions: dict[int, tuple[bool, float]] = {}
 
@@ -39,9 +41,16 @@ def can_delete(user) -> bool:
     remembered = _delete_permissions.get(user.pk)
     if remembered is not None and time.monotonic() - remembered[1] < USER_SECONDS:
         return remembered[0]
-    allowed = user.has_perm("trajectories.delete_trajectory")
+    allowed = user.has_perm(DELETE_PERMISSION)
     _delete_permissions[user.pk] = (allowed, time.monotonic())
     return allowed
+
+
+def require_delete(user) -> None:
+    """Deleting (one trajectory, a bulk delete, an import that replaces stored rows) needs the
+    permission, asked afresh; a 403 on pages and API alike."""
+    if not user.has_perm(DELETE_PERMISSION):
+        raise PermissionDenied("deleting trajectories needs the 'Can delete trajectories' permission")
 
 
 def _fresh_copy(user: User) -> User:

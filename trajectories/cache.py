@@ -1,8 +1,9 @@
 """Caching the expensive reads in Redis, with a generation that makes every older key unreachable.
 
-Every key is built from one format string: what is cached, the generation (a counter in Redis that
+`cached()` is the one way a read is cached; `trajectories.reads` applies it to the read functions.
+Every key is built from one format string: the kind of read, the generation (a counter in Redis that
 each write path bumps through the `trajectories_changed` signal), the LanceDB table versions this
-process reads, and a digest of the normalised query. So:
+process reads, and a digest of the normalised question. So:
 
 - a write anywhere bumps the generation: every process stops finding the old entries at once, and a
   process that sees a new generation moves its table handles to the newest versions first;
@@ -11,15 +12,21 @@ process reads, and a digest of the normalised query. So:
 
 Redis being down never breaks a page: reads fall through to the store, a warning is logged once per
 outage, and Redis is retried after a short pause instead of on every request.
+
+Within a `read_scope()` (every request has one, opened by `trajsite.middleware.ReadScopeMiddleware`)
+the generation and the table versions are read once, by the first cached read, and reused by the rest:
+a cached page costs one generation read and one version check, however many reads it nests.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -27,11 +34,12 @@ from django.core.cache import cache
 
 from trajectories.query import TrajectoryQuery
 from trajectories.store import get_store
+from trajectories.store import read_scope as store_read_scope
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-KEY_FORMAT = "traj:%(what)s:g%(generation)s:v%(versions)s:%(digest)s"
+KEY_FORMAT = "traj:%(kind)s:g%(generation)s:v%(versions)s:%(digest)s"
 GENERATION_KEY = "traj:generation"
 HITS_KEY, MISSES_KEY = "traj:stats:hits", "traj:stats:misses"
 TIMEOUT_SECONDS = 24 * 3600
@@ -173,12 +181,33 @@ def bump_generation(**_signal_kwargs) -> None:
             cache.set(GENERATION_KEY, time.time_ns(), timeout=None)
 
     _redis(bump, None)
+    scope = _scope.get()
+    if scope is not None:
+        scope.clear()  # a read after this write, in the same request, looks again
 
 
-def cache_key(what: str, generation_value: int, versions: tuple[int, int], detail: str) -> str:
-    digest = hashlib.blake2b(detail.encode(), digest_size=12).hexdigest()
+# The generation (and with it the table versions) one request reads once: {"generation": g}.
+_scope: ContextVar[dict | None] = ContextVar("trajsite_cache_read_scope", default=None)
+
+
+@contextlib.contextmanager
+def read_scope() -> Iterator[None]:
+    """Reads inside share one generation read and one table-version check (nested scopes join)."""
+    if _scope.get() is not None:
+        yield
+        return
+    token = _scope.set({})
+    try:
+        with store_read_scope():
+            yield
+    finally:
+        _scope.reset(token)
+
+
+def cache_key(kind: str, generation_value: int, versions: tuple[int, int], question: str) -> str:
+    digest = hashlib.blake2b(question.encode(), digest_size=12).hexdigest()
     return KEY_FORMAT % {
-        "what": what,
+        "kind": kind,
         "generation": generation_value,
         "versions": "-".join(map(str, versions)),
         "digest": digest,
@@ -190,27 +219,37 @@ def normalised(query: TrajectoryQuery) -> str:
     return repr((query.filter_key(), query.ordering, query.page, query.page_size))
 
 
-def cached(what: str, detail: str, compute: Callable[[], T], *, max_bytes: int | None = None) -> T:
+def cached(kind: str, question: str, compute: Callable[[], T], *, max_bytes: int | None = None) -> T:
+    """`compute()`'s answer to `question`, from Redis when this generation and these table versions
+    already answered it. `max_bytes` leaves large answers uncached."""
     if not settings.TRAJSITE_CACHE:
         return compute()
-    current = generation()
-    store = get_store()
-    if current is None:
-        return compute()
-    if current != _seen_generation["value"]:
-        # Another process wrote: read the newest table versions before building the key.
-        store.sync(force=True)
-        _seen_generation["value"] = current
-    key = cache_key(what, current, store.versions(), detail)
-    found = _redis(lambda: cache.get(key), None)
-    if found is not None:
-        _count(HITS_KEY)
-        return found
-    _count(MISSES_KEY)
-    value = compute()
-    if max_bytes is None or _size(value) <= max_bytes:
-        _redis(lambda: cache.set(key, value, timeout=TIMEOUT_SECONDS), None)
-    return value
+    with read_scope():
+        current = _scope_generation()
+        if current is None:
+            return compute()
+        key = cache_key(kind, current, get_store().versions(), question)
+        found = _redis(lambda: cache.get(key), None)
+        if found is not None:
+            _count(HITS_KEY)
+            return found
+        _count(MISSES_KEY)
+        value = compute()
+        if max_bytes is None or _size(value) <= max_bytes:
+            _redis(lambda: cache.set(key, value, timeout=TIMEOUT_SECONDS), None)
+        return value
+
+
+def _scope_generation() -> int | None:
+    scope = _scope.get()
+    if "generation" not in scope:
+        current = generation()
+        if current is not None and current != _seen_generation["value"]:
+            # Another process wrote: read the newest table versions before building keys.
+            get_store().sync(force=True)
+            _seen_generation["value"] = current
+        scope["generation"] = current
+    return scope["generation"]
 
 
 _pending = {HITS_KEY: 0, MISSES_KEY: 0}
@@ -244,33 +283,6 @@ def _size(value: Any) -> int:
     if isinstance(value, dict):
         return sum(len(item) for item in value.values() if isinstance(item, str))
     return 0
-
-
-# --- the cached reads pages and API use -----------------------------------------------------
-
-
-def page(query: TrajectoryQuery):
-    return cached("page", normalised(query), lambda: get_store().page(query=query))
-
-
-def count(query: TrajectoryQuery) -> int:
-    return cached("count", repr(query.filter_key()), lambda: get_store().count_matching(query=query))
-
-
-def facets(query: TrajectoryQuery | None = None):
-    detail = repr(query.filter_key()) if query is not None and query.is_filtered else "all"
-    filtered = query if query is not None and query.is_filtered else None
-    return cached("facets", detail, lambda: get_store().facets(query=filtered))
-
-
-def total() -> int:
-    return cached("total", "", lambda: get_store().count())
-
-
-def trajectory(trajectory_id: str) -> dict | None:
-    return cached(
-        "trajectory", trajectory_id, lambda: get_store().get(trajectory_id=trajectory_id), max_bytes=MAX_ENTRY_BYTES
-    )
 
 
 def stats(sample: int = 200) -> dict[str, Any]:

@@ -8,17 +8,14 @@ from typing import Any
 
 import orjson
 
-_CANONICAL = (
-    "trajectory_id", "data_id", "training_id", "agent_name", "epoch_id", "iteration_id", "sample_id",
-    "reward", "toolcall_reward", "res_reward", "exec_time", "step_count",
-)  # fmt: skip
+from trajectories import fields
 
 
 def to_canonical(record: dict[str, Any]) -> dict[str, Any]:
     """A stored record (with steps and annotations) as one canonical trajectory object."""
     metadata = orjson.loads(record["metadata"]) if record.get("metadata") else {}
     steps = record["steps"]
-    canonical: dict[str, Any] = {name: record.get(name) for name in _CANONICAL}
+    canonical: dict[str, Any] = {name: record.get(name) for name in fields.EXPORTED}
     canonical["steps"] = orjson.loads(steps) if isinstance(steps, str) else steps
     analysis = {name: record.get(name) for name in ("is_success", "category", "root_cause")}
     extra_analysis = metadata.pop("analysis", None)

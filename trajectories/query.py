@@ -1,37 +1,35 @@
 """The one query-string parser shared by the API and the HTML pages.
 
-`parse_query(request.GET)` validates every parameter against allow-lists and returns a
-`TrajectoryQuery`: plain data the store evaluates. A page URL's parameters work against the API unchanged.
+`parse_query(request.GET)` validates every parameter against the field catalogue and returns a
+`TrajectoryQuery`: plain data the store evaluates. A page URL's parameters work against the API
+unchanged. Which parameters exist follows from each field's `filter` in `trajectories.fields`:
 
     page, page_size           page number (1-based) and size (1-1000, default 50)
-    ordering                  comma-separated fields, "-" for descending (default: -created_at)
-    search                    case-insensitive substring of trajectory_id, data_id, agent_name, training_id
-    <text field>=v            exact; "*" is a wildcard; repeat the parameter for "any of"
-    <number field>=v          exact value; repeat for "any of"
-    <number field>_min/_max   inclusive range
-    is_bookmarked, is_success true/false (is_success also "null": not judged yet)
-    category=c                any of; root_cause=text: contains (case-insensitive)
-    tag=t, tool=name          has any of these tags / used any of these tools
+    ordering                  comma-separated sortable fields, "-" for descending (default: -created_at)
+    search                    case-insensitive substring of the fields marked `searched`
+    EXACT      name=v         exact; "*" is a wildcard; repeat the parameter for "any of"
+    ANY_OF     name=v         any of these values (a list field: has any of them)
+    RANGE      name=v         exact value (repeat for any of); name_min / name_max inclusive
+    BOOLEAN    name=true      true/false (a field that may be unjudged also "null")
+    CONTAINS   name=text      contains, case-insensitive
+    name_empty=true|false     nullable text and list fields: no value (null, "" or no items) or some
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from trajectories import fields as catalogue
+from trajectories.fields import EMPTY_SUFFIX, MAX_SUFFIX, MIN_SUFFIX, Filter, Kind
 
 PAGE_VAR = "page"
 PAGE_SIZE_VAR = "page_size"
 ORDERING_VAR = "ordering"
 SEARCH_VAR = "search"
-MIN_SUFFIX = "_min"
-MAX_SUFFIX = "_max"
-TAG_VAR = "tag"
-TOOL_VAR = "tool"
-CATEGORY_VAR = "category"
-ROOT_CAUSE_VAR = "root_cause"
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -40,13 +38,7 @@ MAX_VALUE_LENGTH = 1000
 MAX_VALUES = 500
 _INT64_LIMIT = 2**63
 
-TEXT_FIELDS = ("trajectory_id", "data_id", "agent_name", "training_id")
-FLOAT_FIELDS = ("reward", "toolcall_reward", "res_reward", "exec_time")
-INT_FIELDS = ("step_count", "epoch_id", "iteration_id", "sample_id")
-TIME_FIELDS = ("created_at",)
-NUMBER_FIELDS = FLOAT_FIELDS + INT_FIELDS + TIME_FIELDS
-BOOL_FIELDS = ("is_bookmarked", "is_success")
-SORT_FIELDS = TEXT_FIELDS + NUMBER_FIELDS + BOOL_FIELDS + (CATEGORY_VAR,)
+SORT_FIELDS = catalogue.SORTABLE
 # Parameters a caller may pass through untouched: DRF's format suffix, the list page's column choice.
 PASS_THROUGH = frozenset({"format", "columns"})
 # Parameters that shape a page but choose no rows: refused where a query states a bulk action's scope.
@@ -67,7 +59,7 @@ class QueryError(ValueError):
 
 @dataclass(frozen=True)
 class TextMatch:
-    """Exact values and `*` wildcard patterns; a row matches any of them."""
+    """EXACT and ANY_OF: a row matches any of the values (`*` patterns only for EXACT)."""
 
     exact: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()
@@ -81,18 +73,38 @@ class NumberMatch:
 
 
 @dataclass(frozen=True)
+class BoolMatch:
+    value: bool | None  # None: not judged (TRISTATE fields only)
+
+
+@dataclass(frozen=True)
+class ContainsMatch:
+    text: str
+
+
+@dataclass(frozen=True)
+class EmptyMatch:
+    empty: bool  # True: rows with no value; False: rows with one
+
+
+Match = TextMatch | NumberMatch | BoolMatch | ContainsMatch | EmptyMatch
+
+
+@dataclass(frozen=True)
 class TrajectoryQuery:
-    text: dict[str, TextMatch] = field(default_factory=dict)
-    numbers: dict[str, NumberMatch] = field(default_factory=dict)
-    booleans: dict[str, bool | None] = field(default_factory=dict)
-    categories: tuple[str, ...] = ()
-    root_cause: str | None = None
-    tags: tuple[str, ...] = ()
-    tools: tuple[str, ...] = ()
+    """`filters` holds the conditions, all of which a row meets: (field name, match) pairs, at most
+    one value match and one "is empty" match per field, sorted so that equal questions are equal."""
+
+    filters: tuple[tuple[str, Match], ...] = ()
     search: str | None = None
     ordering: tuple[tuple[str, bool], ...] = DEFAULT_ORDERING
     page: int = 1
     page_size: int = DEFAULT_PAGE_SIZE
+
+    @classmethod
+    def where(cls, **matches: Match | bool | str) -> TrajectoryQuery:
+        """A query from code: `where(is_bookmarked=True, agent_name="a")` (page and ordering default)."""
+        return cls(filters=tuple(sorted((name, _match_of(name, value)) for name, value in matches.items())))
 
     @property
     def offset(self) -> int:
@@ -100,37 +112,47 @@ class TrajectoryQuery:
 
     def filter_key(self) -> tuple:
         """Everything that decides which rows match (not order or page): for counts and caches."""
-        return (
-            tuple(sorted(self.text.items())),
-            tuple(sorted(self.numbers.items())),
-            tuple(sorted(self.booleans.items())),
-            self.categories,
-            self.root_cause,
-            self.tags,
-            self.tools,
-            self.search,
-        )
+        return (self.filters, self.search)
 
     @property
     def is_filtered(self) -> bool:
-        return any(self.filter_key())
+        return bool(self.filters) or bool(self.search)
+
+    def matches(self, name: str) -> list[Match]:
+        return [match for field_name, match in self.filters if field_name == name]
+
+    def replace(self, **changes) -> TrajectoryQuery:
+        return TrajectoryQuery(**{**self.__dict__, **changes})
+
+
+def _match_of(name: str, value) -> Match:
+    if isinstance(value, Match):
+        return value
+    kind = catalogue.get(name).filter
+    if kind is Filter.BOOLEAN:
+        return BoolMatch(value)
+    if kind is Filter.CONTAINS:
+        return ContainsMatch(value)
+    if kind is Filter.RANGE:
+        return NumberMatch(values=(value,))
+    return TextMatch(exact=(value,))
 
 
 def parse_query(params, *, allow: frozenset[str] = frozenset()) -> TrajectoryQuery:
     """Validate a QueryDict (or dict of lists) into a TrajectoryQuery; raises QueryError."""
     values = {key: _values(params, key) for key in params}
-    unknown = [key for key in values if not _known(key) and key not in allow and key not in PASS_THROUGH]
+    unknown = [key for key in values if key not in _KNOWN and key not in allow and key not in PASS_THROUGH]
     if unknown:
         raise QueryError(unknown[0], "unknown parameter")
-    numbers = {name: match for name in NUMBER_FIELDS if (match := _number_match(values, name)) is not None}
+    filters: list[tuple[str, Match]] = []
+    for field in catalogue.FILTERED:
+        match = _PARSERS[field.filter](values, field)
+        if match is not None:
+            filters.append((field.name, match))
+        if field.empty_param and values.get(field.empty_param):
+            filters.append((field.name, EmptyMatch(_flag(values[field.empty_param], field.empty_param))))
     return TrajectoryQuery(
-        text={name: _text_match(values[name], name) for name in TEXT_FIELDS if values.get(name)},
-        numbers=numbers,
-        booleans={name: _boolean(values[name], name) for name in BOOL_FIELDS if values.get(name)},
-        categories=_distinct(values.get(CATEGORY_VAR, []), CATEGORY_VAR),
-        root_cause=_single(values, ROOT_CAUSE_VAR),
-        tags=_distinct(values.get(TAG_VAR, []), TAG_VAR),
-        tools=_distinct(values.get(TOOL_VAR, []), TOOL_VAR),
+        filters=tuple(sorted(filters, key=lambda pair: (pair[0], type(pair[1]).__name__))),
         search=_single(values, SEARCH_VAR),
         ordering=_ordering(_single(values, ORDERING_VAR)),
         page=_bounded_int(_single(values, PAGE_VAR), PAGE_VAR, default=1, low=1, high=10**9),
@@ -138,6 +160,22 @@ def parse_query(params, *, allow: frozenset[str] = frozenset()) -> TrajectoryQue
             _single(values, PAGE_SIZE_VAR), PAGE_SIZE_VAR, default=DEFAULT_PAGE_SIZE, low=1, high=MAX_PAGE_SIZE
         ),
     )
+
+
+def parameters(field: catalogue.Field) -> tuple[str, ...]:
+    """Every query parameter a field takes."""
+    names = [field.param]
+    if field.filter is Filter.RANGE:
+        names += [field.param + MIN_SUFFIX, field.param + MAX_SUFFIX]
+    if field.empty_param:
+        names.append(field.empty_param)
+    return tuple(names)
+
+
+_KNOWN = frozenset(
+    {PAGE_VAR, PAGE_SIZE_VAR, ORDERING_VAR, SEARCH_VAR}
+    | {name for field in catalogue.FILTERED for name in parameters(field)}
+)
 
 
 def parse_filters(params) -> TrajectoryQuery:
@@ -171,14 +209,6 @@ def _values(params, key: str) -> list[str]:
     return [item for item in items if item != ""]
 
 
-def _known(key: str) -> bool:
-    if key in {PAGE_VAR, PAGE_SIZE_VAR, ORDERING_VAR, SEARCH_VAR, CATEGORY_VAR, ROOT_CAUSE_VAR, TAG_VAR, TOOL_VAR}:
-        return True
-    if key in TEXT_FIELDS or key in NUMBER_FIELDS or key in BOOL_FIELDS:
-        return True
-    return any(key == name + suffix for name in NUMBER_FIELDS for suffix in (MIN_SUFFIX, MAX_SUFFIX))
-
-
 def _single(values: dict[str, list[str]], key: str) -> str | None:
     items = values.get(key) or []
     if len(items) > 1:
@@ -186,14 +216,45 @@ def _single(values: dict[str, list[str]], key: str) -> str | None:
     return items[0] if items else None
 
 
-def _distinct(items: list[str], key: str) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(items))
-
-
-def _text_match(items: list[str], name: str) -> TextMatch:
+def _text_match(values: dict[str, list[str]], field: catalogue.Field) -> TextMatch | None:
+    items = values.get(field.param)
+    if not items:
+        return None
+    if field.filter is Filter.ANY_OF:
+        return TextMatch(exact=tuple(dict.fromkeys(items)))
     exact = tuple(dict.fromkeys(item for item in items if "*" not in item))
     patterns = tuple(dict.fromkeys(item for item in items if "*" in item))
     return TextMatch(exact=exact, patterns=patterns)
+
+
+def _contains_match(values: dict[str, list[str]], field: catalogue.Field) -> ContainsMatch | None:
+    text = _single(values, field.param)
+    return ContainsMatch(text) if text else None
+
+
+def _bool_match(values: dict[str, list[str]], field: catalogue.Field) -> BoolMatch | None:
+    items = values.get(field.param)
+    if not items:
+        return None
+    if len(items) > 1:
+        raise QueryError(field.param, "give this parameter once")
+    text = items[0].lower()
+    if text == "null" and field.kind is Kind.TRISTATE:
+        return BoolMatch(None)
+    if text in _TRUE or text in _FALSE:
+        return BoolMatch(text in _TRUE)
+    allowed = "true, false or null" if field.kind is Kind.TRISTATE else "true or false"
+    raise QueryError(field.param, f"{items[0]!r} is not {allowed}")
+
+
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+
+
+def _flag(items: list[str], parameter: str) -> bool:
+    text = _single({parameter: items}, parameter).lower()
+    if text not in _TRUE | _FALSE:
+        raise QueryError(parameter, f"{text!r} is not true or false")
+    return text in _TRUE
 
 
 def wildcard_regex(pattern: str) -> str:
@@ -201,27 +262,38 @@ def wildcard_regex(pattern: str) -> str:
     return "(?s)^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$"
 
 
-def _number_match(values: dict[str, list[str]], name: str) -> NumberMatch | None:
-    exact = tuple(_number(item, name, name) for item in values.get(name, []))
+def _number_match(values: dict[str, list[str]], field: catalogue.Field) -> NumberMatch | None:
+    name = field.param
+    exact = tuple(_number(item, field, name) for item in values.get(name, []))
     minimum = _single(values, name + MIN_SUFFIX)
     maximum = _single(values, name + MAX_SUFFIX)
     if not exact and minimum is None and maximum is None:
         return None
-    low = _number(minimum, name, name + MIN_SUFFIX) if minimum is not None else None
-    high = _number(maximum, name, name + MAX_SUFFIX) if maximum is not None else None
+    low = _number(minimum, field, name + MIN_SUFFIX) if minimum is not None else None
+    high = _number(maximum, field, name + MAX_SUFFIX) if maximum is not None else None
     if low is not None and high is not None and low > high:
         raise QueryError(name + MIN_SUFFIX, f"{minimum} is greater than {name + MAX_SUFFIX}={maximum}")
     return NumberMatch(values=tuple(dict.fromkeys(exact)), minimum=low, maximum=high)
 
 
-def _number(text: str, name: str, parameter: str) -> float:
-    if name in TIME_FIELDS:
+_PARSERS = {
+    Filter.EXACT: _text_match,
+    Filter.ANY_OF: _text_match,
+    Filter.RANGE: _number_match,
+    Filter.BOOLEAN: _bool_match,
+    Filter.CONTAINS: _contains_match,
+}
+
+
+def _number(text: str, field: catalogue.Field, parameter: str) -> float:
+    if field.kind is Kind.TIME:
         return _timestamp_us(text, parameter)
-    pattern = _INTEGER_TEXT if name in INT_FIELDS else _NUMBER_TEXT
+    integer = field.kind is Kind.INT
+    pattern = _INTEGER_TEXT if integer else _NUMBER_TEXT
     if not pattern.fullmatch(text):
-        kind = "an integer" if name in INT_FIELDS else "a finite number"
+        kind = "an integer" if integer else "a finite number"
         raise QueryError(parameter, f"{text!r} is not {kind}")
-    if name in INT_FIELDS:
+    if integer:
         value = int(text)
         if not -_INT64_LIMIT <= value < _INT64_LIMIT:
             raise QueryError(parameter, f"{text[:40]!r} is out of range")
@@ -233,7 +305,7 @@ def _number(text: str, name: str, parameter: str) -> float:
 
 
 def _timestamp_us(text: str, parameter: str) -> int:
-    """created_at as unix seconds or ISO-8601 (UTC when no offset) → microseconds."""
+    """Unix seconds or ISO-8601 (UTC when no offset) → microseconds."""
     if _NUMBER_TEXT.fullmatch(text):
         seconds = float(text)
     else:
@@ -247,20 +319,6 @@ def _timestamp_us(text: str, parameter: str) -> int:
     if not math.isfinite(seconds) or abs(seconds) > 1e11:
         raise QueryError(parameter, f"{text!r} is out of range")
     return round(seconds * 1_000_000)
-
-
-def _boolean(items: list[str], name: str) -> bool | None:
-    if len(items) > 1:
-        raise QueryError(name, "give this parameter once")
-    text = items[0].lower()
-    if text in {"true", "1", "yes"}:
-        return True
-    if text in {"false", "0", "no"}:
-        return False
-    if text == "null" and name == "is_success":
-        return None
-    allowed = "true, false or null" if name == "is_success" else "true or false"
-    raise QueryError(name, f"{items[0]!r} is not {allowed}")
 
 
 def _ordering(text: str | None) -> tuple[tuple[str, bool], ...]:
@@ -291,22 +349,30 @@ def _bounded_int(text: str | None, parameter: str, *, default: int, low: int, hi
 
 
 def describe_filters(query: TrajectoryQuery) -> list[tuple[str, Any]]:
-    """(parameter, value) pairs of the active filters, for "no results because…" messages."""
+    """(parameter, value) pairs of the active filters: chips, "no results because…", bulk scopes."""
     pairs: list[tuple[str, Any]] = []
-    for name, match in query.text.items():
-        pairs.extend((name, value) for value in match.exact + match.patterns)
-    for name, match in query.numbers.items():
-        pairs.extend((name, value) for value in match.values)
-        if match.minimum is not None:
-            pairs.append((name + MIN_SUFFIX, match.minimum))
-        if match.maximum is not None:
-            pairs.append((name + MAX_SUFFIX, match.maximum))
-    pairs.extend(query.booleans.items())
-    pairs.extend((CATEGORY_VAR, value) for value in query.categories)
-    if query.root_cause:
-        pairs.append((ROOT_CAUSE_VAR, query.root_cause))
-    pairs.extend((TAG_VAR, value) for value in query.tags)
-    pairs.extend((TOOL_VAR, value) for value in query.tools)
+    for name, match in query.filters:
+        param = catalogue.get(name).param
+        if isinstance(match, TextMatch):
+            pairs.extend((param, value) for value in match.exact + match.patterns)
+        elif isinstance(match, NumberMatch):
+            pairs.extend((param, value) for value in match.values)
+            if match.minimum is not None:
+                pairs.append((param + MIN_SUFFIX, match.minimum))
+            if match.maximum is not None:
+                pairs.append((param + MAX_SUFFIX, match.maximum))
+        elif isinstance(match, BoolMatch):
+            pairs.append((param, "null" if match.value is None else str(match.value).lower()))
+        elif isinstance(match, ContainsMatch):
+            pairs.append((param, match.text))
+        else:
+            pairs.append((param + EMPTY_SUFFIX, str(match.empty).lower()))
     if query.search:
         pairs.append((SEARCH_VAR, query.search))
     return pairs
+
+
+def multi_valued(parameter: str) -> bool:
+    """Whether a parameter may be repeated (a chip then removes one value, not all)."""
+    field = catalogue.BY_PARAM.get(parameter)
+    return field is not None and field.filter in {Filter.EXACT, Filter.ANY_OF, Filter.RANGE}

@@ -14,16 +14,22 @@ from functools import cached_property
 
 from django.conf import settings
 from django.core import signing
+from django.http import QueryDict
 
 from trajectories import query as q
-from trajectories.store import get_store
+from trajectories import reads
 
 _TOKEN_SALT = "trajsite.bulk-confirmation"
 TOKEN_MAX_AGE_SECONDS = 15 * 60
 
 
 class ScopeError(ValueError):
-    """The selection is not stated clearly enough to act on."""
+    """The selection is not stated clearly enough to act on; `parameter` names what to fix."""
+
+    def __init__(self, message: str, *, parameter: str = "query") -> None:
+        super().__init__(message)
+        self.message = message
+        self.parameter = parameter
 
 
 @dataclass(frozen=True)
@@ -44,18 +50,40 @@ class Selection:
         return digest.hexdigest()
 
 
+def resolve(
+    *, ids: list[str] | None = None, query: str | None = None, everything: bool = False, list_url: bool = False
+) -> Selection:
+    """The rows a bulk action names, for the API and the pages alike: listed `ids`, the filters in
+    `query` (a query string), or, with `everything` and no query, every row. With `list_url` the query
+    is a list page's own: its page, ordering and columns are dropped, its filters kept. A query that
+    does not parse is a ScopeError, never an empty (or a wider) selection."""
+    if ids is not None:
+        return by_ids(ids)
+    if query is None:
+        if not everything:
+            raise ScopeError("nothing selected: give ids, a query, or all", parameter="non_field_errors")
+        return by_query(q.TrajectoryQuery(), everything=True)
+    params = QueryDict(query, mutable=True)
+    if list_url:
+        for name in q.DISPLAY_ONLY:
+            params.pop(name, None)
+    try:
+        parsed = q.parse_filters(params)
+    except q.QueryError as error:
+        raise ScopeError(str(error)) from error
+    return by_query(parsed, everything=everything)
+
+
 def by_ids(ids: list[str]) -> Selection:
-    stored = get_store().existing_ids(ids=list(dict.fromkeys(ids)))
+    stored = reads.existing_ids(ids=list(dict.fromkeys(ids)))
     return Selection(ids=tuple(sorted(stored)), description=f"{len(stored):,} listed trajectories")
 
 
 def by_query(query: q.TrajectoryQuery, *, everything: bool = False) -> Selection:
     """The rows matching `query`; an unfiltered query needs `everything` to say so."""
     if not query.is_filtered and not everything:
-        raise ScopeError(
-            'this query filters nothing, so it would select every trajectory; send "all": true to mean every trajectory'
-        )
-    ids = tuple(get_store().matching_ids(query=query))
+        raise ScopeError('this query filters nothing; send "all": true to act on every trajectory')
+    ids = tuple(reads.matching_ids(query=query))
     if not query.is_filtered:
         return Selection(ids=ids, description=f"every trajectory in the store ({len(ids):,})", everything=True)
     filters = "&".join(f"{name}={value}" for name, value in q.describe_filters(query))

@@ -41,3 +41,16 @@ class StoreBusyMiddleware:
             response["Retry-After"] = "5"
             return response
         return None
+
+
+class ReadScopeMiddleware:
+    """Each request reads the cache generation and the table versions once (`trajectories.cache`)."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        from trajectories.cache import read_scope
+
+        with read_scope():
+            return self.get_response(request)

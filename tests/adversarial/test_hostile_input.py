@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import BASE_RECORD
 from trajectories.importing import pipeline
 from trajectories.importing.batches import BatchBuilder
-from trajectories.importing.errors import ErrorSink
+from trajectories.importing.errors import ErrorSink, Location
 from trajectories.importing.validation import Defaults, validate
 
 from .conftest import ROOT, site_env
@@ -59,12 +59,13 @@ def test_a_row_the_store_refuses_is_one_rejection_and_the_batch_is_written(store
     builder = BatchBuilder(on_duplicate="skip")
     for index in range(5):
         record = {**BASE_RECORD, "trajectory_id": f"row{index}"}
-        builder.add(validate(record, source=f"b.jsonl:{index + 1}", source_format="canonical", defaults=Defaults()))
+        validated = validate(record, source=f"b.jsonl:{index + 1}", source_format="canonical", defaults=Defaults())
+        builder.add(validated, location=Location("b.jsonl", index + 1))
     # Past validation, as a future adapter bug could: text Arrow cannot encode.
     builder.rows["row2"]["agent_name"] = "x\ud800"
     errors = ErrorSink()
     writer = pipeline._Writer(store=store, options=pipeline.ImportOptions(), errors=errors, imported_at_us=1)
-    pipeline._flush(builder, writer, errors)
+    writer.submit(pipeline._built(builder, errors))
     writer.close()
     assert (writer.inserted, errors.rejected) == (4, 1)
     assert errors.first[0].startswith("b.jsonl:3: agent_name: the store cannot hold this value (UnicodeEncodeError")

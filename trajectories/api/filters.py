@@ -5,7 +5,9 @@ from __future__ import annotations
 from rest_framework.exceptions import ValidationError
 from rest_framework.filters import BaseFilterBackend
 
+from trajectories import fields
 from trajectories import query as q
+from trajectories.fields import Filter, Kind
 
 
 class TrajectoryQueryFilter(BaseFilterBackend):
@@ -32,23 +34,44 @@ def _parameter(name: str, schema: dict, description: str) -> dict:
 
 _TEXT = {"type": "string", "maxLength": q.MAX_VALUE_LENGTH}
 _TEXT_LIST = {"type": "array", "items": _TEXT}
+_NUMBER = {Kind.INT: {"type": "integer"}, Kind.FLOAT: {"type": "number"}, Kind.TIME: {"type": "string"}}
+_TIME_NOTE = " (unix seconds or ISO-8601)"
+
+
+def _field_parameters(field: fields.Field) -> list[tuple[str, dict, str]]:
+    name, label = field.param, field.label
+    found: list[tuple[str, dict, str]] = []
+    if field.filter is Filter.EXACT:
+        found.append((name, _TEXT_LIST, f"{label}: exact; '*' is a wildcard; repeat for any of several."))
+    elif field.filter is Filter.ANY_OF:
+        has = "Has any of these" if field.kind is Kind.LIST else "Any of these"
+        found.append((name, _TEXT_LIST, f"{label}: {has.lower()} values; repeat for several."))
+    elif field.filter is Filter.CONTAINS:
+        found.append((name, _TEXT, f"{label} contains this text (case-insensitive)."))
+    elif field.filter is Filter.BOOLEAN:
+        schema = (
+            {"type": "string", "enum": ["true", "false", "null"]}
+            if field.kind is Kind.TRISTATE
+            else {"type": "boolean"}
+        )
+        found.append((name, schema, field.help))
+    elif field.filter is Filter.RANGE:
+        note = _TIME_NOTE if field.kind is Kind.TIME else ""
+        schema = _NUMBER[field.kind]
+        found += [
+            (name, {"type": "array", "items": schema}, f"{label}: exact value{note}; repeat for any of several."),
+            (name + q.MIN_SUFFIX, schema, f"{label}: at least{note}."),
+            (name + q.MAX_SUFFIX, schema, f"{label}: at most{note}."),
+        ]
+    if field.empty_param:
+        found.append(
+            (field.empty_param, {"type": "boolean"}, f"true: {label.lower()} has no value; false: it has one.")
+        )
+    return found
+
+
 _FILTER_PARAMETERS: list[tuple[str, dict, str]] = [
-    (q.SEARCH_VAR, _TEXT, "Case-insensitive substring of trajectory_id, data_id, agent_name or training_id."),
-    *[(name, _TEXT_LIST, f"Exact {name}; '*' is a wildcard; repeat for any of several.") for name in q.TEXT_FIELDS],
-    *[
-        (name + suffix, {"type": "number" if name in q.FLOAT_FIELDS else "integer"}, f"{label} {name}.")
-        for name in q.FLOAT_FIELDS + q.INT_FIELDS
-        for suffix, label in (("", "Exact"), (q.MIN_SUFFIX, "Smallest"), (q.MAX_SUFFIX, "Largest"))
-    ],
-    *[
-        ("created_at" + suffix, {"type": "string"}, f"{label} created_at: unix seconds or ISO-8601.")
-        for suffix, label in (("", "Exact"), (q.MIN_SUFFIX, "Earliest"), (q.MAX_SUFFIX, "Latest"))
-    ],
-    ("is_bookmarked", {"type": "boolean"}, "Bookmarked or not."),
-    ("is_success", {"type": "string", "enum": ["true", "false", "null"]}, "Judged successful, failed, or not judged."),
-    (q.CATEGORY_VAR, _TEXT_LIST, "Analysis category; repeat for any of several."),
-    (q.ROOT_CAUSE_VAR, _TEXT, "Root cause contains this text (case-insensitive)."),
-    (q.TAG_VAR, _TEXT_LIST, "Has any of these tags."),
-    (q.TOOL_VAR, _TEXT_LIST, "Used any of these tools."),
+    (q.SEARCH_VAR, _TEXT, f"Case-insensitive substring of {', '.join(fields.SEARCHED)}."),
+    *[parameter for field in fields.FILTERED for parameter in _field_parameters(field)],
     (q.ORDERING_VAR, {"type": "string"}, f"Comma-separated fields, '-' for descending: {', '.join(q.SORT_FIELDS)}."),
 ]

@@ -1,48 +1,53 @@
-"""Serializers: trajectory rows out, annotation changes in."""
+"""Serializers: trajectory rows out (fields from the catalogue), annotation changes in."""
 
 from __future__ import annotations
 
 import orjson
-from django.http import QueryDict
 from django.urls import reverse
 from rest_framework import serializers
 
-from trajectories import query as q
+from trajectories import annotating, fields, selection
+from trajectories.fields import Kind
 from trajectories.links import id_path
-from trajectories.store import UNSET, AnnotationChange
 
-MAX_TAG_LENGTH = 100
-MAX_TEXT_LENGTH = 10_000
 MAX_BULK_IDS = 100_000
+
+_DRF_FIELDS = {
+    Kind.ID: serializers.CharField,
+    Kind.TEXT: serializers.CharField,
+    Kind.LONG_TEXT: serializers.CharField,
+    Kind.INT: serializers.IntegerField,
+    Kind.FLOAT: serializers.FloatField,
+    Kind.TIME: serializers.DateTimeField,
+    Kind.BOOL: serializers.BooleanField,
+    Kind.TRISTATE: serializers.BooleanField,
+}
+
+
+def _drf_field(field: fields.Field) -> serializers.Field:
+    options = {"help_text": field.help}
+    if field.kind is Kind.LIST:
+        return serializers.ListField(child=serializers.CharField(), **options)
+    # A trajectory never annotated has no annotation row: its annotation fields read as null.
+    nullable = field.nullable or (field.table == fields.ANNOTATIONS and field.kind is not Kind.BOOL)
+    return _DRF_FIELDS[field.kind](allow_null=nullable, **options) if nullable else _DRF_FIELDS[field.kind](**options)
+
+
+def _declared(chosen) -> dict[str, serializers.Field]:
+    return {field.name: _drf_field(field) for field in chosen}
 
 
 class TrajectorySummarySerializer(serializers.Serializer):
-    """A list row. `questionId`, `isSuccess`, `rootCause` keep the seed API's shape available."""
+    """A list row: the catalogue's `summary` fields. `questionId`, `isSuccess`, `rootCause` keep the
+    seed API's shape available."""
 
-    trajectory_id = serializers.CharField()
     url = serializers.SerializerMethodField()
-    data_id = serializers.CharField()
-    training_id = serializers.CharField(allow_null=True)
-    agent_name = serializers.CharField(allow_null=True)
-    epoch_id = serializers.IntegerField(allow_null=True)
-    iteration_id = serializers.IntegerField(allow_null=True)
-    sample_id = serializers.IntegerField(allow_null=True)
-    reward = serializers.FloatField(allow_null=True)
-    toolcall_reward = serializers.FloatField(allow_null=True)
-    res_reward = serializers.FloatField(allow_null=True)
-    exec_time = serializers.FloatField(allow_null=True)
-    step_count = serializers.IntegerField()
-    tool_call_count = serializers.IntegerField()
-    tools = serializers.ListField(child=serializers.CharField())
-    created_at = serializers.DateTimeField()
-    is_bookmarked = serializers.BooleanField()
-    is_success = serializers.BooleanField(allow_null=True)
-    category = serializers.CharField(allow_null=True)
-    root_cause = serializers.CharField(allow_null=True)
-    tags = serializers.ListField(child=serializers.CharField())
     questionId = serializers.CharField(source="data_id")
     isSuccess = serializers.BooleanField(source="is_success", allow_null=True)
     rootCause = serializers.CharField(source="root_cause", allow_null=True)
+
+    def get_fields(self):
+        return {**_declared(fields.SUMMARY), **super().get_fields()}
 
     def get_url(self, row) -> str | None:
         request = self.context.get("request")
@@ -58,19 +63,17 @@ class TrajectorySummarySerializer(serializers.Serializer):
         if type(self) is not TrajectorySummarySerializer:
             return super().to_representation(row)
         data = {name: row.get(name) for name in _SUMMARY_PLAIN}
+        for name in _SUMMARY_TIMES:
+            data[name] = _iso(row.get(name))
         data["url"] = self.get_url(row)
-        data["created_at"] = _iso(row.get("created_at"))
         data["questionId"] = row.get("data_id")
         data["isSuccess"] = row.get("is_success")
         data["rootCause"] = row.get("root_cause")
         return data
 
 
-_SUMMARY_PLAIN = tuple(
-    name
-    for name in TrajectorySummarySerializer._declared_fields
-    if name not in {"url", "created_at", "questionId", "isSuccess", "rootCause"}
-)
+_SUMMARY_PLAIN = tuple(field.name for field in fields.SUMMARY if field.kind is not Kind.TIME)
+_SUMMARY_TIMES = tuple(field.name for field in fields.SUMMARY if field.kind is Kind.TIME)
 
 
 def _iso(value) -> str | None:
@@ -81,16 +84,14 @@ def _iso(value) -> str | None:
 
 
 class TrajectoryDetailSerializer(TrajectorySummarySerializer):
-    final_answer = serializers.CharField(allow_null=True)
-    source = serializers.CharField(allow_null=True)
-    source_format = serializers.CharField(allow_null=True)
-    import_id = serializers.CharField(allow_null=True)
-    imported_at = serializers.DateTimeField()
+    """One trajectory: every field of the catalogue, steps and metadata as JSON."""
+
     steps = serializers.SerializerMethodField()
     metadata = serializers.SerializerMethodField()
-    notes = serializers.CharField(allow_null=True)
-    updated_at = serializers.DateTimeField(allow_null=True)
-    updated_by = serializers.CharField(allow_null=True)
+
+    def get_fields(self):
+        rest = [field for field in fields.FIELDS if not field.summary and field.name not in {"steps", "metadata"}]
+        return {**super().get_fields(), **_declared(rest)}
 
     def get_steps(self, row) -> list:
         return orjson.loads(row["steps"])
@@ -99,54 +100,31 @@ class TrajectoryDetailSerializer(TrajectorySummarySerializer):
         return orjson.loads(row["metadata"]) if row.get("metadata") else {}
 
 
-class TagField(serializers.CharField):
-    """One tag: a single line of printable text (the detail page edits tags one per line)."""
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(max_length=MAX_TAG_LENGTH, **kwargs)
-
-    def to_internal_value(self, data) -> str:
-        tag = super().to_internal_value(data)
-        if not tag.isprintable():
-            raise serializers.ValidationError("a tag is one line of printable text (no line breaks or tabs)")
-        return tag
-
-
 class AnnotationSerializer(serializers.Serializer):
     """The mutable fields. Absent fields are kept; null clears; add_tags/remove_tags compose with
-    concurrent edits (set operations on the stored tags), `tags` replaces them all."""
+    concurrent edits (set operations on the stored tags), `tags` replaces them all. Limits and their
+    messages are `trajectories.annotating`'s, the same as the pages'."""
 
     is_bookmarked = serializers.BooleanField(required=False)
     is_success = serializers.BooleanField(required=False, allow_null=True)
-    category = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=200)
-    root_cause = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=MAX_TEXT_LENGTH)
-    notes = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=MAX_TEXT_LENGTH)
-    tags = serializers.ListField(child=TagField(), required=False, max_length=200)
-    add_tags = serializers.ListField(child=TagField(), required=False, max_length=200)
-    remove_tags = serializers.ListField(child=TagField(), required=False, max_length=200)
+    category = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    root_cause = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    notes = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    tags = serializers.ListField(child=serializers.CharField(allow_blank=True), required=False)
+    add_tags = serializers.ListField(child=serializers.CharField(allow_blank=True), required=False)
+    remove_tags = serializers.ListField(child=serializers.CharField(allow_blank=True), required=False)
 
     def validate(self, attrs):
         if not attrs:
             raise serializers.ValidationError("give at least one field to change")
+        try:
+            attrs["change"] = annotating.change_from(attrs)
+        except annotating.ChangeError as error:
+            raise serializers.ValidationError(error.errors) from error
         return attrs
 
-    def to_change(self) -> AnnotationChange:
-        return change_from(self.validated_data)
-
-
-def change_from(data: dict) -> AnnotationChange:
-    """The AnnotationChange that validated annotation fields describe."""
-    values = {
-        name: (data[name] or None) if name in {"category", "root_cause", "notes"} else data[name]
-        for name in ("is_bookmarked", "is_success", "category", "root_cause", "notes")
-        if name in data
-    }
-    return AnnotationChange(
-        **values,
-        tags=tuple(dict.fromkeys(data["tags"])) if "tags" in data else UNSET,
-        add_tags=tuple(data.get("add_tags", ())),
-        remove_tags=tuple(data.get("remove_tags", ())),
-    )
+    def to_change(self):
+        return self.validated_data["change"]
 
 
 class SelectionSerializer(serializers.Serializer):
@@ -179,15 +157,12 @@ class SelectionSerializer(serializers.Serializer):
         given = [name for name in ("ids", "query") if name in attrs] + (["all"] if attrs["all"] else [])
         if len(given) != 1:
             raise serializers.ValidationError("give exactly one of 'ids', 'query' or \"all\": true")
-        if "query" in attrs:
-            try:
-                attrs["parsed_query"] = q.parse_filters(QueryDict(attrs["query"]))
-            except q.QueryError as error:
-                raise serializers.ValidationError({"query": [str(error)]}) from error
-            if not attrs["parsed_query"].is_filtered:
-                raise serializers.ValidationError(
-                    {"query": ['this query filters nothing; send "all": true to act on every trajectory']}
-                )
+        try:
+            attrs["selection"] = selection.resolve(
+                ids=attrs.get("ids"), query=attrs.get("query"), everything=attrs["all"]
+            )
+        except selection.ScopeError as error:
+            raise serializers.ValidationError({error.parameter: [error.message]}) from error
         return attrs
 
 
@@ -201,11 +176,8 @@ class FacetValueSerializer(serializers.Serializer):
 
 
 class FacetsSerializer(serializers.Serializer):
-    agent_name = FacetValueSerializer(many=True)
-    training_id = FacetValueSerializer(many=True)
-    category = FacetValueSerializer(many=True)
-    tools = FacetValueSerializer(many=True)
-    tags = FacetValueSerializer(many=True)
+    def get_fields(self):
+        return {field.name: FacetValueSerializer(many=True) for field in fields.FACETS}
 
 
 class CountSerializer(serializers.Serializer):

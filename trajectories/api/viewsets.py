@@ -7,24 +7,22 @@ import hashlib
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
-from trajectories import cache, selection, services
-from trajectories.query import TrajectoryQuery
+from trajectories import reads, selection, services
+from trajectories.auth import require_delete
 
 from . import serializers as s
 from .filters import TrajectoryQueryFilter, parse_request
 from .pagination import StorePagination
 
-DELETE_PERMISSION = "trajectories.delete_trajectory"
-
 
 class StoreSelection:
-    """What DRF calls the queryset: the (cached) store, asked for one page of a parsed query."""
+    """What DRF calls the queryset: the read path, asked for one page of a parsed query."""
 
     def page(self, query):
-        return cache.page(query)
+        return reads.page(query=query)
 
 
 class TrajectoryViewSet(viewsets.GenericViewSet):
@@ -56,7 +54,7 @@ class TrajectoryViewSet(viewsets.GenericViewSet):
 
     @extend_schema(responses={204: OpenApiResponse(description="deleted")})
     def destroy(self, request, trajectory_id: str, format=None):
-        self._require_delete_permission(request)
+        require_delete(request.user)
         if not services.delete(trajectory_ids=[trajectory_id]):
             raise NotFound(f"no trajectory {trajectory_id!r}")
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -74,8 +72,8 @@ class TrajectoryViewSet(viewsets.GenericViewSet):
         """
         payload = s.BulkUpdateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        change = s.change_from(payload.validated_data["changes"])
-        chosen = _selection(payload.validated_data)
+        change = payload.validated_data["changes"]["change"]
+        chosen = payload.validated_data["selection"]
         if "ids" not in payload.validated_data:
             # The token is for these changes: confirming "category=x" does not also confirm "category=y".
             action = f"bulk-update:{hashlib.blake2b(repr(change).encode(), digest_size=12).hexdigest()}"
@@ -96,10 +94,10 @@ class TrajectoryViewSet(viewsets.GenericViewSet):
         More than TRAJSITE_BULK_CONFIRM_ROWS rows answers 428 with the count and a `confirm` token;
         send the same request again with it (409 if the rows changed meanwhile).
         """
-        self._require_delete_permission(request)
+        require_delete(request.user)
         payload = s.SelectionSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        chosen = _selection(payload.validated_data)
+        chosen = payload.validated_data["selection"]
         token = payload.validated_data.get("confirm")
         if (asked := _unconfirmed(request, chosen, action="bulk-delete", token=token)) is not None:
             return asked
@@ -110,24 +108,18 @@ class TrajectoryViewSet(viewsets.GenericViewSet):
     def facets(self, request, format=None):
         """Distinct values and their counts among the trajectories matching the filters."""
         query = parse_request(request)
-        facets = cache.facets(query)
-        return Response({name: [{"value": v, "count": c} for v, c in values] for name, values in facets.items()})
+        facets = reads.facets(query=query)
+        # Rows with no value (None) are not a value one can filter by equality: the pages offer them
+        # as `<field>_empty=true`; the API's facet lists stay lists of values.
+        return Response(
+            {name: [{"value": v, "count": c} for v, c in values if v is not None] for name, values in facets.items()}
+        )
 
     def _get(self, trajectory_id: str) -> dict:
-        record = cache.trajectory(trajectory_id)
+        record = reads.trajectory(trajectory_id=trajectory_id)
         if record is None:
             raise NotFound(f"no trajectory {trajectory_id!r}")
         return record
-
-    def _require_delete_permission(self, request) -> None:
-        if not request.user.has_perm(DELETE_PERMISSION):
-            raise PermissionDenied("deleting trajectories needs the 'Can delete trajectories' permission")
-
-
-def _selection(data: dict) -> selection.Selection:
-    if "ids" in data:
-        return selection.by_ids(data["ids"])
-    return selection.by_query(data.get("parsed_query") or TrajectoryQuery(), everything=data["all"])
 
 
 def _unconfirmed(request, chosen: selection.Selection, *, action: str, token: str | None) -> Response | None:

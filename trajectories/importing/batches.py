@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from trajectories.store import TRAJECTORY_SCHEMA, AnnotationChange
 
+from .errors import Location
 from .validation import Validated
 
 _TRAJECTORY_NAMES = TRAJECTORY_SCHEMA.names
@@ -21,7 +22,7 @@ class Batch:
     trajectories: pa.Table
     annotations: dict[str, AnnotationChange]
     ids: list[str]
-    sources: list[str]
+    locations: list[Location]
 
 
 @dataclass
@@ -31,20 +32,27 @@ class BatchBuilder:
     on_duplicate: str
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     annotations: dict[str, AnnotationChange] = field(default_factory=dict)
+    locations: dict[str, Location] = field(default_factory=dict)
     nbytes: int = 0
 
-    def add(self, validated: Validated) -> bool:
+    def add(self, validated: Validated, *, location: Location) -> bool:
         """False when the id is already in this batch and the new record is not taken."""
         trajectory_id = validated.row["trajectory_id"]
         if trajectory_id in self.rows and self.on_duplicate != "update":
             return False
         self.rows[trajectory_id] = validated.row
+        self.locations[trajectory_id] = location
         self.nbytes += len(validated.row["steps"])
         # A later record of the same id replaces the earlier one whole, annotations included.
         self.annotations.pop(trajectory_id, None)
         if validated.annotation is not None:
             self.annotations[trajectory_id] = validated.annotation
         return True
+
+    def remove(self, trajectory_id: str) -> None:
+        self.rows.pop(trajectory_id)
+        self.annotations.pop(trajectory_id, None)
+        self.locations.pop(trajectory_id)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -57,5 +65,5 @@ class BatchBuilder:
             trajectories=trajectories,
             annotations=dict(self.annotations),
             ids=columns["trajectory_id"],
-            sources=columns["source"],
+            locations=[self.locations[key] for key in columns["trajectory_id"]],
         )

@@ -23,13 +23,12 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from trajectories.models import ImportJob
-from trajectories.signals import trajectories_changed
 from trajectories.store import get_store
 
 from . import readers
 from .errors import ErrorSink
 from .mapping import Mapping
-from .pipeline import ImportOptions, ImportProgress, ProgressCallback, run_import
+from .pipeline import COUNTERS, ImportOptions, ImportProgress, ProgressCallback, run_import
 
 log = logging.getLogger(__name__)
 # How often a running job's row is updated, so a page can show its progress.
@@ -37,7 +36,6 @@ _SAVE_EVERY_SECONDS = 2.0
 HEARTBEAT_SECONDS = 5.0
 # A job on another host is presumed dead after this long without a heartbeat.
 STALE_AFTER_SECONDS = 60.0
-_COUNTS = ("records", "imported", "updated", "duplicates", "rejected", "warnings", "bytes_read", "bytes_total")
 
 
 class ImportInterrupted(BaseException):
@@ -89,7 +87,7 @@ def run_job(
             _copy_counts(job, progress)
             job.heartbeat_at = timezone.now()
             try:
-                job.save(update_fields=[*_COUNTS, "duration_seconds", "heartbeat_at"])
+                job.save(update_fields=[*COUNTERS, "duration_seconds", "heartbeat_at"])
             except DatabaseError as error:  # progress only: the next save brings it up to date
                 log.warning("import #%s: progress not recorded: %s", job.pk, error)
 
@@ -112,8 +110,6 @@ def run_job(
         raise
     finally:
         heartbeat.stop()
-        if store is not None:
-            trajectories_changed.send(sender=ImportJob, job_id=job.pk)
     _copy_counts(job, progress)
     if job.attempts > 1 and store is not None:
         _count_earlier_runs(job, store)
@@ -155,8 +151,8 @@ def _count_earlier_runs(job: ImportJob, store) -> None:
 
 
 def _copy_counts(job: ImportJob, progress: ImportProgress) -> None:
-    for name in _COUNTS:
-        setattr(job, name, getattr(progress, name))
+    for name, value in progress.counts().items():
+        setattr(job, name, value)
     job.duration_seconds = progress.seconds
 
 

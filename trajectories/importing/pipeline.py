@@ -1,8 +1,11 @@
 """The import pipeline: read → adapt → validate → batch on this thread; check ids and write on another.
 
+`ImportRun` is one run over a set of files: `ImportRun(paths=..., options=..., store=..., errors=...).run()`.
 Parsing is Python and holds the GIL; LanceDB writes run in Rust and release it, so a writer thread
 lets the two cores overlap. The writer checks each batch's ids against the store right before writing
-it, in order, so duplicates across batches, files and earlier imports are all caught in bulk.
+it, in order, so duplicates across batches, files and earlier imports are all caught in bulk. When a
+run has written anything (even if it then fails), it sends `trajectories_changed` itself, so every
+caller's caches are invalidated, not only the command's.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from django.conf import settings
 
+from trajectories.signals import trajectories_changed
 from trajectories.store import TRAJECTORY_SCHEMA, TrajectoryStore
 
 from . import adapters, readers
@@ -49,9 +53,11 @@ class ImportOptions:
 
 
 @dataclass
-class ImportProgress:
+class ImportCounts:
+    """The counters of an import: what the progress display, the ImportJob row and its JSON status
+    show (`COUNTERS` lists them; the ImportJob model has a column for each)."""
+
     records: int = 0
-    valid: int = 0
     imported: int = 0
     updated: int = 0
     duplicates: int = 0
@@ -59,6 +65,16 @@ class ImportProgress:
     warnings: int = 0
     bytes_read: int = 0
     bytes_total: int | None = None
+
+
+COUNTERS = tuple(counter.name for counter in fields(ImportCounts))
+
+
+@dataclass
+class ImportProgress(ImportCounts):
+    """The counters, and what only a running import knows."""
+
+    valid: int = 0
     seconds: float = 0.0
     files: list[str] = field(default_factory=list)
     in_import_duplicates: int = 0
@@ -67,6 +83,9 @@ class ImportProgress:
     @property
     def records_per_second(self) -> float:
         return self.records / self.seconds if self.seconds > 0 else 0.0
+
+    def counts(self) -> dict[str, int | None]:
+        return {name: getattr(self, name) for name in COUNTERS}
 
 
 ProgressCallback = Callable[[ImportProgress], None]
@@ -93,56 +112,117 @@ def run_import(
     progress_every: float = 0.5,
 ) -> ImportProgress:
     """Import every record under `paths`; returns the final counts. `store` may be None on dry runs."""
-    started = time.monotonic()
-    skipped: list[str] = []
-    files = readers.expand_paths(paths, skipped=skipped)
-    for path in skipped:
-        errors.warn(Location(path, 0), "file", "not a regular file (a FIFO, device or link to one); skipped")
-    progress = ImportProgress(bytes_total=readers.total_bytes(files), files=files)
-    counter = readers.ByteCounter()
-    adapter = _adapter_for(options)
-    defaults = Defaults(
-        training_id=options.training_id,
-        agent_name=options.agent_name,
-        import_id=options.import_id,
-        imported_at_us=time.time_ns() // 1000,
-    )
-    writer = None
-    if not options.dry_run:
-        writer = _Writer(store=store, options=options, errors=errors, imported_at_us=defaults.imported_at_us)
-    builder = BatchBuilder(on_duplicate=options.on_duplicate)
-    last_report = started
+    run = ImportRun(paths=paths, options=options, store=store, errors=errors, on_progress=on_progress)
+    return run.run(progress_every=progress_every)
 
-    def report() -> None:
-        if writer is not None:
-            writer.copy_counts(progress)
-        progress.bytes_read = counter.read
-        progress.rejected = errors.rejected
-        progress.warnings = errors.warnings
-        progress.seconds = time.monotonic() - started
-        if on_progress is not None:
-            on_progress(replace(progress))
 
-    try:
-        sources = readers.read_sources(files, counter, names=dict(options.display_names), limits=options.limits)
-        for item in sources:
-            progress.records += 1
-            if isinstance(item, readers.UnreadableRecord):
-                errors.reject(item.location, [item.error])
-            else:
-                builder = _take(item, adapter, defaults, builder, options, errors, progress, writer)
-            if progress.records % 256 == 0 and time.monotonic() - last_report >= progress_every:
-                last_report = time.monotonic()
-                report()
-        if len(builder):
-            _flush(builder, writer, errors)
-    finally:
-        if writer is not None:
-            writer.close()
-    report()
-    if writer is not None and progress.imported + progress.updated:
-        store.refresh_indexes()
-    return progress
+class ImportRun:
+    """One import of a set of files: the reading side runs on the caller's thread, `_Writer` on its own."""
+
+    def __init__(
+        self,
+        *,
+        paths: list[str],
+        options: ImportOptions,
+        store: TrajectoryStore | None,
+        errors: ErrorSink,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        self.options = options
+        self.store = store
+        self.errors = errors
+        self.on_progress = on_progress
+        skipped: list[str] = []
+        self.files = readers.expand_paths(paths, skipped=skipped)
+        for path in skipped:
+            errors.warn(Location(path, 0), "file", "not a regular file (a FIFO, device or link to one); skipped")
+        self.progress = ImportProgress(bytes_total=readers.total_bytes(self.files), files=self.files)
+        self.counter = readers.ByteCounter()
+        self.defaults = Defaults(
+            training_id=options.training_id,
+            agent_name=options.agent_name,
+            import_id=options.import_id,
+            imported_at_us=time.time_ns() // 1000,
+        )
+        self.adapt = _adapter_for(options)
+        self.builder = BatchBuilder(on_duplicate=options.on_duplicate)
+        self.writer: _Writer | None = None
+        self._started = time.monotonic()
+
+    def run(self, *, progress_every: float = 0.5) -> ImportProgress:
+        if not self.options.dry_run:
+            self.writer = _Writer(
+                store=self.store, options=self.options, errors=self.errors, imported_at_us=self.defaults.imported_at_us
+            )
+        last_report = self._started
+        try:
+            sources = readers.read_sources(
+                self.files, self.counter, names=dict(self.options.display_names), limits=self.options.limits
+            )
+            for item in sources:
+                self.progress.records += 1
+                if isinstance(item, readers.UnreadableRecord):
+                    self.errors.reject(item.location, [item.error])
+                else:
+                    self._take(item)
+                if self.progress.records % 256 == 0 and time.monotonic() - last_report >= progress_every:
+                    last_report = time.monotonic()
+                    self._report()
+            self._flush()
+        finally:
+            self._finish()
+        self._report()
+        if self.wrote:
+            self.store.refresh_indexes()
+        return self.progress
+
+    @property
+    def wrote(self) -> bool:
+        return self.writer is not None and bool(self.writer.inserted + self.writer.updated)
+
+    def _finish(self) -> None:
+        if self.writer is None:
+            return
+        try:
+            self.writer.close()
+        finally:
+            if self.wrote:
+                # Sent even when the run fails: what it wrote is stored, and caches must say so.
+                trajectories_changed.send(sender=ImportRun, import_id=self.options.import_id)
+
+    def _report(self) -> None:
+        progress = self.progress
+        if self.writer is not None:
+            self.writer.copy_counts(progress)
+        progress.bytes_read = self.counter.read
+        progress.rejected = self.errors.rejected
+        progress.warnings = self.errors.warnings
+        progress.seconds = time.monotonic() - self._started
+        if self.on_progress is not None:
+            self.on_progress(replace(progress))
+
+    def _take(self, item: readers.RawRecord) -> None:
+        errors = self.errors
+        for repair in item.repairs:
+            errors.warn(item.location, repair.field, repair.reason)
+        try:
+            source_format, record = self.adapt(item.value, item.location)
+            validated = validate(record, source=str(item.location), source_format=source_format, defaults=self.defaults)
+        except RecordError as error:
+            errors.reject(item.location, error.errors)
+            return
+        for warning in validated.warnings:
+            errors.warn(item.location, warning.field, warning.reason)
+        self.progress.valid += 1
+        if not self.builder.add(validated, location=item.location):
+            _in_batch_duplicate(item.location, self.options, errors, self.progress)
+        if len(self.builder) >= self.options.batch_size or self.builder.nbytes >= MAX_BATCH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if len(self.builder) and self.writer is not None:
+            self.writer.submit(_built(self.builder, self.errors))
+        self.builder = BatchBuilder(on_duplicate=self.options.on_duplicate)
 
 
 def _adapter_for(options: ImportOptions):
@@ -151,37 +231,12 @@ def _adapter_for(options: ImportOptions):
     return lambda value, location: adapters.to_canonical(value, location, format_name=options.format_name)
 
 
-def _take(item, adapter, defaults, builder, options, errors, progress, writer) -> BatchBuilder:
-    for repair in item.repairs:
-        errors.warn(item.location, repair.field, repair.reason)
-    try:
-        source_format, record = adapter(item.value, item.location)
-        validated = validate(record, source=str(item.location), source_format=source_format, defaults=defaults)
-    except RecordError as error:
-        errors.reject(item.location, error.errors)
-        return builder
-    for warning in validated.warnings:
-        errors.warn(item.location, warning.field, warning.reason)
-    progress.valid += 1
-    if not builder.add(validated):
-        _in_batch_duplicate(item.location, options, errors, progress)
-    if len(builder) >= options.batch_size or builder.nbytes >= MAX_BATCH_BYTES:
-        _flush(builder, writer, errors)
-        return BatchBuilder(on_duplicate=options.on_duplicate)
-    return builder
-
-
 def _in_batch_duplicate(location: Location, options, errors: ErrorSink, progress: ImportProgress) -> None:
     if options.on_duplicate == "error":
         progress.valid -= 1
         errors.reject(location, [FieldError("trajectory_id", "duplicate of an earlier record in this import")])
     else:
         progress.in_import_duplicates += 1
-
-
-def _flush(builder: BatchBuilder, writer: _Writer | None, errors: ErrorSink) -> None:
-    if writer is not None:
-        writer.submit(_built(builder, errors))
 
 
 def _built(builder: BatchBuilder, errors: ErrorSink) -> Batch:
@@ -193,9 +248,8 @@ def _built(builder: BatchBuilder, errors: ErrorSink) -> Batch:
     for trajectory_id, row in list(builder.rows.items()):
         problem = _conversion_problem(row)
         if problem is not None:
-            del builder.rows[trajectory_id]
-            builder.annotations.pop(trajectory_id, None)
-            errors.reject(_parse_location(row["source"]), [problem])
+            errors.reject(builder.locations[trajectory_id], [problem])
+            builder.remove(trajectory_id)
     return builder.build()
 
 
@@ -301,9 +355,8 @@ class _Writer:
             self.duplicates += len(existing)
             return
         self.rejected += len(existing)
-        for trajectory_id, source in zip(batch.ids, batch.sources, strict=True):
+        for trajectory_id, location in zip(batch.ids, batch.locations, strict=True):
             if trajectory_id in existing:
-                location = _parse_location(source)
                 self._errors.reject(location, [FieldError("trajectory_id", f"{trajectory_id!r} is already stored")])
 
 
@@ -325,18 +378,11 @@ _TRAJECTORY_FIELDS = tuple(TRAJECTORY_SCHEMA.names)
 
 def _without(batch: Batch, existing: set[str]) -> Batch:
     stored = pa.array(sorted(existing), type=pa.string())
-    trajectories = batch.trajectories.filter(
-        pc.invert(pc.is_in(batch.trajectories.column("trajectory_id"), value_set=stored))
-    )
+    kept = pc.invert(pc.is_in(batch.trajectories.column("trajectory_id"), value_set=stored))
+    pairs = [(key, location) for key, location in zip(batch.ids, batch.locations, strict=True) if key not in existing]
     return Batch(
-        trajectories=trajectories,
+        trajectories=batch.trajectories.filter(kept),
         annotations={key: change for key, change in batch.annotations.items() if key not in existing},
-        ids=trajectories.column("trajectory_id").to_pylist(),
-        sources=trajectories.column("source").to_pylist(),
+        ids=[key for key, _ in pairs],
+        locations=[location for _, location in pairs],
     )
-
-
-def _parse_location(source: str) -> Location:
-    file, _, rest = source.rpartition(":")
-    line, _, index = rest.partition("[")
-    return Location(file, int(line), int(index.rstrip("]")) if index else None)

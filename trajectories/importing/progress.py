@@ -12,8 +12,9 @@ _LOG_EVERY_SECONDS = 10.0
 
 
 def human_bytes(count: float) -> str:
+    """1536 → "1.5 KB": the one size format of pages and progress lines."""
     for unit in ("B", "KB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
+        if count < 1024:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1024
     return f"{count:.1f} TB"

@@ -2,52 +2,56 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from trajectories import query as q
-from trajectories import selection, services
+from trajectories import annotating, reads, selection, services
+from trajectories.auth import require_delete
 from trajectories.exporting import jsonl_lines
-from trajectories.store import AnnotationChange, get_store
+from trajectories.store import AnnotationChange
 
 
 @dataclass(frozen=True)
 class Action:
-    label: str
-    needs_value: bool = False
+    """One entry of the list's action menu: its label there, what the confirmation says it does, and
+    the annotation change it makes (from the typed value when it takes one)."""
 
-    def change(self, name: str, value: str) -> AnnotationChange | None:
-        return {
-            "bookmark": AnnotationChange(is_bookmarked=True),
-            "unbookmark": AnnotationChange(is_bookmarked=False),
-            "success": AnnotationChange(is_success=True),
-            "failure": AnnotationChange(is_success=False),
-            "unjudge": AnnotationChange(is_success=None),
-            "category": AnnotationChange(category=value),
-            "root_cause": AnnotationChange(root_cause=value),
-            "add_tag": AnnotationChange(add_tags=(value,)),
-        }.get(name)
+    name: str
+    menu: str
+    verb: str
+    change: Callable[[str], AnnotationChange] | None = None
+    needs_value: bool = False
+    destructive: bool = False
+
+
+def _typed(field: str, *, tags: bool = False) -> Callable[[str], AnnotationChange]:
+    return lambda value: annotating.change_from({field: [value]} if tags else {field: value})
 
 
 ACTIONS = {
-    "bookmark": Action("bookmark"),
-    "unbookmark": Action("remove the bookmark of"),
-    "success": Action("mark as successful"),
-    "failure": Action("mark as failed"),
-    "unjudge": Action("clear the success of"),
-    "category": Action("set the category of", needs_value=True),
-    "root_cause": Action("set the root cause of", needs_value=True),
-    "add_tag": Action("add a tag to", needs_value=True),
-    "export": Action("export"),
-    "delete": Action("delete"),
+    action.name: action
+    for action in (
+        Action("bookmark", "Bookmark", "bookmark", lambda _: AnnotationChange(is_bookmarked=True)),
+        Action(
+            "unbookmark", "Remove bookmark", "remove the bookmark of", lambda _: AnnotationChange(is_bookmarked=False)
+        ),
+        Action("success", "Mark successful", "mark as successful", lambda _: AnnotationChange(is_success=True)),
+        Action("failure", "Mark failed", "mark as failed", lambda _: AnnotationChange(is_success=False)),
+        Action("unjudge", "Clear success", "clear the success of", lambda _: AnnotationChange(is_success=None)),
+        Action("category", "Set category…", "set the category of", _typed("category"), needs_value=True),
+        Action("root_cause", "Set root cause…", "set the root cause of", _typed("root_cause"), needs_value=True),
+        Action("add_tag", "Add tag…", "add a tag to", _typed("add_tags", tags=True), needs_value=True),
+        Action("export", "Export JSONL", "export"),
+        Action("delete", "Delete…", "delete", destructive=True),
+    )
 }
 
 
@@ -57,17 +61,25 @@ def bulk_action(request: HttpRequest) -> HttpResponse:
     form = request.POST
     list_params = form.get("query", "")
     back = reverse("trajectories:list") + (f"?{list_params}" if list_params else "")
-    name, value = form.get("action", ""), form.get("value", "").strip()[:1000]
+    name, value = form.get("action", ""), form.get("value", "").strip()
     action = ACTIONS.get(name)
     if action is None:
         messages.error(request, "Choose an action.")
         return redirect(back)
     if action.needs_value and not value:
-        messages.error(request, f"'{action.label}' needs a value: type it next to the action.")
+        messages.error(request, f"'{action.verb}' needs a value: type it next to the action.")
         return redirect(back)
-    if name == "delete" and not request.user.has_perm("trajectories.delete_trajectory"):
-        raise PermissionDenied("deleting trajectories needs the 'Can delete trajectories' permission")
-    chosen = _selection(form, list_params)
+    if action.destructive:
+        require_delete(request.user)
+    try:
+        change = action.change(value) if action.change else None
+        chosen = _selection(form, list_params)
+    except annotating.ChangeError as error:
+        messages.error(request, f"Nothing changed: {error}")
+        return redirect(back)
+    except selection.ScopeError as error:
+        messages.error(request, f"Nothing changed: the list's filters are not valid ({error.message}).")
+        return redirect(back)
     if chosen is None or not chosen.count:
         messages.warning(request, "No trajectories selected: check some rows, or 'all matching'.")
         return redirect(back)
@@ -93,29 +105,25 @@ def bulk_action(request: HttpRequest) -> HttpResponse:
             "token": selection.confirmation_token(chosen, action=confirmed_as, user=request.user),
         }
         return render(request, "trajectories/confirm_action.html", context)
-    if name == "delete":
+    if action.destructive:
         done = services.delete(trajectory_ids=list(chosen.ids))
     else:
-        done = services.annotate(trajectory_ids=list(chosen.ids), change=action.change(name, value), user=request.user)
-    messages.success(request, f"Done: {action.label} {done} trajectories.")
+        done = services.annotate(trajectory_ids=list(chosen.ids), change=change, user=request.user)
+    messages.success(request, f"Done: {action.verb} {done} trajectories.")
     return redirect(back)
 
 
-def _selection(form: QueryDict, list_params: str) -> selection.Selection | None:
+def _selection(form, list_params: str) -> selection.Selection | None:
     if form.get("select_all"):
-        try:
-            query = q.parse_query(QueryDict(list_params))
-        except q.QueryError:
-            return None
         # The list showed this count for these filters; unfiltered, the confirmation says "every".
-        return selection.by_query(query, everything=True)
+        return selection.resolve(query=list_params, everything=True, list_url=True)
     ids = form.getlist("ids")
-    return selection.by_ids(ids) if ids else None
+    return selection.resolve(ids=ids) if ids else None
 
 
 def _export(ids: list[str]) -> StreamingHttpResponse:
     response = StreamingHttpResponse(
-        jsonl_lines(get_store().records(trajectory_ids=ids)), content_type="application/x-ndjson"
+        jsonl_lines(reads.records(trajectory_ids=ids)), content_type="application/x-ndjson"
     )
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     response["Content-Disposition"] = f'attachment; filename="trajectories-{stamp}.jsonl"'

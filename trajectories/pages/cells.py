@@ -13,6 +13,8 @@ from django.urls import reverse
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from trajectories import fields
+from trajectories.fields import Display
 from trajectories.links import id_path
 
 EMPTY = "—"
@@ -22,19 +24,20 @@ def cell_text(row: dict[str, Any], key: str) -> str:
     value = row.get(key)
     if value is None or value == []:
         return EMPTY
-    if key in {"reward", "toolcall_reward", "res_reward"}:
-        return f"{value:.4g}"
-    if key == "exec_time":
-        return f"{value:,.1f}"
-    if key == "is_success":
-        return "yes" if value else "no"
-    if key == "is_bookmarked":
-        return "★" if value else ""
-    if isinstance(value, list):
-        return ", ".join(value)
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M")
-    return str(value)
+    field = fields.BY_NAME.get(key)
+    return _FORMATS[field.display if field else Display.TEXT](value)
+
+
+_FORMATS = {
+    Display.TEXT: str,
+    Display.NUMBER: str,
+    Display.REWARD: lambda value: f"{value:.4g}",
+    Display.SECONDS: lambda value: f"{value:,.1f}",
+    Display.YES_NO: lambda value: "yes" if value else "no",
+    Display.STAR: lambda value: "★" if value else "",
+    Display.DATETIME: lambda value: value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else str(value),
+    Display.LIST: lambda value: ", ".join(value) if isinstance(value, list) else str(value),
+}
 
 
 def table_rows(rows: list[dict[str, Any]], columns: tuple[str, ...], list_params: str) -> list[SafeString]:

@@ -10,10 +10,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from trajectories import cache, services
+from trajectories import annotating, fields, reads, services
 from trajectories import query as q
 from trajectories.exporting import to_canonical
-from trajectories.store import AnnotationChange, get_store
+from trajectories.store import AnnotationChange
 
 from .htmlcache import render_cached
 from .steps import STEPS_PER_PAGE, display_steps, raw_step_text
@@ -28,8 +28,8 @@ def trajectory_detail(request: HttpRequest, trajectory_id: str) -> HttpResponse:
         request,
         "trajectories/detail.html",
         lambda: _context(request, trajectory_id),
-        what="detail",
-        detail=request.get_full_path(),
+        page="detail",
+        url=request.get_full_path(),
     )
 
 
@@ -38,11 +38,10 @@ def _context(request: HttpRequest, trajectory_id: str) -> dict:
     steps = orjson.loads(record.pop("steps"))
     start = _steps_from(request, len(steps))
     list_params = _list_params(request)
-    previous_id, next_id, index, count = get_store().neighbours(
-        query=_list_query(list_params), trajectory_id=trajectory_id
-    )
+    around = reads.neighbours(query=_list_query(list_params), trajectory_id=trajectory_id)
     return {
         "record": record,
+        "was": record,
         "metadata": orjson.dumps(orjson.loads(record["metadata"]), option=orjson.OPT_INDENT_2).decode()
         if record.get("metadata")
         else "",
@@ -51,12 +50,12 @@ def _context(request: HttpRequest, trajectory_id: str) -> dict:
         "steps_start": start,
         "steps_next": start + STEPS_PER_PAGE if start + STEPS_PER_PAGE < len(steps) else None,
         "list_params": list_params.urlencode(),
-        "previous_id": previous_id,
-        "next_id": next_id,
-        "position": None if index is None else index + 1,
-        "list_count": count,
-        "categories": [value for value, _ in cache.facets()["category"][:CATEGORY_SUGGESTIONS]],
-        "rewards": [(name, record.get(name)) for name in ("reward", "toolcall_reward", "res_reward")],
+        "previous_id": around.previous_id,
+        "next_id": around.next_id,
+        "position": None if around.index is None else around.index + 1,
+        "list_count": around.count,
+        "categories": [value for value, _ in reads.facets()["category"] if value is not None][:CATEGORY_SUGGESTIONS],
+        "rewards": [(name, record.get(name)) for name in fields.REWARDS],
     }
 
 
@@ -100,7 +99,10 @@ def trajectory_raw(request: HttpRequest, trajectory_id: str) -> HttpResponse:
 def trajectory_annotate(request: HttpRequest, trajectory_id: str) -> HttpResponse:
     """The annotation form without JavaScript (with it, the page PATCHes the API instead)."""
     _record(trajectory_id)
-    change = _change_from_form(request.POST)
+    try:
+        change = _change_from_form(request.POST)
+    except annotating.ChangeError as error:
+        return _form_with_errors(request, trajectory_id, error)
     if change.is_empty():
         messages.info(request, "Nothing changed.")
     else:
@@ -120,28 +122,45 @@ def _change_from_form(form: QueryDict) -> AnnotationChange:
     success = form.get("is_success", "")
     if success in _SUCCESS and success != form.get("was_is_success", ""):
         changed["is_success"] = _SUCCESS[success]
-    for name, limit in (("category", 200), ("root_cause", 10_000), ("notes", 10_000)):
-        value = form.get(name, "").strip()[:limit]
-        if value != form.get(f"was_{name}", "").strip()[:limit]:
-            changed[name] = value or None
-    tags = _tag_lines(form.get("tags", ""))
+    for name in annotating.TEXT_LIMITS:
+        value = form.get(name, "").strip()
+        if value != form.get(f"was_{name}", "").strip():
+            changed[name] = value
+    tags = annotating.tag_lines(form.get("tags", ""))
     was = list(dict.fromkeys(form.getlist("was_tags")))
-    return AnnotationChange(
-        **changed,
-        add_tags=tuple(tag for tag in tags if tag not in was),
-        remove_tags=tuple(tag for tag in was if tag not in tags),
-    )
+    changed["add_tags"] = [tag for tag in tags if tag not in was]
+    changed["remove_tags"] = [tag for tag in was if tag not in tags]
+    return annotating.change_from(changed)
+
+
+def _form_with_errors(request: HttpRequest, trajectory_id: str, error: annotating.ChangeError) -> HttpResponse:
+    """The page again, the errors next to their fields, and everything the user typed still in the form."""
+    request.GET = QueryDict(request.POST.get("list_params", ""))
+    context = _context(request, trajectory_id)
+    form = request.POST
+    context["was"] = {
+        "is_success": _SUCCESS.get(form.get("was_is_success", "")),
+        **{name: form.get(f"was_{name}", "") for name in annotating.TEXT_LIMITS},
+        "tags": form.getlist("was_tags"),
+    }
+    context["record"] = {
+        **context["record"],
+        "is_success": _SUCCESS.get(form.get("is_success", "")),
+        **{name: form.get(name, "") for name in annotating.TEXT_LIMITS},
+        "tags": form.get("tags", "").splitlines(),
+    }
+    errors = dict(error.errors)
+    for name in ("add_tags", "remove_tags"):
+        errors.setdefault("tags", []).extend(errors.pop(name, []))
+    context["errors"] = {name: messages for name, messages in errors.items() if messages}
+    return render(request, "trajectories/detail.html", context, status=400)
 
 
 _SUCCESS = {"true": True, "false": False, "": None}
 
 
-def _tag_lines(text: str) -> list[str]:
-    return list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
-
-
 def _record(trajectory_id: str) -> dict:
-    record = cache.trajectory(trajectory_id)
+    record = reads.trajectory(trajectory_id=trajectory_id)
     if record is None:
         raise Http404(f"No trajectory {trajectory_id!r}")
     return record

@@ -44,8 +44,10 @@ class _SentinelUser:
 
 
 def render_cached(
-    request: HttpRequest, template: str, context: Callable[[], dict[str, Any]], *, what: str, detail: str
+    request: HttpRequest, template: str, context: Callable[[], dict[str, Any]], *, page: str, url: str
 ) -> HttpResponse:
+    """`template` rendered with `context()`, from the cache when the page `page` at `url` was rendered
+    already for this generation and table versions."""
     if len(messages.get_messages(request)):
         return HttpResponse(render_to_string(template, context(), request=request))
     token = get_token(request)
@@ -54,8 +56,8 @@ def render_cached(
         values = {**context(), "csrf_token": _CSRF, "user": _SentinelUser(request.user)}
         return render_to_string(template, values, request=request)
 
-    key = f"{detail}|delete={can_delete(request.user)}"
-    html = cache.cached(f"html-{what}", key, build)
+    question = f"{url}|delete={can_delete(request.user)}"
+    html = cache.cached(f"html-{page}", question, build)
     user = request.user
     name = user.get_short_name() or user.get_username()
     return HttpResponse(html.replace(_CSRF, token).replace(_NAME, str(escape(name))))

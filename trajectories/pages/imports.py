@@ -19,10 +19,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.text import get_valid_filename
 from django.views.decorators.http import require_POST
 
-from trajectories.auth import can_delete
+from trajectories.auth import DELETE_PERMISSION, can_delete
 from trajectories.importing.errors import ErrorSink
 from trajectories.importing.jobs import claim, missing_sources, options_of, reap, run_job, start_job
-from trajectories.importing.pipeline import ON_DUPLICATE_CHOICES, ImportOptions
+from trajectories.importing.pipeline import COUNTERS, ON_DUPLICATE_CHOICES, ImportOptions
 from trajectories.models import ImportJob
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def import_page(request: HttpRequest) -> HttpResponse:
 
 def _check_permission(request: HttpRequest) -> list[str]:
     # Replacing a stored record destroys it as surely as deleting it does.
-    if request.POST.get("on_duplicate") == "update" and not request.user.has_perm("trajectories.delete_trajectory"):
+    if request.POST.get("on_duplicate") == "update" and not request.user.has_perm(DELETE_PERMISSION):
         return [REPLACE_PERMISSION_MESSAGE[0].upper() + REPLACE_PERMISSION_MESSAGE[1:] + "."]
     return []
 
@@ -198,7 +198,7 @@ def resume_job(request: HttpRequest, job_id: int) -> HttpResponse:
 def _resume_problem(request: HttpRequest, job: ImportJob) -> str | None:
     if not job.is_resumable:
         return f"Import #{job.pk} is {job.get_status_display()}: only failed or interrupted imports can be resumed."
-    if job.options.get("on_duplicate") == "update" and not request.user.has_perm("trajectories.delete_trajectory"):
+    if job.options.get("on_duplicate") == "update" and not request.user.has_perm(DELETE_PERMISSION):
         return REPLACE_PERMISSION_MESSAGE[0].upper() + REPLACE_PERMISSION_MESSAGE[1:] + "."
     missing = missing_sources(job)
     if missing:
@@ -233,12 +233,7 @@ def import_job_status(request: HttpRequest, job_id: int) -> JsonResponse:
         {
             "status": job.status,
             "finished": job.finished_at is not None,
-            "records": job.records,
-            "imported": job.imported,
-            "duplicates": job.duplicates,
-            "rejected": job.rejected,
-            "bytes_read": job.bytes_read,
-            "bytes_total": job.bytes_total,
+            **{name: getattr(job, name) for name in COUNTERS},
             "fraction": round(fraction, 4),
             "records_per_second": round(job.records_per_second),
         }

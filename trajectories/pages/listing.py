@@ -8,31 +8,17 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 
-from trajectories import cache
+from trajectories import fields, reads
 from trajectories import query as q
 from trajectories.auth import can_delete
 
+from .actions import ACTIONS
 from .cells import table_rows
 from .htmlcache import render_cached
 from .urlstate import COLUMNS, COLUMNS_VAR, PAGE_SIZES, UrlState
 
-RANGE_FIELDS = (
-    ("reward", "Reward", "0.01"),
-    ("toolcall_reward", "Tool-call reward", "0.01"),
-    ("res_reward", "Result reward", "0.01"),
-    ("step_count", "Steps", "1"),
-    ("exec_time", "Exec time (s)", "0.1"),
-    ("epoch_id", "Epoch", "1"),
-    ("iteration_id", "Iteration", "1"),
-)
-FACETS = (
-    ("agent_name", "agent_name", "Agent"),
-    ("training_id", "training_id", "Training run"),
-    ("category", q.CATEGORY_VAR, "Category"),
-    ("tools", q.TOOL_VAR, "Used tool"),
-    ("tags", q.TAG_VAR, "Tag"),
-)
 _FACET_LIMIT = 30
+NO_VALUE = "(none)"
 
 
 @staff_member_required
@@ -50,13 +36,13 @@ def trajectory_list(request: HttpRequest) -> HttpResponse:
         request,
         "trajectories/list.html",
         lambda: _context(request, state, query),
-        what="list",
-        detail=request.get_full_path(),
+        page="list",
+        url=request.get_full_path(),
     )
 
 
 def _context(request: HttpRequest, state: UrlState, query: q.TrajectoryQuery) -> dict:
-    result = cache.page(query)
+    result = reads.page(query=query)
     pages = max(1, math.ceil(result.count / query.page_size))
     if query.page > pages:
         raise Http404(f"page {query.page} is past the end: {result.count} results make {pages} pages")
@@ -65,7 +51,7 @@ def _context(request: HttpRequest, state: UrlState, query: q.TrajectoryQuery) ->
         "rows": result.rows,
         "table_rows": table_rows(result.rows, columns, state.list_params()),
         "count": result.count,
-        "total": cache.total() if query.is_filtered else result.count,
+        "total": reads.total() if query.is_filtered else result.count,
         "query": query,
         "state": state,
         "list_params": state.list_params(),
@@ -76,12 +62,12 @@ def _context(request: HttpRequest, state: UrlState, query: q.TrajectoryQuery) ->
         "booleans": _boolean_filters(state),
         "ranges": _ranges(state),
         "range_hidden": _hidden(
-            state, {f"{name}{suffix}" for name, _, _ in RANGE_FIELDS for suffix in ("_min", "_max")}
+            state, {field.param + suffix for field in fields.RANGE_INPUTS for suffix in (q.MIN_SUFFIX, q.MAX_SUFFIX)}
         ),
         "search_hidden": _hidden(state, {q.SEARCH_VAR}),
         "columns_hidden": _hidden(state, {COLUMNS_VAR}),
         "active_filters": [
-            (name, value, state.without(name, str(value) if name in _MULTI else None))
+            (name, value, state.without(name, str(value) if q.multi_valued(name) else None))
             for name, value in q.describe_filters(query)
         ],
         "emptied_by": _emptied_by(request.GET) if result.count == 0 and query.is_filtered else [],
@@ -89,10 +75,8 @@ def _context(request: HttpRequest, state: UrlState, query: q.TrajectoryQuery) ->
         "pages": pages,
         "page_sizes": [(size, state.url(page_size=size), size == query.page_size) for size in PAGE_SIZES],
         "can_delete": can_delete(request.user),
+        "actions": ACTIONS.values(),
     }
-
-
-_MULTI = {*q.TEXT_FIELDS, q.CATEGORY_VAR, q.TAG_VAR, q.TOOL_VAR, *q.NUMBER_FIELDS}
 
 
 def _without_empty(params: QueryDict) -> QueryDict:
@@ -120,31 +104,43 @@ def _headers(state: UrlState, query: q.TrajectoryQuery, columns: tuple[str, ...]
 
 
 def _facets(state: UrlState, query: q.TrajectoryQuery) -> list[dict]:
-    everything = cache.facets()
-    matching = cache.facets(query) if query.is_filtered else everything
+    everything = reads.facets()
+    matching = reads.facets(query=query) if query.is_filtered else everything
     blocks = []
-    for field, parameter, title in FACETS:
-        counts = dict(matching[field])
-        values = [value for value, _ in everything[field]][:_FACET_LIMIT]
-        values += [value for value in state.params.getlist(parameter) if value not in values]
+    for field in fields.FACETS:
+        counts = dict(matching[field.name])
+        known = [value for value, _ in everything[field.name] if value is not None]
+        values = known[:_FACET_LIMIT]
+        values += [value for value in state.params.getlist(field.param) if value not in values]
         items = [
             {
                 "label": value,
                 "count": counts.get(value, 0),
-                "url": state.toggled(parameter, value),
-                "active": state.is_active(parameter, value),
+                "url": state.toggled(field.param, value),
+                "active": state.is_active(field.param, value),
             }
             for value in values
         ]
+        if None in counts or state.params.get(field.empty_param):
+            # Rows with no value are a choice like any other (found with `<param>_empty=true`).
+            active = state.params.get(field.empty_param) == "true"
+            items.append(
+                {
+                    "label": NO_VALUE,
+                    "count": counts.get(None, 0),
+                    "url": state.url(**{field.empty_param: None if active else "true"}),
+                    "active": active,
+                }
+            )
         if items:
             blocks.append(
                 {
-                    "title": title,
-                    "parameter": parameter,
+                    "title": field.label,
+                    "parameter": field.param,
                     "items": items,
-                    "all_url": state.without(parameter),
-                    "any_active": bool(state.params.getlist(parameter)),
-                    "more": max(0, len(everything[field]) - _FACET_LIMIT),
+                    "all_url": state.url(**{field.param: None, field.empty_param: None}),
+                    "any_active": bool(state.params.getlist(field.param) or state.params.get(field.empty_param)),
+                    "more": max(0, len(known) - _FACET_LIMIT),
                 }
             )
     return blocks
@@ -175,13 +171,13 @@ def _boolean_filters(state: UrlState) -> list[dict]:
 def _ranges(state: UrlState) -> list[dict]:
     return [
         {
-            "name": name,
-            "label": label,
-            "step": step,
-            "min": state.params.get(f"{name}_min", ""),
-            "max": state.params.get(f"{name}_max", ""),
+            "name": field.param,
+            "label": field.label,
+            "step": field.step,
+            "min": state.params.get(field.param + q.MIN_SUFFIX, ""),
+            "max": state.params.get(field.param + q.MAX_SUFFIX, ""),
         }
-        for name, label, step in RANGE_FIELDS
+        for field in fields.RANGE_INPUTS
     ]
 
 
@@ -203,14 +199,14 @@ def _emptied_by(params: QueryDict) -> list[dict]:
         for value in values:
             relaxed = params.copy()
             relaxed.setlist(name, [item for item in values if item != value])
-            count = cache.count(q.parse_query(relaxed))
+            count = reads.count(query=q.parse_query(relaxed))
             if count:
                 found.append(
                     {
                         "name": name,
                         "value": value,
                         "count": count,
-                        "url": UrlState(params).without(name, value if name in _MULTI else None),
+                        "url": UrlState(params).without(name, value if q.multi_valued(name) else None),
                     }
                 )
     return sorted(found, key=lambda item: -item["count"])

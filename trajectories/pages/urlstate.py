@@ -6,33 +6,13 @@ from urllib.parse import urlencode
 
 from django.http import QueryDict
 
+from trajectories import fields
 from trajectories import query as q
 
 COLUMNS_VAR = "columns"
-# Columns of the list page: (key, header, sort field or None).
-COLUMNS = (
-    ("trajectory_id", "Trajectory", "trajectory_id"),
-    ("data_id", "Data id", "data_id"),
-    ("agent_name", "Agent", "agent_name"),
-    ("training_id", "Training run", "training_id"),
-    ("epoch_id", "Epoch", "epoch_id"),
-    ("iteration_id", "Iteration", "iteration_id"),
-    ("sample_id", "Sample", "sample_id"),
-    ("reward", "Reward", "reward"),
-    ("toolcall_reward", "Tool-call reward", "toolcall_reward"),
-    ("res_reward", "Result reward", "res_reward"),
-    ("step_count", "Steps", "step_count"),
-    ("exec_time", "Exec time (s)", "exec_time"),
-    ("tools", "Tools", None),
-    ("is_success", "Success", "is_success"),
-    ("category", "Category", "category"),
-    ("tags", "Tags", None),
-    ("is_bookmarked", "Bookmark", "is_bookmarked"),
-    ("created_at", "Created", "created_at"),
-)
-DEFAULT_COLUMNS = tuple(
-    key for key, _, _ in COLUMNS if key not in {"toolcall_reward", "res_reward", "tags", "created_at"}
-)
+# Columns of the list page: (key, header, sort field or None), in the catalogue's order.
+COLUMNS = tuple((field.name, field.label, field.name if field.sortable else None) for field in fields.COLUMNS)
+DEFAULT_COLUMNS = fields.DEFAULT_COLUMNS
 PAGE_SIZES = (25, 50, 100, 200, 500)
 
 

@@ -7,7 +7,7 @@ from django.conf import settings
 from .annotations import UNSET, AnnotationChange
 from .commits import StoreBusy
 from .engine import FACET_FIELDS, ResultPage
-from .repository import TableStats, TrajectoryStore, WriteResult
+from .repository import TableStats, TrajectoryStore, WriteResult, read_scope
 from .schema import ANNOTATION_SCHEMA, TRAJECTORY_SCHEMA
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "TrajectoryStore",
     "WriteResult",
     "get_store",
+    "read_scope",
     "reset_store",
 ]
 

@@ -1,16 +1,28 @@
-"""In-memory column types of the projection: coded strings, string lists, and raw id strings."""
+"""In-memory column types of the projection, one per kind of field in the catalogue.
+
+Every column answers the same questions for the projection: which rows a match selects (`mask`),
+lexsort keys for an order with nulls last (`sort_key`), values for a page (`values_at`), and for the
+annotation columns a copy with some rows rewritten (`patched`). Coded and list columns also count
+values for facets (`counts`).
+"""
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from trajectories.query import wildcard_regex
+from trajectories.fields import Kind
+from trajectories.query import BoolMatch, ContainsMatch, EmptyMatch, Match, NumberMatch, TextMatch, wildcard_regex
+
+INT_NULL = np.iinfo(np.int64).min
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Past this many raw hits a substring search hands over to Arrow's kernel (a Python loop would be slower).
 _MAX_FAST_HITS = 20_000
@@ -24,6 +36,16 @@ class Coded:
 
     codes: np.ndarray
     uniques: pa.Array
+
+    @classmethod
+    def load(cls, array: pa.ChunkedArray | pa.Array, *, rows: int, index: np.ndarray | None = None) -> Coded:
+        """The column of `rows` rows; with `index`, `array[i]` belongs at row `index[i]` (others null)."""
+        coded = cls.from_array(array)
+        if index is None:
+            return coded
+        codes = np.full(rows, -1, dtype=np.int32)
+        codes[index] = coded.codes
+        return cls(codes=codes, uniques=coded.uniques)
 
     @classmethod
     def from_array(cls, array: pa.ChunkedArray | pa.Array) -> Coded:
@@ -44,10 +66,39 @@ class Coded:
         hits = predicate(self.uniques).fill_null(False).to_numpy(zero_copy_only=False)
         return np.flatnonzero(hits).astype(np.int32)
 
-    def mask(self, codes: np.ndarray) -> np.ndarray:
+    def rows_with(self, codes: np.ndarray) -> np.ndarray:
         if len(codes) == 1:
             return self.codes == codes[0]
         return np.isin(self.codes, codes)
+
+    def mask(self, match: Match, rows: int) -> np.ndarray:
+        if isinstance(match, EmptyMatch):
+            empty = (self.codes < 0) | self.rows_with(self.matching(lambda uniques: pc.equal(uniques, "")))
+            return empty if match.empty else ~empty
+        if isinstance(match, ContainsMatch):
+            text = match.text
+            return self.rows_with(self.matching(lambda uniques: pc.match_substring(uniques, text, ignore_case=True)))
+        return self.rows_with(self.matching(lambda uniques: _text_predicate(uniques, match)))
+
+    def sort_key(self, positions: np.ndarray, descending: bool) -> list[np.ndarray]:
+        codes = self.codes[positions]
+        return [-codes if descending else codes, codes < 0]
+
+    def counts(self, mask: np.ndarray | None) -> list[tuple[str | None, int]]:
+        counted, none = _counts(self.codes if mask is None else self.codes[mask], self.uniques, self._python_uniques())
+        return [*counted, (None, none)] if none else counted
+
+    def patched(self, positions: np.ndarray, values: list[str | None]) -> Coded | None:
+        coded = self
+        for value in dict.fromkeys(values):
+            grown = coded.with_value(value)
+            if grown is None:
+                return None
+            coded = grown[0]
+        # Codes handed out before a later insertion may have shifted: look them up once all are in.
+        codes = coded.codes.copy()
+        codes[positions] = [coded.with_value(value)[1] for value in values]
+        return Coded(codes=codes, uniques=coded.uniques)
 
     def values_at(self, positions: np.ndarray) -> list[str | None]:
         return self.decode(self.codes[positions])
@@ -90,6 +141,10 @@ class ListColumn:
     offsets: np.ndarray
 
     @classmethod
+    def load(cls, lists: pa.ChunkedArray | pa.Array, *, rows: int, index: np.ndarray | None = None) -> ListColumn:
+        return cls.from_lists(lists, rows=rows, positions=index)
+
+    @classmethod
     def from_lists(
         cls, lists: pa.ChunkedArray | pa.Array, *, rows: int, positions: np.ndarray | None = None
     ) -> ListColumn:
@@ -127,12 +182,32 @@ class ListColumn:
             rows=entry_rows.astype(np.int32), coded=Coded(entry_codes[order], coded.uniques), offsets=offsets
         )
 
-    def any_of(self, values: tuple[str, ...], rows: int) -> np.ndarray:
-        wanted = self.coded.matching(lambda uniques: pc.is_in(uniques, value_set=pa.array(values, pa.string())))
+    def mask(self, match: Match, rows: int) -> np.ndarray:
+        if isinstance(match, EmptyMatch):
+            empty = self._sizes() == 0
+            return empty if match.empty else ~empty
+        wanted = self.coded.matching(lambda uniques: _text_predicate(uniques, match))
         mask = np.zeros(rows, dtype=bool)
         if len(wanted):
-            mask[self.rows[self.coded.mask(wanted)]] = True
+            mask[self.rows[self.coded.rows_with(wanted)]] = True
         return mask
+
+    def counts(self, mask: np.ndarray | None) -> list[tuple[str | None, int]]:
+        codes = self.coded.codes if mask is None else self.coded.codes[mask[self.rows]]
+        # A row with no items is the "none" of a list; "" items are not counted as values.
+        counted, _ = _counts(codes, self.coded.uniques, self.coded._python_uniques())
+        empty = self._sizes() == 0
+        none = int(np.count_nonzero(empty if mask is None else empty & mask))
+        return [*counted, (None, none)] if none else counted
+
+    def patched(self, positions: np.ndarray, values: list[list[str]]) -> ListColumn | None:
+        return self.with_lists(positions, [list(value or []) for value in values], rows=len(self.offsets) - 1)
+
+    def _sizes(self) -> np.ndarray:
+        sizes = self.__dict__.get("_sizes_cache")
+        if sizes is None:
+            sizes = self.__dict__["_sizes_cache"] = np.diff(self.offsets)
+        return sizes
 
     def values_at(self, positions: np.ndarray) -> list[list[str]]:
         starts = self.offsets[positions].tolist()
@@ -149,13 +224,38 @@ class ListColumn:
 
 @dataclass
 class IdColumn:
-    """Unique strings (trajectory ids): Arrow for exact matches, raw bytes for fast substring scans."""
+    """Unique strings (trajectory ids): Arrow for exact matches, raw bytes for fast substring scans,
+    and each row's rank in id order (the tie-break of every sort)."""
 
     array: pa.Array
+    rank: np.ndarray = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._offsets = _relative_offsets(self.array)
         self._haystacks: dict[bool, bytes] = {}
+        if self.rank is None:
+            rows = len(self.array)
+            self.rank = np.empty(rows, dtype=np.int32)
+            self.rank[pc.sort_indices(self.array).to_numpy()] = np.arange(rows, dtype=np.int32)
+
+    @classmethod
+    def load(cls, array: pa.ChunkedArray | pa.Array, *, rows: int, index: np.ndarray | None = None) -> IdColumn:
+        return cls(array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array)
+
+    def mask(self, match: Match, rows: int) -> np.ndarray:
+        if isinstance(match, ContainsMatch):
+            return self.contains(match.text, ignore_case=True)
+        mask = self.equal_any(match.exact)
+        for pattern in match.patterns:
+            mask |= self.matches_glob(pattern)
+        return mask
+
+    def sort_key(self, positions: np.ndarray, descending: bool) -> list[np.ndarray]:
+        rank = self.rank[positions]
+        return [-rank if descending else rank]
+
+    def values_at(self, positions: np.ndarray) -> list[str]:
+        return self.array.take(pa.array(positions, pa.int64())).to_pylist()
 
     def equal_any(self, values: tuple[str, ...]) -> np.ndarray:
         return pc.is_in(self.array, value_set=pa.array(values, pa.string())).to_numpy(zero_copy_only=False)
@@ -234,3 +334,127 @@ def glob_matches(parts: list[str], value: str) -> bool:
 def _relative_offsets(array: pa.Array) -> np.ndarray:
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + len(array) + 1]
     return (offsets - offsets[0]).astype(np.int64)
+
+
+@dataclass
+class NumberColumn:
+    """Integers, floats and timestamps (microseconds) as one numpy array; nulls are NaN or INT_NULL."""
+
+    values: np.ndarray
+    kind: Kind
+
+    @classmethod
+    def load(cls, array: pa.ChunkedArray, *, rows: int, index: np.ndarray | None = None, kind: Kind) -> NumberColumn:
+        if kind is Kind.FLOAT:
+            loaded, null = array.fill_null(float("nan")).to_numpy(), np.nan
+        else:
+            loaded, null = pc.cast(array, pa.int64()).fill_null(INT_NULL).to_numpy(), INT_NULL
+        if index is not None:
+            scattered = np.full(rows, null, dtype=loaded.dtype)
+            scattered[index] = loaded
+            loaded = scattered
+        return cls(values=loaded, kind=kind)
+
+    def present(self) -> np.ndarray:
+        return ~np.isnan(self.values) if self.kind is Kind.FLOAT else self.values != INT_NULL
+
+    def mask(self, match: NumberMatch, rows: int) -> np.ndarray:
+        values = self.values
+        mask = self.present()
+        if match.values:
+            mask &= np.isin(values, np.array(match.values, dtype=values.dtype))
+        if match.minimum is not None:
+            mask &= values >= match.minimum
+        if match.maximum is not None:
+            mask &= values <= match.maximum
+        return mask
+
+    def sort_key(self, positions: np.ndarray, descending: bool) -> list[np.ndarray]:
+        values = self.values[positions]
+        missing = np.isnan(values) if self.kind is Kind.FLOAT else values == INT_NULL
+        return [-values if descending else values, missing]
+
+    def values_at(self, positions: np.ndarray) -> list[Any]:
+        values = self.values[positions].tolist()
+        if self.kind is Kind.FLOAT:
+            return [None if value != value else value for value in values]
+        if self.kind is Kind.TIME:
+            return [microseconds_to_datetime(value) for value in values]
+        return [None if value == INT_NULL else value for value in values]
+
+    def patched(self, positions: np.ndarray, values: list[Any]) -> NumberColumn:
+        copy = self.values.copy()
+        if self.kind is Kind.TIME:
+            values = [datetime_to_microseconds(value) for value in values]
+        elif self.kind is Kind.FLOAT:
+            values = [np.nan if value is None else value for value in values]
+        else:
+            values = [INT_NULL if value is None else value for value in values]
+        copy[positions] = values
+        return NumberColumn(values=copy, kind=self.kind)
+
+
+@dataclass
+class FlagColumn:
+    """Booleans as int8: 1 true, 0 false, -1 null (a TRISTATE field not judged yet; a BOOL is never null)."""
+
+    values: np.ndarray
+    kind: Kind
+
+    @classmethod
+    def load(cls, array: pa.ChunkedArray, *, rows: int, index: np.ndarray | None = None, kind: Kind) -> FlagColumn:
+        default = 0 if kind is Kind.BOOL else -1
+        loaded = pc.if_else(array.is_null(), default, pc.cast(array, pa.int8())).to_numpy(zero_copy_only=False)
+        values = np.full(rows, default, dtype=np.int8)
+        values[np.arange(rows) if index is None else index] = loaded
+        return cls(values=values, kind=kind)
+
+    def mask(self, match: BoolMatch, rows: int) -> np.ndarray:
+        return self.values == (-1 if match.value is None else int(match.value))
+
+    def sort_key(self, positions: np.ndarray, descending: bool) -> list[np.ndarray]:
+        values = self.values[positions]
+        key = -values if descending else values
+        return [key] if self.kind is Kind.BOOL else [key, values < 0]
+
+    def values_at(self, positions: np.ndarray) -> list[bool | None]:
+        return [None if value < 0 else bool(value) for value in self.values[positions].tolist()]
+
+    def patched(self, positions: np.ndarray, values: list[bool | None]) -> FlagColumn:
+        copy = self.values.copy()
+        default = 0 if self.kind is Kind.BOOL else -1
+        copy[positions] = [default if value is None else int(value) for value in values]
+        return FlagColumn(values=copy, kind=self.kind)
+
+
+def _text_predicate(uniques: pa.Array, match: TextMatch) -> pa.Array:
+    result = pc.is_in(uniques, value_set=pa.array(match.exact, pa.string()))
+    for pattern in match.patterns:
+        result = pc.or_(result, pc.match_substring_regex(uniques, wildcard_regex(pattern)))
+    return result
+
+
+def _counts(codes: np.ndarray, uniques: pa.Array, values: list[str]) -> tuple[list[tuple[str, int]], int]:
+    """(value, count) most frequent first, then by value; and how many have no value ("" or null)."""
+    none = int(np.count_nonzero(codes < 0))
+    codes = codes[codes >= 0]
+    counts = np.bincount(codes, minlength=len(uniques)) if len(uniques) else np.zeros(0, dtype=np.int64)
+    if len(values) and values[0] == "":
+        none += int(counts[0])
+        counts[0] = 0
+    present = np.flatnonzero(counts)
+    ranked = present[np.lexsort((present, -counts[present]))]
+    return [(values[int(code)], int(counts[code])) for code in ranked], none
+
+
+def datetime_to_microseconds(moment: datetime | None) -> int:
+    if moment is None:
+        return INT_NULL
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def microseconds_to_datetime(microseconds: int) -> datetime | None:
+    if microseconds == INT_NULL:
+        return None
+    return _EPOCH + timedelta(microseconds=microseconds)

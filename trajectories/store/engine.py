@@ -14,14 +14,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from trajectories import fields
 from trajectories.query import TrajectoryQuery
 
-from .projection import Annotations, Projection
+from .projection import AnnotationColumns, Projection
 from .schema import ANNOTATION_COLUMNS
 
 log = logging.getLogger(__name__)
 
-FACET_FIELDS = ("agent_name", "training_id", "category", "tools", "tags")
+FACET_FIELDS = tuple(field.name for field in fields.FACETS)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class QueryEngine:
             if projection is None or projection.version != wanted[0]:
                 projection = self._build(trajectories, annotations)
             elif projection.annotations.version != wanted[1]:
-                reread = Annotations.load(
+                reread = AnnotationColumns.load(
                     _annotation_table(annotations), version=annotations.version, trajectory_ids=projection.ids.array
                 )
                 projection = projection.with_annotations(reread)
@@ -159,8 +160,9 @@ class QueryEngine:
         mask = projection.mask(query)
         return projection.rows if mask is None else int(np.count_nonzero(mask))
 
-    def facets(self, query: TrajectoryQuery | None = None) -> dict[str, list[tuple[str, int]]]:
-        """Distinct values with counts (among rows matching `query`, when given), most frequent first."""
+    def facets(self, query: TrajectoryQuery | None = None) -> dict[str, list[tuple[str | None, int]]]:
+        """Distinct values with counts (among rows matching `query`, when given), most frequent first;
+        rows with no value are counted last, as the value None."""
         projection = self.current()
         mask = projection.mask(query) if query is not None else None
         if mask is None:
@@ -170,16 +172,8 @@ class QueryEngine:
             return cached
         return self._facets(projection, mask)
 
-    def _facets(self, projection: Projection, mask: np.ndarray | None) -> dict[str, list[tuple[str, int]]]:
-        notes = projection.annotations
-        sources = {
-            "agent_name": (projection.coded["agent_name"], None),
-            "training_id": (projection.coded["training_id"], None),
-            "category": (notes.category, None),
-            "tools": (projection.tools.coded, projection.tools.rows),
-            "tags": (notes.tags.coded, notes.tags.rows),
-        }
-        return {name: _counts(coded.codes, coded.uniques, rows, mask) for name, (coded, rows) in sources.items()}
+    def _facets(self, projection: Projection, mask: np.ndarray | None) -> dict[str, list[tuple[str | None, int]]]:
+        return {name: projection.column(name).counts(mask) for name in FACET_FIELDS}
 
 
 def _versions(projection: Projection) -> tuple[int, int]:
@@ -188,16 +182,6 @@ def _versions(projection: Projection) -> tuple[int, int]:
 
 def _annotation_table(annotations) -> pa.Table:
     return annotations.to_lance().to_table(columns=list(ANNOTATION_COLUMNS))
-
-
-def _counts(codes: np.ndarray, uniques: pa.Array, rows: np.ndarray | None, mask: np.ndarray | None):
-    if mask is not None:
-        codes = codes[mask[rows]] if rows is not None else codes[mask]
-    codes = codes[codes >= 0]
-    counts = np.bincount(codes, minlength=len(uniques)) if len(uniques) else np.zeros(0, dtype=np.int64)
-    present = np.flatnonzero(counts)
-    ranked = present[np.lexsort((present, -counts[present]))]
-    return [(uniques[int(code)].as_py(), int(counts[code])) for code in ranked]
 
 
 def _return_freed_memory() -> None:

@@ -14,120 +14,74 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from trajectories.query import NumberMatch, TextMatch, TrajectoryQuery, wildcard_regex
+from trajectories import fields
+from trajectories.fields import ANNOTATIONS, KEY, TRAJECTORIES, Kind
+from trajectories.query import TrajectoryQuery
 
-from .columns import Coded, IdColumn, ListColumn
+from .columns import Coded, FlagColumn, IdColumn, ListColumn, NumberColumn
 
-CODED_FIELDS = ("data_id", "agent_name", "training_id")
-FLOAT_COLUMNS = ("reward", "toolcall_reward", "res_reward", "exec_time")
-INT_COLUMNS = ("step_count", "tool_call_count", "epoch_id", "iteration_id", "sample_id")
-PROJECTED_COLUMNS = ("trajectory_id", *CODED_FIELDS, *FLOAT_COLUMNS, *INT_COLUMNS, "created_at", "tools")
-ANNOTATION_SORT_FIELDS = ("is_bookmarked", "is_success", "category")
-_INT_NULL = np.iinfo(np.int64).min
 _CACHED_MASKS = 8
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_COLUMN_TYPES = {
+    Kind.ID: IdColumn,
+    Kind.TEXT: Coded,
+    Kind.LIST: ListColumn,
+    Kind.INT: NumberColumn,
+    Kind.FLOAT: NumberColumn,
+    Kind.TIME: NumberColumn,
+    Kind.BOOL: FlagColumn,
+    Kind.TRISTATE: FlagColumn,
+}
+PROJECTED = {table: tuple(f for f in fields.PROJECTED if f.table == table) for table in (TRAJECTORIES, ANNOTATIONS)}
+PROJECTED_COLUMNS = (KEY, *(f.name for f in PROJECTED[TRAJECTORIES] if f.name != KEY))
+ANNOTATION_FIELDS = frozenset(f.name for f in PROJECTED[ANNOTATIONS])
+
+
+def load_column(field: fields.Field, array: pa.ChunkedArray, *, rows: int, index: np.ndarray | None = None):
+    column_type = _COLUMN_TYPES[field.kind]
+    if column_type in (NumberColumn, FlagColumn):
+        return column_type.load(array, rows=rows, index=index, kind=field.kind)
+    return column_type.load(array, rows=rows, index=index)
 
 
 @dataclass
-class Annotations:
-    """The mutable side of every row, aligned with the projection's positions."""
+class AnnotationColumns:
+    """The mutable side of every row (one column per annotation field), aligned with the projection's
+    positions; a trajectory never annotated reads as blank (not bookmarked, not judged, no tags)."""
 
     version: int
-    is_bookmarked: np.ndarray
-    is_success: np.ndarray  # int8: -1 not judged, 0 false, 1 true
-    category: Coded
-    root_cause: Coded
-    notes: Coded
-    updated_by: Coded
-    updated_at: np.ndarray  # int64 microseconds, _INT_NULL when never annotated
-    tags: ListColumn
+    columns: dict[str, Any]
 
     @classmethod
-    def load(cls, table: pa.Table, *, version: int, trajectory_ids: pa.Array) -> Annotations:
+    def load(cls, table: pa.Table, *, version: int, trajectory_ids: pa.Array) -> AnnotationColumns:
         rows = len(trajectory_ids)
-        positions = pc.index_in(table.column("trajectory_id"), value_set=trajectory_ids)
+        positions = pc.index_in(table.column(KEY), value_set=trajectory_ids)
         table = table.filter(positions.is_valid())
         index = positions.drop_null().to_numpy().astype(np.int64)
-        bookmarked = np.zeros(rows, dtype=bool)
-        bookmarked[index] = table.column("is_bookmarked").to_numpy()
-        success = np.full(rows, -1, dtype=np.int8)
-        judged = table.column("is_success")
-        success[index] = pc.if_else(judged.is_null(), -1, pc.cast(judged, pa.int8())).to_numpy()
-        updated_at = np.full(rows, _INT_NULL, dtype=np.int64)
-        updated_at[index] = pc.cast(table.column("updated_at"), pa.int64()).fill_null(_INT_NULL).to_numpy()
-        return cls(
-            version=version,
-            is_bookmarked=bookmarked,
-            is_success=success,
-            category=_scattered(table.column("category"), index, rows),
-            root_cause=_scattered(table.column("root_cause"), index, rows),
-            notes=_scattered(table.column("notes"), index, rows),
-            updated_by=_scattered(table.column("updated_by"), index, rows),
-            updated_at=updated_at,
-            tags=ListColumn.from_lists(table.column("tags"), rows=rows, positions=index),
-        )
+        columns = {f.name: load_column(f, table.column(f.name), rows=rows, index=index) for f in _ANNOTATED}
+        return cls(version=version, columns=columns)
 
-    def patched(self, positions: np.ndarray, rows: list[dict[str, Any]], *, version: int) -> Annotations | None:
+    def patched(self, positions: np.ndarray, rows: list[dict[str, Any]], *, version: int) -> AnnotationColumns | None:
         """A copy with `rows` (whole annotation rows) written at `positions`; None if it cannot be patched."""
-        changed: dict[str, Any] = {}
-        for name in ("category", "root_cause", "notes", "updated_by"):
-            coded = getattr(self, name)
-            codes = []
-            for row in rows:
-                grown = coded.with_value(row[name])
-                if grown is None:
-                    return None
-                coded, code = grown
-                codes.append(code)
-            # Codes handed out before a later insertion may have shifted: look them up again.
-            codes = [coded.with_value(row[name])[1] for row in rows]
-            coded = Coded(codes=coded.codes.copy(), uniques=coded.uniques)
-            coded.codes[positions] = codes
-            changed[name] = coded
-        tags = self.tags.with_lists(positions, [list(row["tags"] or []) for row in rows], rows=len(self.is_bookmarked))
-        if tags is None:
-            return None
-        bookmarked, success, updated_at = self.is_bookmarked.copy(), self.is_success.copy(), self.updated_at.copy()
-        bookmarked[positions] = [bool(row["is_bookmarked"]) for row in rows]
-        success[positions] = [-1 if row["is_success"] is None else int(row["is_success"]) for row in rows]
-        updated_at[positions] = [_microseconds(row["updated_at"]) for row in rows]
-        return Annotations(
-            version=version, is_bookmarked=bookmarked, is_success=success, updated_at=updated_at, tags=tags, **changed
-        )
+        columns = {}
+        for name, column in self.columns.items():
+            patched = column.patched(positions, [row[name] for row in rows])
+            if patched is None:
+                return None
+            columns[name] = patched
+        return AnnotationColumns(version=version, columns=columns)
 
     def fields_at(self, positions: np.ndarray) -> list[dict[str, Any]]:
-        columns = {
-            "category": self.category.values_at(positions),
-            "root_cause": self.root_cause.values_at(positions),
-            "notes": self.notes.values_at(positions),
-            "updated_by": self.updated_by.values_at(positions),
-            "tags": self.tags.values_at(positions),
-        }
-        result = []
-        bookmarked = self.is_bookmarked[positions].tolist()
-        success = self.is_success[positions].tolist()
-        updated_at = self.updated_at[positions].tolist()
-        for index in range(len(positions)):
-            row = {name: values[index] for name, values in columns.items()}
-            row["is_bookmarked"] = bookmarked[index]
-            row["is_success"] = None if success[index] < 0 else bool(success[index])
-            row["updated_at"] = _datetime(updated_at[index])
-            result.append(row)
-        return result
+        columns = {name: column.values_at(positions) for name, column in self.columns.items()}
+        return [{name: values[index] for name, values in columns.items()} for index in range(len(positions))]
 
 
-def _scattered(column: pa.ChunkedArray, index: np.ndarray, rows: int) -> Coded:
-    coded = Coded.from_array(column)
-    codes = np.full(rows, -1, dtype=np.int32)
-    codes[index] = coded.codes
-    return Coded(codes=codes, uniques=coded.uniques)
+_ANNOTATED = tuple(f for f in PROJECTED[ANNOTATIONS] if f.name != KEY)
 
 
 @dataclass
@@ -136,13 +90,8 @@ class Projection:
     dataset: Any  # the LanceDataset pinned at `version`: steps are taken from it by position
     rows: int
     ids: IdColumn
-    id_rank: np.ndarray
-    coded: dict[str, Coded]
-    floats: dict[str, np.ndarray]
-    ints: dict[str, np.ndarray]
-    created_at: np.ndarray
-    tools: ListColumn
-    annotations: Annotations
+    columns: dict[str, Any]  # the projected trajectory fields but the key
+    annotations: AnnotationColumns
     _orders: dict[tuple, np.ndarray] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # Answers that depend only on this projection (e.g. unfiltered facets).
@@ -151,32 +100,32 @@ class Projection:
     @classmethod
     def load(cls, dataset, *, annotation_table: pa.Table, annotation_version: int) -> Projection:
         table = dataset.to_table(columns=list(PROJECTED_COLUMNS))
-        trajectory_id = table.column("trajectory_id").combine_chunks()
-        rows = len(trajectory_id)
-        rank = np.empty(rows, dtype=np.int32)
-        rank[pc.sort_indices(trajectory_id).to_numpy()] = np.arange(rows, dtype=np.int32)
+        ids = IdColumn.load(table.column(KEY), rows=table.num_rows)
+        rows = len(ids.array)
         return cls(
             version=dataset.version,
             dataset=dataset,
             rows=rows,
-            ids=IdColumn(trajectory_id),
-            id_rank=rank,
-            coded={name: Coded.from_array(table.column(name)) for name in CODED_FIELDS},
-            floats={name: table.column(name).fill_null(float("nan")).to_numpy() for name in FLOAT_COLUMNS},
-            ints={
-                name: pc.cast(table.column(name), pa.int64()).fill_null(_INT_NULL).to_numpy() for name in INT_COLUMNS
-            },
-            created_at=pc.cast(table.column("created_at"), pa.int64()).to_numpy(),
-            tools=ListColumn.from_lists(table.column("tools"), rows=rows),
-            annotations=Annotations.load(annotation_table, version=annotation_version, trajectory_ids=trajectory_id),
-        )
+            ids=ids,
+            columns={f.name: load_column(f, table.column(f.name), rows=rows) for f in PROJECTED[TRAJECTORIES]
+                     if f.name != KEY},
+            annotations=AnnotationColumns.load(
+                annotation_table, version=annotation_version, trajectory_ids=ids.array
+            ),
+        )  # fmt: skip
 
-    def with_annotations(self, annotations: Annotations) -> Projection:
+    def with_annotations(self, annotations: AnnotationColumns) -> Projection:
         """The same rows with other annotations; sort orders of unchanged columns are kept."""
-        orders = {key: order for key, order in self._orders.items() if not set(key) & set(ANNOTATION_SORT_FIELDS)}
+        orders = {key: order for key, order in self._orders.items() if not set(key) & ANNOTATION_FIELDS}
         return Projection(
             **{**self.__dict__, "annotations": annotations, "_orders": orders, "_lock": threading.Lock(), "cache": {}}
         )
+
+    def column(self, name: str):
+        if name == KEY:
+            return self.ids
+        found = self.columns.get(name)
+        return found if found is not None else self.annotations.columns[name]
 
     # --- rows -------------------------------------------------------------------------------
 
@@ -184,20 +133,12 @@ class Projection:
         """List rows (no steps) built from memory, in the order of `positions`."""
         if len(positions) == 0:
             return []
-        columns: dict[str, list] = {"trajectory_id": self.ids.array.take(pa.array(positions, pa.int64())).to_pylist()}
-        for name, coded in self.coded.items():
-            columns[name] = coded.values_at(positions)
-        for name, values in self.floats.items():
-            columns[name] = [None if value != value else value for value in values[positions].tolist()]
-        for name, values in self.ints.items():
-            columns[name] = [None if value == _INT_NULL else value for value in values[positions].tolist()]
-        columns["created_at"] = [_datetime(value) for value in self.created_at[positions].tolist()]
-        columns["tools"] = self.tools.values_at(positions)
-        notes = self.annotations.fields_at(positions)
-        return [
-            {**{name: values[index] for name, values in columns.items()}, **notes[index]}
-            for index in range(len(positions))
-        ]
+        columns: dict[str, list] = {KEY: self.ids.values_at(positions)}
+        for name, column in self.columns.items():
+            columns[name] = column.values_at(positions)
+        for name, column in self.annotations.columns.items():
+            columns[name] = column.values_at(positions)
+        return [{name: values[index] for name, values in columns.items()} for index in range(len(positions))]
 
     def position_of(self, trajectory_id: str) -> int | None:
         """Binary search over the id order: no scan, no index probe."""
@@ -231,7 +172,7 @@ class Projection:
         if page is not None:
             return page, count
         keys = [self._sort_key(name, descending, candidates) for name, descending in reversed(query.ordering)]
-        ranked = candidates[np.lexsort([self.id_rank[candidates], *[key for pair in keys for key in pair]])]
+        ranked = candidates[np.lexsort([self.ids.rank[candidates], *[key for pair in keys for key in pair]])]
         return ranked[start:stop], count
 
     def _composite_page(self, ordering, candidates: np.ndarray, start: int, stop: int) -> np.ndarray | None:
@@ -244,7 +185,7 @@ class Projection:
         combined = np.zeros(len(candidates), dtype=np.int64)
         for dense, groups in parts:
             combined = combined * groups + dense[candidates]
-        combined = combined * self.rows + self.id_rank[candidates]
+        combined = combined * self.rows + self.ids.rank[candidates]
         stop = min(stop, len(combined))
         if start >= stop:
             return np.empty(0, dtype=np.int64)
@@ -289,28 +230,7 @@ class Projection:
         return mask
 
     def _mask(self, query: TrajectoryQuery) -> np.ndarray | None:
-        notes = self.annotations
-        masks = [self._text_mask(name, match) for name, match in query.text.items()]
-        masks.extend(self._number_mask(name, match) for name, match in query.numbers.items())
-        for name, value in query.booleans.items():
-            if name == "is_bookmarked":
-                masks.append(notes.is_bookmarked == value)
-            else:
-                masks.append(notes.is_success == (-1 if value is None else int(value)))
-        if query.categories:
-            wanted = pa.array(query.categories, pa.string())
-            masks.append(notes.category.mask(notes.category.matching(lambda u: pc.is_in(u, value_set=wanted))))
-        if query.root_cause:
-            text = query.root_cause
-            masks.append(
-                notes.root_cause.mask(
-                    notes.root_cause.matching(lambda u: pc.match_substring(u, text, ignore_case=True))
-                )
-            )
-        if query.tags:
-            masks.append(notes.tags.any_of(query.tags, self.rows))
-        if query.tools:
-            masks.append(self.tools.any_of(query.tools, self.rows))
+        masks = [self.column(name).mask(match, self.rows) for name, match in query.filters]
         if query.search:
             masks.append(self._search_mask(query.search))
         if not masks:
@@ -320,47 +240,15 @@ class Projection:
             combined &= mask
         return combined
 
-    def _text_mask(self, name: str, match: TextMatch) -> np.ndarray:
-        if name == "trajectory_id":
-            mask = self.ids.equal_any(match.exact)
-            for pattern in match.patterns:
-                mask |= self.ids.matches_glob(pattern)
-            return mask
-
-        def predicate(values: pa.Array) -> pa.Array:
-            result = pc.is_in(values, value_set=pa.array(match.exact, pa.string()))
-            for pattern in match.patterns:
-                result = pc.or_(result, pc.match_substring_regex(values, wildcard_regex(pattern)))
-            return result
-
-        coded = self.coded[name]
-        return coded.mask(coded.matching(predicate))
-
     def _search_mask(self, text: str) -> np.ndarray:
         mask = self.ids.contains(text, ignore_case=True)
-        for coded in self.coded.values():
-            mask |= coded.mask(coded.matching(lambda values: pc.match_substring(values, text, ignore_case=True)))
+        for name in fields.SEARCHED:
+            if name != KEY:
+                coded = self.column(name)
+                mask |= coded.rows_with(
+                    coded.matching(lambda values: pc.match_substring(values, text, ignore_case=True))
+                )
         return mask
-
-    def _number_mask(self, name: str, match: NumberMatch) -> np.ndarray:
-        values, present = self._numbers(name)
-        mask = present.copy()
-        if match.values:
-            mask &= np.isin(values, np.array(match.values, dtype=values.dtype))
-        if match.minimum is not None:
-            mask &= values >= match.minimum
-        if match.maximum is not None:
-            mask &= values <= match.maximum
-        return mask
-
-    def _numbers(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        if name in self.floats:
-            values = self.floats[name]
-            return values, ~np.isnan(values)
-        if name == "created_at":
-            return self.created_at, np.ones(self.rows, dtype=bool)
-        values = self.ints[name]
-        return values, values != _INT_NULL
 
     # --- ordering ---------------------------------------------------------------------------
 
@@ -373,27 +261,13 @@ class Projection:
                 order = self._orders.get(key)
                 if order is None:
                     keys = self._sort_key(name, descending, np.arange(self.rows))
-                    order = np.lexsort([self.id_rank, *keys]).astype(np.int32)
+                    order = np.lexsort([self.ids.rank, *keys]).astype(np.int32)
                     self._orders[key] = order
         return order
 
     def _sort_key(self, name: str, descending: bool, positions: np.ndarray) -> list[np.ndarray]:
         """Keys for np.lexsort, least significant first: the value, then its null flag."""
-        if name == "trajectory_id":
-            rank = self.id_rank[positions]
-            return [-rank if descending else rank]
-        if name in self.coded or name == "category":
-            codes = self.coded.get(name, self.annotations.category).codes[positions]
-            return [-codes if descending else codes, codes < 0]
-        if name == "is_bookmarked":
-            values = self.annotations.is_bookmarked[positions].astype(np.int8)
-            return [-values if descending else values]
-        if name == "is_success":
-            values = self.annotations.is_success[positions]
-            return [-values if descending else values, values < 0]
-        values, present = self._numbers(name)
-        values, present = values[positions], present[positions]
-        return [-values if descending else values, ~present]
+        return self.column(name).sort_key(positions, descending)
 
 
 def _differs(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -401,16 +275,3 @@ def _differs(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     if left.dtype.kind == "f":
         return ~((left == right) | (np.isnan(left) & np.isnan(right)))
     return left != right
-
-
-def _microseconds(moment: datetime | None) -> int:
-    if moment is None:
-        return _INT_NULL
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _datetime(microseconds: int) -> datetime | None:
-    if microseconds == _INT_NULL:
-        return None
-    return _EPOCH + timedelta(microseconds=microseconds)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +33,21 @@ _SCHEMAS = {TRAJECTORIES_TABLE: TRAJECTORY_SCHEMA, ANNOTATIONS_TABLE: ANNOTATION
 # Annotation rows rewritten per commit: a bulk change of a million rows is many small commits, so a
 # concurrent single edit conflicts with (and retries) one chunk, not the whole bulk action.
 ANNOTATE_CHUNK = 50_000
+
+
+# Per request (or per command step): the table versions read once and reused by every read in it.
+_scope: ContextVar[dict | None] = ContextVar("trajsite_store_read_scope", default=None)
+
+
+@contextlib.contextmanager
+def read_scope() -> Iterator[None]:
+    """Reads inside share one version check: the first `sync()` looks, the rest reuse its answer
+    (a write through this store in the scope makes the next read look again)."""
+    token = _scope.set({})
+    try:
+        yield
+    finally:
+        _scope.reset(token)
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,7 @@ class TrajectoryStore:
         self._probes: dict[str, Any] = {}
         self._known_versions: dict[str, int] = {}
         self.reads = 0
+        self.version_checks = 0  # how often sync() looked for new versions (tests pin it per request)
         self.engine = QueryEngine(open_tables=self._open_tables)
 
     def _open_tables(self):
@@ -77,12 +96,23 @@ class TrajectoryStore:
     def sync(self, *, force: bool = False) -> tuple[int, int]:
         """Move the table handles to the newest versions (see __init__ for when); returns the
         (trajectories, annotations) versions they read. Threads of a process share the handles:
-        the check and the versions it returns are taken under one lock."""
+        the check and the versions it returns are taken under one lock. Inside a `read_scope()`,
+        only the first call looks."""
+        scope = _scope.get()
+        if scope is not None and not force and self.uri in scope:
+            return scope[self.uri]
+        versions = self._sync(force=force)
+        if scope is not None:
+            scope[self.uri] = versions
+        return versions
+
+    def _sync(self, *, force: bool) -> tuple[int, int]:
         with self._sync_lock:
             now = time.monotonic()
             known = self._known_versions
             due = force or self._dirty or now - self._synced_at >= self.version_check_seconds
             if due or len(known) < 2:
+                self.version_checks += 1
                 for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
                     # The latest version is a cheap look; the handle is re-opened only when it moved.
                     latest = self._probe(name).latest_version
@@ -97,6 +127,9 @@ class TrajectoryStore:
     def _wrote(self) -> None:
         """After a write through this store: the next read re-checks versions."""
         self._dirty = True
+        scope = _scope.get()
+        if scope is not None:
+            scope.pop(self.uri, None)
 
     def _probe(self, name: str):
         probe = self._probes.get(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import template
 
+from trajectories.importing.progress import human_bytes
 from trajectories.pages.cells import EMPTY, cell_text
 
 register = template.Library()
@@ -19,13 +20,6 @@ def get(mapping: dict, key: str):
     return mapping.get(key)
 
 
-@register.filter
-def human_bytes(count: int | None) -> str:
-    if count is None:
-        return EMPTY
-    size = float(count)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"
+@register.filter(name="human_bytes")
+def human_bytes_or_empty(count: int | None) -> str:
+    return EMPTY if count is None else human_bytes(count)

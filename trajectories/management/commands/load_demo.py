@@ -5,11 +5,11 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from trajectories import reads
 from trajectories.demo import DemoShape, write_jsonl
 from trajectories.importing.errors import ErrorSink
 from trajectories.importing.jobs import run_job, start_job
 from trajectories.importing.pipeline import ImportOptions
-from trajectories.store import get_store
 
 
 class Command(BaseCommand):
@@ -20,7 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--if-empty", action="store_true", help="do nothing when the store has trajectories")
 
     def handle(self, *args, **options) -> None:
-        if options["if_empty"] and get_store().count():
+        if options["if_empty"] and reads.total():
             self.stdout.write("store is not empty; demo data not loaded")
             return
         path = settings.VAR_DIR / "demo.jsonl"

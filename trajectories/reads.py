@@ -1,0 +1,101 @@
+"""The read path: every read of trajectories that pages, the API, commands and charts make.
+
+Like Django's `ChangeList` over `_meta`, these selectors are the one way to ask the store a question;
+nothing in `pages/` or `api/` calls the store directly. Each takes keyword-only arguments. Reads that
+a page shows are cached once, by `@_cached` around the function (Redis, keyed by the generation and
+table versions, read once per request); reads that state what a write will act on (`matching_ids`,
+`existing_ids`) or stream (`records`) always ask the store.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+from trajectories import cache
+from trajectories.query import TrajectoryQuery
+from trajectories.store import ResultPage, get_store
+
+P = ParamSpec("P")
+T = TypeVar("T")
+# Single trajectories above this size are not cached (a 5 MB observation is cheaper read from LanceDB).
+MAX_ENTRY_BYTES = 512 * 1024
+
+
+def _cached(kind: str, question: Callable[..., str], *, max_bytes: int | None = None):
+    """Cache a selector's answers under `kind`, keyed by `question(**kwargs)`."""
+
+    def decorate(read: Callable[P, T]) -> Callable[P, T]:
+        @functools.wraps(read)
+        def wrapper(**kwargs) -> T:
+            return cache.cached(kind, question(**kwargs), lambda: read(**kwargs), max_bytes=max_bytes)
+
+        wrapper.uncached = read
+        return wrapper
+
+    return decorate
+
+
+def _filters(*, query: TrajectoryQuery | None = None, **_) -> str:
+    return repr(query.filter_key()) if query is not None and query.is_filtered else "all"
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """Where one trajectory sits in a list: the ids before and after it, its 0-based index, the count."""
+
+    previous_id: str | None
+    next_id: str | None
+    index: int | None
+    count: int
+
+
+@_cached("page", lambda *, query: cache.normalised(query))
+def page(*, query: TrajectoryQuery) -> ResultPage:
+    """One page of list rows (no steps) matching `query`, with the exact count."""
+    return get_store().page(query=query)
+
+
+@_cached("count", _filters)
+def count(*, query: TrajectoryQuery) -> int:
+    return get_store().count_matching(query=query)
+
+
+@_cached("facets", _filters)
+def facets(*, query: TrajectoryQuery | None = None) -> dict[str, list[tuple[str | None, int]]]:
+    """Per facet field, (value, count) among the matching rows, most frequent first; None counts the
+    rows with no value."""
+    return get_store().facets(query=query if query is not None and query.is_filtered else None)
+
+
+@_cached("total", lambda: "")
+def total() -> int:
+    return get_store().count()
+
+
+@_cached("trajectory", lambda *, trajectory_id: trajectory_id, max_bytes=MAX_ENTRY_BYTES)
+def trajectory(*, trajectory_id: str) -> dict[str, Any] | None:
+    """One trajectory with its steps (JSON text) and annotations, or None."""
+    return get_store().get(trajectory_id=trajectory_id)
+
+
+@_cached("neighbours", lambda *, query, trajectory_id: repr((cache.normalised(query), trajectory_id)))
+def neighbours(*, query: TrajectoryQuery, trajectory_id: str) -> Neighbours:
+    return Neighbours(*get_store().neighbours(query=query, trajectory_id=trajectory_id))
+
+
+def matching_ids(*, query: TrajectoryQuery) -> list[str]:
+    """Every id matching `query`, sorted, from the newest versions (what a bulk action acts on)."""
+    return get_store().matching_ids(query=query)
+
+
+def existing_ids(*, ids: list[str]) -> set[str]:
+    """Which of `ids` are stored now."""
+    return get_store().existing_ids(ids=ids)
+
+
+def records(*, trajectory_ids: list[str]) -> Iterator[dict[str, Any]]:
+    """Full records (steps and annotations) in batches, all from one table version (exports)."""
+    return get_store().records(trajectory_ids=trajectory_ids)
