@@ -49,6 +49,34 @@ def test_actions_needing_a_value_or_a_selection_say_so(staff_client, stored):
     assert "No trajectories selected" in response.content.decode()
 
 
+def test_a_bad_list_query_is_an_error_not_an_empty_or_wider_selection(staff_client, stored):
+    form = {"action": "bookmark", "select_all": "1", "query": "agent_name=beta&reward_min=high"}
+    response = staff_client.post(URL, form, follow=True)
+    body = response.content.decode()
+    assert "Nothing changed: the list&#x27;s filters are not valid (reward_min: &#x27;high&#x27; is not" in body
+    assert "No trajectories selected" not in body
+    assert not any(stored.get(trajectory_id=f"t{i}")["is_bookmarked"] for i in range(10))
+
+
+def test_an_action_value_over_its_limit_is_refused_with_the_limit(staff_client, stored):
+    response = staff_client.post(URL, {"action": "category", "value": "c" * 250, "ids": ["t1"]}, follow=True)
+    assert "Nothing changed: category: at most 200 characters (got 250)" in response.content.decode()
+    assert stored.get(trajectory_id="t1")["category"] == "correct"
+
+
+def test_the_action_menu_is_the_actions_definition(staff_client, stored, django_user_model):
+    from trajectories.pages.actions import ACTIONS
+
+    body = staff_client.get("/trajectories/").content.decode()
+    offered = re.findall(r'<option value="([a-z_]+)"', body.split('id="action-select"')[1].split("</select>")[0])
+    assert offered == [name for name, action in ACTIONS.items() if not action.destructive]
+    admin = django_user_model.objects.create_superuser(username="boss", password="pw-boss-123")
+    staff_client.force_login(admin)
+    body = staff_client.get("/trajectories/").content.decode()
+    offered = re.findall(r'<option value="([a-z_]+)"', body.split('id="action-select"')[1].split("</select>")[0])
+    assert offered == list(ACTIONS)
+
+
 def test_export_streams_reimportable_jsonl(staff_client, stored, tmp_path, run_import):
     response = staff_client.post(URL, {"action": "export", "select_all": "1", "query": "agent_name=beta"})
     assert response["Content-Type"] == "application/x-ndjson"

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from django.urls import reverse
+from rest_framework.test import APIClient
 
 from trajectories.store import AnnotationChange
 
@@ -134,6 +135,26 @@ def test_a_stale_form_saves_only_what_it_changed(staff_client, stored):
     assert (record["category"], record["notes"], record["tags"]) == ("elsewhere", "mine", ["arith", "new"])
     response = staff_client.post(url, {**form, "notes": ""}, follow=True)
     assert "Nothing changed." in response.content.decode()
+
+
+def test_a_value_over_a_limit_is_shown_next_to_its_field_and_nothing_is_lost(staff_client, stored):
+    url = reverse("trajectories:annotate", args=["b"])
+    long = "é" * 201
+    form = {"category": long, "notes": "kept note", "tags": "ok\n" + "t" * 101, "list_params": "ordering=reward"}
+    response = staff_client.post(url, form)
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert 'id="error-category"><li>at most 200 characters (got 201)</li>' in body
+    assert 'id="error-tags"><li>a tag has at most 100 characters' in body
+    assert f'value="{long}"' in body and "kept note</textarea>" in body, "what the user typed stays in the form"
+    record = stored.get(trajectory_id="b")
+    assert (record["category"], record["notes"]) != (long, "kept note"), "nothing saved"
+    # The API says the same thing about the same value.
+    api = APIClient()
+    api.force_login(response.wsgi_request.user)
+    answer = api.patch("/api/trajectories/b/", {"category": long}, format="json")
+    assert answer.status_code == 400
+    assert answer.json() == {"category": ["at most 200 characters (got 201)"]}
 
 
 def test_raw_json_is_the_canonical_record(staff_client, stored):

@@ -36,8 +36,12 @@ def test_upload_imports_in_background_and_reports(staff_client, store, record, s
     assert all(str(tmp_path / "uploads") in source for source in job.sources), "uploads stay in their folder"
     page = staff_client.get(response["Location"]).content.decode()
     assert "3</strong> imported" in page and "invalid JSON" in page and "dump.jsonl" in page
+    assert f'href="/trajectories/?import_id={job.pk}" id="job-trajectories"' in page
+    added = staff_client.get(f"/api/trajectories/?import_id={job.pk}").json()
+    assert sorted(row["trajectory_id"] for row in added["results"]) == ["u0", "u1", "u2"]
     status = staff_client.get(reverse("trajectories:import-job-status", args=[job.pk])).json()
     assert status["finished"] and status["fraction"] == 1.0
+    assert (status["records"], status["imported"], status["rejected"], status["updated"]) == (4, 3, 1, 0)
     report = staff_client.get(reverse("trajectories:import-job-report", args=[job.pk]))
     assert b"json: invalid JSON" in b"".join(report.streaming_content)
     assert store.get(trajectory_id="u1")["training_id"] == "run-a"

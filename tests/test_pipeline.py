@@ -49,3 +49,34 @@ def test_import_killed_half_way_then_rerun_has_every_record_once(tmp_path, setti
     ids = store._table("trajectories").to_lance().to_table(columns=["trajectory_id"]).column(0).to_pylist()
     assert len(set(ids)) == 4000
     assert f"{4000 - partial:,} imported" in rerun.stdout
+
+
+def test_any_caller_of_the_pipeline_invalidates_the_caches(store, record, write_jsonl):
+    """The run sends `trajectories_changed` itself: a script calling it directly (no command, no
+    job) still makes every cached page and count move on."""
+    from trajectories import cache, reads
+    from trajectories.importing.errors import ErrorSink
+    from trajectories.importing.pipeline import COUNTERS, ImportOptions, ImportRun
+
+    assert reads.total() == 0
+    before = cache.generation()
+    run = ImportRun(
+        paths=[str(write_jsonl([record(trajectory_id=f"p{i}") for i in range(3)]))],
+        options=ImportOptions(),
+        store=store,
+        errors=ErrorSink(),
+    )
+    progress = run.run()
+    assert cache.generation() > before
+    assert reads.total() == 3
+    assert progress.counts() == dict.fromkeys(COUNTERS, 0) | {
+        "records": 3, "imported": 3, "bytes_read": progress.bytes_total, "bytes_total": progress.bytes_total,
+    }  # fmt: skip
+
+
+def test_the_import_counters_are_the_job_columns_and_the_status_keys():
+    from trajectories.importing.pipeline import COUNTERS
+    from trajectories.models import ImportJob
+
+    columns = {field.name for field in ImportJob._meta.get_fields()}
+    assert set(COUNTERS) <= columns

@@ -62,8 +62,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "trajsite.middleware.ReadScopeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the app itself, so gunicorn serves pages with their CSS and scripts.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # One cache generation and one table-version check per request (trajectories.cache.read_scope).
+    "trajsite.middleware.ReadScopeMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -188,6 +191,13 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# Served by WhiteNoise: from STATIC_ROOT after `collectstatic` (compressed, cached for a year by
+# name); without it, straight from the apps' static folders, so `make run` and gunicorn look alike.
+WHITENOISE_USE_FINDERS = True
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 
 LOGGING = {
     "version": 1,

@@ -18,7 +18,7 @@ from lancedb.index import BTree
 
 from trajectories.query import TrajectoryQuery
 
-from . import commits, filters
+from . import commits
 from .annotations import AnnotationChange, blank_annotation
 from .engine import QueryEngine, ResultPage
 from .schema import (
@@ -177,7 +177,7 @@ class TrajectoryStore:
 
     def count_imported(self, *, import_id: str) -> int:
         """Rows stored by one import job, over all its runs (a resumed job counts what it wrote before)."""
-        return _latest(self._table(TRAJECTORIES_TABLE)).count_rows(filter=filters.equals("import_id", import_id))
+        return _latest(self._table(TRAJECTORIES_TABLE)).count_rows(filter=pc.field("import_id") == import_id)
 
     def existing_ids(self, *, ids: list[str], indexed_only: bool = False) -> set[str]:
         """Which of `ids` are stored already, in one indexed lookup.
@@ -204,13 +204,9 @@ class TrajectoryStore:
             # A loaded projection finds the row by binary search and takes it from its own version.
             return self.engine.get(trajectory_id, projection)
         self.sync()
-        rows = (
-            self._table(TRAJECTORIES_TABLE)
-            .search()
-            .where(filters.equals("trajectory_id", trajectory_id))
-            .limit(1)
-            .to_arrow()
-        )
+        # A pyarrow expression, not SQL text: the id is a value, never part of a filter string.
+        dataset = self._table(TRAJECTORIES_TABLE).to_lance()
+        rows = dataset.to_table(filter=pc.field(KEY) == trajectory_id, limit=1)
         if rows.num_rows == 0:
             return None
         record = rows.to_pylist()[0]

@@ -14,8 +14,37 @@ document.addEventListener("DOMContentLoaded", () => {
       credentials: "same-origin",
       body: JSON.stringify(body),
     });
-    if (!response.ok) throw new Error(`${response.status}: ${await response.text()}`);
+    if (!response.ok) {
+      const text = await response.text();
+      const error = new Error(`${response.status}: ${text}`);
+      if (response.status === 400) {
+        try {
+          error.fields = JSON.parse(text);
+        } catch {
+          // not JSON: the message above says it
+        }
+      }
+      throw error;
+    }
     return response.json();
+  };
+
+  // The API's field errors shown next to their fields, as the form without JavaScript shows them.
+  const showErrors = (errors) => {
+    for (const list of form.querySelectorAll("ul.errorlist")) list.remove();
+    for (const [name, messages] of Object.entries(errors || {})) {
+      const field = form.elements[name.endsWith("_tags") ? "tags" : name];
+      if (!field || !Array.isArray(messages)) continue;
+      const list = document.createElement("ul");
+      list.className = "errorlist";
+      list.id = `error-${field.name}`;
+      for (const message of messages) {
+        const item = document.createElement("li");
+        item.textContent = message;
+        list.append(item);
+      }
+      field.after(list);
+    }
   };
 
   // Only what the user changed since the form was filled is sent: tags as additions and removals,
@@ -54,11 +83,13 @@ document.addEventListener("DOMContentLoaded", () => {
     status.textContent = "saving…";
     try {
       const saved = await patch(body);
+      showErrors({});
       show(saved);
       baseline = current();
       status.textContent = `saved ${new Date(saved.updated_at).toLocaleTimeString()}`;
     } catch (error) {
-      status.textContent = `not saved: ${error.message}`;
+      showErrors(error.fields);
+      status.textContent = error.fields ? "not saved: correct the fields marked below" : `not saved: ${error.message}`;
     }
   });
 
