@@ -19,14 +19,16 @@ def test_conflicts_are_retried_until_the_operation_commits():
             raise OSError("Retryable commit conflict for version 7: This CreateIndex transaction was preempted")
         return "done"
 
-    assert retrying(flaky, what="test") == "done" and len(attempts) == 3
+    assert retrying(flaky, action="test") == "done" and len(attempts) == 3
 
 
 def test_a_conflict_past_the_deadline_is_store_busy_and_other_errors_pass():
     with pytest.raises(StoreBusy, match="still conflicting"):
-        retrying(lambda: (_ for _ in ()).throw(OSError("Too many concurrent writers")), what="t", deadline_seconds=0.05)
+        retrying(
+            lambda: (_ for _ in ()).throw(OSError("Too many concurrent writers")), action="t", deadline_seconds=0.05
+        )
     with pytest.raises(ValueError, match="bad value"):
-        retrying(lambda: (_ for _ in ()).throw(ValueError("bad value")), what="t")
+        retrying(lambda: (_ for _ in ()).throw(ValueError("bad value")), action="t")
     assert not is_conflict(OSError("No space left on device"))
 
 

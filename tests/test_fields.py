@@ -79,6 +79,10 @@ def stored(django_db_setup, django_db_blocker, tmp_path_factory):
             row["trajectory_id"]: row for row in (api.get(_detail_url(r["trajectory_id"])).json() for r in _records())
         }
         yield {"rows": rows, "user": user}
+        # Rows made outside any test's transaction: leave the database as the next module expects it.
+        from trajectories.models import ImportJob
+
+        ImportJob.objects.all().delete()
         user.delete()
     settings.TRAJSITE_DATA_DIR, settings.TRAJSITE_CACHE = previous
     reset_store()
@@ -278,6 +282,17 @@ def test_what_one_import_added_is_one_filter(stored, api):
     found = api.get("/api/trajectories/", {"import_id": import_id}).json()
     assert found["count"] == len(stored["rows"])
     assert api.get("/api/trajectories/", {"source_format": "canonical"}).json()["count"] == len(stored["rows"])
+
+
+def test_grouping_keys_and_measures_are_the_training_questions():
+    """What charts and groups split by, and what they aggregate (the analytics read these lists)."""
+    assert set(fields.GROUP_KEYS) == {
+        "training_id", "agent_name", "epoch_id", "iteration_id", "data_id", "category", "tools", "tags", "import_id",
+    }  # fmt: skip
+    assert set(fields.MEASURES) == {
+        "reward", "toolcall_reward", "res_reward", "step_count", "tool_call_count", "exec_time", "is_success",
+    }  # fmt: skip
+    assert all(fields.get(name).projected for name in fields.GROUP_KEYS + fields.MEASURES)
 
 
 def test_the_catalogue_is_the_one_description():

@@ -32,7 +32,6 @@ def _cached(kind: str, question: Callable[..., str], *, max_bytes: int | None = 
         def wrapper(**kwargs) -> T:
             return cache.cached(kind, question(**kwargs), lambda: read(**kwargs), max_bytes=max_bytes)
 
-        wrapper.uncached = read
         return wrapper
 
     return decorate

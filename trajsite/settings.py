@@ -194,6 +194,8 @@ STATIC_ROOT = VAR_DIR / "static"
 # Served by WhiteNoise: from STATIC_ROOT after `collectstatic` (compressed, cached for a year by
 # name); without it, straight from the apps' static folders, so `make run` and gunicorn look alike.
 WHITENOISE_USE_FINDERS = True
+# collectstatic fills it; made here so that a site never collected does not warn on every start.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

@@ -78,7 +78,6 @@ class ImportProgress(ImportCounts):
     seconds: float = 0.0
     files: list[str] = field(default_factory=list)
     in_import_duplicates: int = 0
-    stored_rejected: int = 0
 
     @property
     def records_per_second(self) -> float:
@@ -280,7 +279,6 @@ class _Writer:
         progress.imported = self.inserted
         progress.updated = self.updated
         progress.duplicates = progress.in_import_duplicates + self.duplicates
-        progress.stored_rejected = self.rejected
 
     def submit(self, batch: Batch) -> None:
         self._raise_failure()

@@ -6,21 +6,17 @@ from django.conf import settings
 
 from .annotations import UNSET, AnnotationChange
 from .commits import StoreBusy
-from .engine import FACET_FIELDS, ResultPage
-from .repository import TableStats, TrajectoryStore, WriteResult, read_scope
-from .schema import ANNOTATION_SCHEMA, TRAJECTORY_SCHEMA
+from .engine import ResultPage
+from .repository import TrajectoryStore, read_scope
+from .schema import TRAJECTORY_SCHEMA
 
 __all__ = [
-    "ANNOTATION_SCHEMA",
-    "FACET_FIELDS",
     "TRAJECTORY_SCHEMA",
     "UNSET",
     "AnnotationChange",
     "ResultPage",
     "StoreBusy",
-    "TableStats",
     "TrajectoryStore",
-    "WriteResult",
     "get_store",
     "read_scope",
     "reset_store",

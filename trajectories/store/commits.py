@@ -34,7 +34,7 @@ def is_conflict(error: BaseException) -> bool:
     return any(marker in text for marker in _CONFLICT_MARKERS)
 
 
-def retrying(operation: Callable[[], T], *, what: str, deadline_seconds: float = DEADLINE_SECONDS) -> T:
+def retrying(operation: Callable[[], T], *, action: str, deadline_seconds: float = DEADLINE_SECONDS) -> T:
     """`operation()` until it commits without a conflict; each attempt must re-read what it needs."""
     started = time.monotonic()
     pause = _FIRST_PAUSE
@@ -47,8 +47,8 @@ def retrying(operation: Callable[[], T], *, what: str, deadline_seconds: float =
             if not is_conflict(error):
                 raise
             if time.monotonic() - started >= deadline_seconds:
-                raise StoreBusy(f"{what}: still conflicting with other writers after {attempts} attempts") from error
-            log.debug("%s: commit conflict (attempt %s), retrying", what, attempts)
+                raise StoreBusy(f"{action}: still conflicting with other writers after {attempts} attempts") from error
+            log.debug("%s: commit conflict (attempt %s), retrying", action, attempts)
         # Jitter spreads writers that collided so the next round does not collide again.
         time.sleep(pause * (0.5 + random.random()))
         pause = min(pause * 2, _LONGEST_PAUSE)

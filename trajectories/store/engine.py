@@ -151,9 +151,9 @@ class QueryEngine:
             chunk = positions[start : start + batch]
             rows = projection.dataset.take(pa.array(np.sort(chunk))).to_pylist()
             by_position = dict(zip(np.sort(chunk).tolist(), rows, strict=True))
-            notes = projection.annotations.fields_at(chunk)
-            for position, note in zip(chunk.tolist(), notes, strict=True):
-                yield {**by_position[position], **note}
+            annotations = projection.annotations.fields_at(chunk)
+            for position, annotation in zip(chunk.tolist(), annotations, strict=True):
+                yield {**by_position[position], **annotation}
 
     def count(self, query: TrajectoryQuery) -> int:
         projection = self.current()

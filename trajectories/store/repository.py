@@ -164,7 +164,7 @@ class TrajectoryStore:
             # Stores made before keys were declared: declare it, so concurrent inserts stay unique.
             commits.retrying(
                 lambda: _latest(table).update_field_metadata({KEY: commits.PRIMARY_KEY_METADATA}),
-                what=f"declaring the key of {name}",
+                action=f"declaring the key of {name}",
             )
             table.checkout_latest()
         return table
@@ -320,7 +320,7 @@ class TrajectoryStore:
             chunk = ids[start : start + ANNOTATE_CHUNK]
             rows, created, before, after = commits.retrying(
                 lambda chunk=chunk: self._rewrite_annotations(chunk, changes, now=now, user=user),
-                what="annotating",
+                action="annotating",
             )
             done += len(rows) - self._drop_orphans(created)
             self.engine.annotations_written(rows, before=before, after=after)
@@ -398,7 +398,7 @@ class TrajectoryStore:
         if orphans:
             table = self._table(ANNOTATIONS_TABLE)
             predicate = pc.field(KEY).isin(orphans)
-            commits.retrying(lambda: _latest(table).delete(predicate), what="removing orphan annotations")
+            commits.retrying(lambda: _latest(table).delete(predicate), action="removing orphan annotations")
         return len(orphans)
 
     def _present(self, ids: list[str]) -> set[str]:
@@ -413,12 +413,12 @@ class TrajectoryStore:
             return 0
         trajectories, annotations = self._table(TRAJECTORIES_TABLE), self._table(ANNOTATIONS_TABLE)
         predicate = pc.field(KEY).isin(stored)
-        commits.retrying(lambda: _latest(trajectories).delete(predicate), what="deleting trajectories")
+        commits.retrying(lambda: _latest(trajectories).delete(predicate), action="deleting trajectories")
         # Only the annotations of ids still gone: one re-imported in between keeps its new annotations.
         gone = sorted(set(stored) - self._present(stored))
         if gone:
             predicate = pc.field(KEY).isin(gone)
-            commits.retrying(lambda: _latest(annotations).delete(predicate), what="deleting annotations")
+            commits.retrying(lambda: _latest(annotations).delete(predicate), action="deleting annotations")
         self.sync(force=True)
         return len(stored)
 
@@ -431,7 +431,7 @@ class TrajectoryStore:
                 builder = builder.when_matched_update_all()
             return builder.when_not_matched_insert_all().use_index(False).execute(rows)
 
-        return commits.retrying(merge, what=f"writing {name}")
+        return commits.retrying(merge, action=f"writing {name}")
 
     # --- maintenance ------------------------------------------------------------------------
 
@@ -439,7 +439,7 @@ class TrajectoryStore:
         """BTREE on trajectory_id for both tables; new rows are folded in by `optimize`."""
         for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
             table = self._table(name)
-            commits.retrying(lambda table=table: _ensure_key_index(table), what=f"indexing {name}")
+            commits.retrying(lambda table=table: _ensure_key_index(table), action=f"indexing {name}")
 
     def refresh_indexes(self) -> None:
         """Fold rows written since the last index build into the indexes (cheap; no data rewrite)."""
@@ -448,7 +448,7 @@ class TrajectoryStore:
             table = self._table(name)
             if table.list_indices():
                 commits.retrying(
-                    lambda table=table: _latest(table).optimize.optimize_indices(), what=f"refreshing {name}"
+                    lambda table=table: _latest(table).optimize.optimize_indices(), action=f"refreshing {name}"
                 )
         self.sync(force=True)
 
@@ -457,7 +457,7 @@ class TrajectoryStore:
         self.ensure_indexes()
         for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
             table = self._table(name)
-            commits.retrying(lambda table=table: table.optimize(cleanup_older_than=keep_versions), what="optimizing")
+            commits.retrying(lambda table=table: table.optimize(cleanup_older_than=keep_versions), action="optimizing")
         self._wrote()
         return self.stats()
 

@@ -1,0 +1,58 @@
+"""The import rules of ARCHITECTURE.md that a machine can check."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "trajectories"
+# What presentation code may take from the store: types, never the store itself.
+STORE_TYPES = {"AnnotationChange", "StoreBusy", "UNSET", "ResultPage"}
+
+
+def _imports(path: Path) -> list[tuple[str, set[str]]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.append((node.module, {alias.name for alias in node.names}))
+        elif isinstance(node, ast.Import):
+            found.extend((alias.name, set()) for alias in node.names)
+    return found
+
+
+def _modules(folder: str) -> list[Path]:
+    return sorted((PACKAGE / folder).rglob("*.py")) if folder else [PACKAGE]
+
+
+def test_only_the_store_imports_lancedb():
+    offenders = [
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if any(module.split(".")[0] in {"lancedb", "lance"} for module, _ in _imports(path))
+        and "store" not in path.relative_to(PACKAGE).parts
+    ]
+    assert offenders == []
+
+
+def test_the_catalogue_and_the_parser_stand_alone():
+    assert [m for m, _ in _imports(PACKAGE / "fields.py") if m.startswith("trajectories")] == []
+    taken = {(m, frozenset(names)) for m, names in _imports(PACKAGE / "query.py") if m.startswith("trajectories")}
+    assert all(m == "trajectories.fields" or names == {"fields"} for m, names in taken), taken
+
+
+def test_the_store_imports_only_the_catalogue_and_the_parser():
+    for path in _modules("store"):
+        outside = {
+            m for m, _ in _imports(path) if m.startswith("trajectories") and not m.startswith("trajectories.store")
+        }
+        assert outside <= {"trajectories", "trajectories.fields", "trajectories.query"}, path.name
+
+
+def test_pages_and_api_read_through_the_read_path():
+    for folder in ("pages", "api"):
+        for path in _modules(folder):
+            source = path.read_text()
+            assert "get_store" not in source and "TrajectoryStore" not in source, path.name
+            for module, names in _imports(path):
+                if module.startswith("trajectories.store"):
+                    assert names <= STORE_TYPES, (path.name, names - STORE_TYPES)
