@@ -253,6 +253,13 @@ def test_defaults_and_summaries_are_shown(stored, api, page_client):
     body = page_client.get("/trajectories/").content.decode()
     for name in fields.DEFAULT_COLUMNS:
         assert f'class="column-{name}' in body, name
+    for field in fields.FILTERED:
+        if field.filter is Filter.BOOLEAN:
+            block = body.split(f'data-filter-title="{field.label}"')[1].split("</details>")[0]
+            assert [label for _, label in field.choices] == re.findall(r'">([^<]+)</a></li>', block)[1:], field.name
+            assert {value for value, _ in field.choices} == (
+                {"true", "false", "null"} if field.kind is Kind.TRISTATE else {"true", "false"}
+            )
     row = api.get("/api/trajectories/").json()["results"][0]
     assert {field.name for field in fields.SUMMARY} <= set(row)
 

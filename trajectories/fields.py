@@ -95,6 +95,7 @@ class Field:
     step: str = "1"  # the range inputs' step
     display: Display = Display.TEXT
     exported: bool = False  # a field of the canonical import format, written by the export
+    choices: tuple[tuple[str, str], ...] = ()  # a BOOLEAN filter's values and their labels on the page
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -175,10 +176,11 @@ FIELDS: tuple[Field, ...] = (
        nullable=False, display=Display.DATETIME, **_RANGE),
     _f("imported_at", Kind.TIME, T, "Imported", "When it was imported.", nullable=False),
     _f("is_bookmarked", Kind.BOOL, A, "Bookmark", "Bookmarked.", nullable=False, filter=Filter.BOOLEAN,
-       sortable=True, column=True, default_column=True, summary=True, display=Display.STAR),
+       sortable=True, column=True, default_column=True, summary=True, display=Display.STAR,
+       choices=(("true", "Bookmarked"), ("false", "Not bookmarked"))),
     _f("is_success", Kind.TRISTATE, A, "Success", "Judged successful, failed, or not judged (null).",
        filter=Filter.BOOLEAN, sortable=True, column=True, default_column=True, summary=True, measure=True,
-       display=Display.YES_NO),
+       display=Display.YES_NO, choices=(("true", "Success"), ("false", "Failure"), ("null", "Not judged"))),
     _f("category", Kind.TEXT, A, "Category", "The analysis category.", filter=Filter.ANY_OF, sortable=True,
        facet=True, group=True, column=True, default_column=True, summary=True),
     _f("root_cause", Kind.TEXT, A, "Root cause", "The root cause (contains, case-insensitive).",

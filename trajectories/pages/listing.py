@@ -147,25 +147,25 @@ def _facets(state: UrlState, query: q.TrajectoryQuery) -> list[dict]:
 
 
 def _boolean_filters(state: UrlState) -> list[dict]:
-    choices = {
-        "is_success": (("true", "Success"), ("false", "Failure"), ("null", "Not judged")),
-        "is_bookmarked": (("true", "Bookmarked"), ("false", "Not bookmarked")),
-    }
     blocks = []
-    for name, options in choices.items():
-        current = state.params.get(name)
+    for field in fields.FILTERED:
+        if field.filter is not fields.Filter.BOOLEAN:
+            continue
+        current = state.params.get(field.param)
         items = [
-            {"label": label, "url": state.url(**{name: value}), "active": current == value} for value, label in options
+            {"label": label, "url": state.url(**{field.param: value}), "active": current == value}
+            for value, label in field.choices
         ]
         blocks.append(
             {
-                "title": "Success" if name == "is_success" else "Bookmark",
+                "title": field.label,
                 "items": items,
-                "all_url": state.without(name),
+                "all_url": state.without(field.param),
                 "any_active": current is not None,
             }
         )
-    return blocks
+    # Success first: it is the question asked most.
+    return sorted(blocks, key=lambda block: block["title"] != fields.get("is_success").label)
 
 
 def _ranges(state: UrlState) -> list[dict]:
