@@ -274,6 +274,19 @@ def test_every_filter_parameter_is_in_the_openapi_schema(stored, api):
     assert {field.name for field in fields.FIELDS} <= set(detail)
 
 
+def test_the_schema_states_the_annotation_limits(api):
+    from trajectories import annotating
+
+    schema = yaml.safe_load(api.get("/api/schema/").content)
+    for name in ("Annotation", "PatchedAnnotation"):
+        properties = schema["components"]["schemas"][name]["properties"]
+        for field, limit in annotating.TEXT_LIMITS.items():
+            assert properties[field]["maxLength"] == limit, (name, field)
+        for field in ("tags", "add_tags"):
+            assert properties[field]["maxItems"] == annotating.MAX_TAGS
+            assert properties[field]["items"]["maxLength"] == annotating.MAX_TAG_LENGTH
+
+
 def test_tool_call_count_is_a_field_like_step_count(stored, api):
     rows = stored["rows"]
     assert {key: row["tool_call_count"] for key, row in rows.items()} == {

@@ -9,6 +9,8 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
+from trajectories.store import AnnotationChange
+
 pytestmark = pytest.mark.django_db
 URL = reverse("trajectories:actions")
 
@@ -56,6 +58,17 @@ def test_a_bad_list_query_is_an_error_not_an_empty_or_wider_selection(staff_clie
     assert "Nothing changed: the list&#x27;s filters are not valid (reward_min: &#x27;high&#x27; is not" in body
     assert "No trajectories selected" not in body
     assert not any(stored.get(trajectory_id=f"t{i}")["is_bookmarked"] for i in range(10))
+
+
+def test_all_matching_a_list_filtered_by_spaces_acts_on_what_the_list_showed(staff_client, stored):
+    stored.annotate(trajectory_ids=["t3"], change=AnnotationChange(root_cause="a b"), user="x")
+    listed = staff_client.get("/trajectories/", {"root_cause": " "}).content.decode()
+    assert 'value="t3"' in listed and "1 result" in listed
+    form = {"action": "bookmark", "select_all": "1", "query": "root_cause=+"}
+    confirm = staff_client.post(URL, form)
+    assert "<strong>1</strong> trajectories" in confirm.content.decode()
+    staff_client.post(URL, {**form, "confirm": _token(confirm)})
+    assert [i for i in range(10) if stored.get(trajectory_id=f"t{i}")["is_bookmarked"]] == [3]
 
 
 def test_an_action_value_over_its_limit_is_refused_with_the_limit(staff_client, stored):

@@ -157,6 +157,25 @@ def test_a_value_over_a_limit_is_shown_next_to_its_field_and_nothing_is_lost(sta
     assert answer.json() == {"category": ["at most 200 characters (got 201)"]}
 
 
+def test_a_stored_tag_that_breaks_the_rules_never_blocks_a_save(staff_client, stored):
+    """An import may store any tag ("two\nlines", " padded"); the form still saves, and removes it."""
+    stored.annotate(trajectory_ids=["b"], change=AnnotationChange(tags=("two\nlines", " padded", "keep")), user="i")
+    url = reverse("trajectories:annotate", args=["b"])
+    was = {"was_tags": ["two\nlines", " padded", "keep"], "was_category": "", "was_root_cause": "", "was_notes": ""}
+    response = staff_client.post(url, {**was, "category": "newcat", "tags": "two\nlines\n padded\nkeep"})
+    assert response.status_code == 302
+    record = stored.get(trajectory_id="b")
+    assert record["category"] == "newcat"
+    assert sorted(record["tags"]) == ["keep", "lines", "padded", "two"], "each line is a tag now; nothing lost"
+    api = APIClient()
+    api.force_login(response.wsgi_request.user)
+    stored.annotate(trajectory_ids=["b"], change=AnnotationChange(add_tags=(" odd",)), user="i")
+    answer = api.patch("/api/trajectories/b/", {"remove_tags": [" odd"]}, format="json")
+    assert answer.status_code == 200 and " odd" not in answer.json()["tags"]
+    blank = api.patch("/api/trajectories/b/", {"add_tags": ["  "]}, format="json")
+    assert blank.status_code == 400 and blank.json() == {"add_tags": ["a tag cannot be empty"]}
+
+
 def test_raw_json_is_the_canonical_record(staff_client, stored):
     response = staff_client.get(reverse("trajectories:raw", args=["a"]), {"download": 1})
     assert response["Content-Disposition"].startswith("attachment")

@@ -99,3 +99,10 @@ def test_list_renders_hostile_values_as_text(staff_client, store, record, write_
     body = staff_client.get(URL).content.decode()
     assert "<img src=x" not in body and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in body
     assert "x&lt;b&gt;" in body
+
+
+def test_empty_form_fields_redirect_to_the_list_without_them(staff_client, stored):
+    response = staff_client.get("/trajectories/?epoch_id=&agent_name=alpha&reward_min=")
+    assert response.status_code == 302 and response["Location"] == "/trajectories/?agent_name=alpha"
+    only_empty = staff_client.get("/trajectories/?epoch_id=")
+    assert only_empty.status_code == 302 and only_empty["Location"] == "/trajectories/?"

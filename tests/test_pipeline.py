@@ -57,6 +57,7 @@ def test_any_caller_of_the_pipeline_invalidates_the_caches(store, record, write_
     from trajectories import cache, reads
     from trajectories.importing.errors import ErrorSink
     from trajectories.importing.pipeline import COUNTERS, ImportOptions, ImportRun
+    from trajectories.signals import trajectories_changed
 
     assert reads.total() == 0
     before = cache.generation()
@@ -66,7 +67,18 @@ def test_any_caller_of_the_pipeline_invalidates_the_caches(store, record, write_
         store=store,
         errors=ErrorSink(),
     )
-    progress = run.run()
+    seen = []
+
+    def look(**_):
+        # What another process would find when told: the versions after the run's index refresh.
+        seen.append(TrajectoryStore(uri=store.uri).sync(force=True))
+
+    trajectories_changed.connect(look)
+    try:
+        progress = run.run()
+    finally:
+        trajectories_changed.disconnect(look)
+    assert seen == [TrajectoryStore(uri=store.uri).sync(force=True)], "one signal, after the last write"
     assert cache.generation() > before
     assert reads.total() == 3
     assert progress.counts() == dict.fromkeys(COUNTERS, 0) | {

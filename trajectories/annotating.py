@@ -15,8 +15,6 @@ from trajectories.store import UNSET, AnnotationChange
 TEXT_LIMITS = {"category": 200, "root_cause": 10_000, "notes": 10_000}
 MAX_TAG_LENGTH = 100
 MAX_TAGS = 200
-TAG_LISTS = ("tags", "add_tags", "remove_tags")
-FIELDS = ("is_bookmarked", "is_success", *TEXT_LIMITS, *TAG_LISTS)
 
 
 class ChangeError(ValueError):
@@ -41,9 +39,12 @@ def change_from(data: Mapping[str, Any]) -> AnnotationChange:
             if len(text) > limit:
                 errors.setdefault(name, []).append(f"at most {limit:,} characters (got {len(text):,})")
             values[name] = text or None
-    for name in TAG_LISTS:
+    for name in ("tags", "add_tags"):
         if name in data:
             values[name] = tuple(dict.fromkeys(_tags(data[name], name, errors)))
+    if "remove_tags" in data:
+        # A tag is removed as it is stored: an imported tag may break these rules, and must stay removable.
+        values["remove_tags"] = tuple(dict.fromkeys(tag for tag in data["remove_tags"] if tag))
     if errors:
         raise ChangeError(errors)
     return AnnotationChange(
@@ -60,11 +61,13 @@ def _tags(tags, name: str, errors: dict[str, list[str]]) -> list[str]:
     kept = []
     for tag in tags:
         tag = tag.strip()
-        if len(tag) > MAX_TAG_LENGTH:
+        if not tag:
+            errors.setdefault(name, []).append("a tag cannot be empty")
+        elif len(tag) > MAX_TAG_LENGTH:
             errors.setdefault(name, []).append(f"a tag has at most {MAX_TAG_LENGTH} characters: {tag[:40]!r}…")
         elif not tag.isprintable():
             errors.setdefault(name, []).append("a tag is one line of printable text (no line breaks or tabs)")
-        elif tag:
+        else:
             kept.append(tag)
     return kept
 

@@ -178,20 +178,21 @@ _KNOWN = frozenset(
 )
 
 
-def parse_filters(params) -> TrajectoryQuery:
+def parse_filters(params, *, blank_is_empty: bool = True) -> TrajectoryQuery:
     """The rows a bulk action applies to, from a list URL's query string, stated strictly.
 
     The list page drops empty fields and ignores display parameters; a bulk action must not, or a
     typo ("agent_name=") silently widens it to every row. Here an empty value and a parameter that
     does not filter (page, ordering, columns, ...) are errors. Whether an unfiltered query may act on
-    everything is the caller's decision (`TrajectoryQuery.is_filtered`).
+    everything is the caller's decision (`TrajectoryQuery.is_filtered`). A value of spaces counts as
+    empty too, unless `blank_is_empty` is False (a list page's own URL, where " " is what it filtered by).
     """
     for key in params:
         if key in DISPLAY_ONLY:
             raise QueryError(key, "does not choose trajectories; a bulk query takes filters only")
         raw = params.getlist(key) if hasattr(params, "getlist") else params[key]
         items = [raw] if isinstance(raw, str) else list(raw)
-        if any(item.strip() == "" for item in items):
+        if any((item.strip() if blank_is_empty else item) == "" for item in items):
             raise QueryError(key, "empty value; remove the parameter or give a value")
     return parse_query(params)
 

@@ -68,7 +68,7 @@ def resolve(
         for name in q.DISPLAY_ONLY:
             params.pop(name, None)
     try:
-        parsed = q.parse_filters(params)
+        parsed = q.parse_filters(params, blank_is_empty=not list_url)
     except q.QueryError as error:
         raise ScopeError(str(error)) from error
     return by_query(parsed, everything=everything)

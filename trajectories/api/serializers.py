@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+from django.core.validators import MaxLengthValidator
 from django.urls import reverse
 from rest_framework import serializers
 
@@ -100,6 +101,36 @@ class TrajectoryDetailSerializer(TrajectorySummarySerializer):
         return orjson.loads(row["metadata"]) if row.get("metadata") else {}
 
 
+class _StatedLimit(MaxLengthValidator):
+    """A limit the OpenAPI schema states (drf-spectacular reads length validators) but that does not
+    check here: `annotating` checks it, with the messages the pages show."""
+
+    def __call__(self, value) -> None:
+        return None
+
+
+class _LimitedText(serializers.CharField):
+    def __init__(self, *, limit: int, **options) -> None:
+        super().__init__(**options)
+        self.validators.append(_StatedLimit(limit))
+
+
+class _LimitedList(serializers.ListField):
+    def __init__(self, *, limit: int, **options) -> None:
+        super().__init__(**options)
+        self.validators.append(_StatedLimit(limit))
+
+
+def _text(name: str) -> serializers.CharField:
+    limit = annotating.TEXT_LIMITS[name]
+    return _LimitedText(required=False, allow_null=True, allow_blank=True, limit=limit)
+
+
+def _tag_list() -> serializers.ListField:
+    tag = _LimitedText(allow_blank=True, limit=annotating.MAX_TAG_LENGTH)
+    return _LimitedList(child=tag, required=False, limit=annotating.MAX_TAGS)
+
+
 class AnnotationSerializer(serializers.Serializer):
     """The mutable fields. Absent fields are kept; null clears; add_tags/remove_tags compose with
     concurrent edits (set operations on the stored tags), `tags` replaces them all. Limits and their
@@ -107,12 +138,15 @@ class AnnotationSerializer(serializers.Serializer):
 
     is_bookmarked = serializers.BooleanField(required=False)
     is_success = serializers.BooleanField(required=False, allow_null=True)
-    category = serializers.CharField(required=False, allow_null=True, allow_blank=True)
-    root_cause = serializers.CharField(required=False, allow_null=True, allow_blank=True)
-    notes = serializers.CharField(required=False, allow_null=True, allow_blank=True)
-    tags = serializers.ListField(child=serializers.CharField(allow_blank=True), required=False)
-    add_tags = serializers.ListField(child=serializers.CharField(allow_blank=True), required=False)
-    remove_tags = serializers.ListField(child=serializers.CharField(allow_blank=True), required=False)
+    category = _text("category")
+    root_cause = _text("root_cause")
+    notes = _text("notes")
+    tags = _tag_list()
+    add_tags = _tag_list()
+    # A stored tag is removed as it is, whatever it holds: no limits.
+    remove_tags = serializers.ListField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False), required=False
+    )
 
     def validate(self, attrs):
         if not attrs:

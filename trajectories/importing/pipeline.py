@@ -153,41 +153,41 @@ class ImportRun:
             self.writer = _Writer(
                 store=self.store, options=self.options, errors=self.errors, imported_at_us=self.defaults.imported_at_us
             )
-        last_report = self._started
         try:
-            sources = readers.read_sources(
-                self.files, self.counter, names=dict(self.options.display_names), limits=self.options.limits
-            )
-            for item in sources:
-                self.progress.records += 1
-                if isinstance(item, readers.UnreadableRecord):
-                    self.errors.reject(item.location, [item.error])
-                else:
-                    self._take(item)
-                if self.progress.records % 256 == 0 and time.monotonic() - last_report >= progress_every:
-                    last_report = time.monotonic()
-                    self._report()
-            self._flush()
+            try:
+                self._read_all(progress_every)
+            finally:
+                if self.writer is not None:
+                    self.writer.close()
+            self._report()
+            if self.wrote:
+                self.store.refresh_indexes()
         finally:
-            self._finish()
-        self._report()
-        if self.wrote:
-            self.store.refresh_indexes()
+            if self.writer is not None and self.writer.touched:
+                # After the index refresh (its versions are the ones readers should move to), and
+                # even when the run failed: whatever it wrote is stored, and caches must say so.
+                trajectories_changed.send(sender=ImportRun, import_id=self.options.import_id)
         return self.progress
+
+    def _read_all(self, progress_every: float) -> None:
+        last_report = self._started
+        sources = readers.read_sources(
+            self.files, self.counter, names=dict(self.options.display_names), limits=self.options.limits
+        )
+        for item in sources:
+            self.progress.records += 1
+            if isinstance(item, readers.UnreadableRecord):
+                self.errors.reject(item.location, [item.error])
+            else:
+                self._take(item)
+            if self.progress.records % 256 == 0 and time.monotonic() - last_report >= progress_every:
+                last_report = time.monotonic()
+                self._report()
+        self._flush()
 
     @property
     def wrote(self) -> bool:
         return self.writer is not None and bool(self.writer.inserted + self.writer.updated)
-
-    def _finish(self) -> None:
-        if self.writer is None:
-            return
-        try:
-            self.writer.close()
-        finally:
-            if self.wrote:
-                # Sent even when the run fails: what it wrote is stored, and caches must say so.
-                trajectories_changed.send(sender=ImportRun, import_id=self.options.import_id)
 
     def _report(self) -> None:
         progress = self.progress
@@ -265,6 +265,7 @@ class _Writer:
         # Written only by the writer thread, read by the reading thread for progress.
         self.inserted = 0
         self.updated = 0
+        self.touched = False  # a write reached the store (even one that then failed half-way)
         self.duplicates = 0
         self.rejected = 0
         self._store_has_rows: bool | None = None
@@ -305,6 +306,7 @@ class _Writer:
         if not batch.ids:
             return
         if self._options.on_duplicate == "update":
+            self.touched = True
             written = self._store.upsert(trajectories=batch.trajectories, annotations=batch.annotations)
             self.inserted += written.inserted
             self.updated += written.updated
@@ -317,6 +319,9 @@ class _Writer:
         self._remember(batch.ids)
 
     def _insert(self, batch: Batch) -> None:
+        if not batch.ids:
+            return
+        self.touched = True
         written = self._store.insert_new(trajectories=batch.trajectories)
         self.inserted += written.inserted
         ours = set(batch.ids)

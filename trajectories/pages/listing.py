@@ -7,6 +7,7 @@ import math
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
+from django.urls import reverse
 
 from trajectories import fields, reads
 from trajectories import query as q
@@ -25,7 +26,8 @@ NO_VALUE = "(none)"
 def trajectory_list(request: HttpRequest) -> HttpResponse:
     if any(value == "" for _, values in request.GET.lists() for value in values):
         # Forms submit their empty inputs too; keep shared URLs to the parameters that mean something.
-        return redirect(UrlState(_without_empty(request.GET)).url(page=request.GET.get(q.PAGE_VAR) or None))
+        cleaned = UrlState(_without_empty(request.GET)).url(page=request.GET.get(q.PAGE_VAR) or None)
+        return redirect(reverse("trajectories:list") + cleaned)
     state = UrlState(request.GET)
     try:
         query = q.parse_query(request.GET)
