@@ -157,7 +157,7 @@ def test_gzip_directory_and_wrapper_lines(store, record, tmp_path, run_import):
     _out, err, error = run_import(folder)
     assert error is None, err
     assert store.count() == 5
-    assert store.get(trajectory_id="w1")["source"].endswith("a.jsonl.gz:1[1]")
+    assert store.get(trajectory_id="w1")["source"].endswith("a.jsonl.gz:1:trajectories[1]")
     assert store.get(trajectory_id="arr1")["source"].endswith("b.json:1[1]")
 
 

@@ -6,11 +6,19 @@ import gzip
 import io
 import sys
 
-from trajectories.importing import readers
+from trajectories.importing import adapters, readers
+from trajectories.importing.discovery import records_of
 
 
 def _read(*paths):
-    return list(readers.read_sources(readers.expand_paths([str(p) for p in paths]), readers.ByteCounter()))
+    """What the pipeline takes: each readable document's records, as discovery finds them."""
+    items = []
+    for item in readers.read_sources(readers.expand_paths([str(p) for p in paths]), readers.ByteCounter()):
+        if isinstance(item, readers.RawRecord):
+            items.extend(records_of(item, recognise=lambda value: adapters.recognise(value) is not None)[1])
+        else:
+            items.append(item)
+    return items
 
 
 def _summary(items):
@@ -33,9 +41,9 @@ def test_wrapper_line_yields_each_trajectory_with_its_index(tmp_path):
     path = tmp_path / "a.jsonl"
     path.write_bytes(b'{"trajectories": [{"n": 1}, {"n": 2}]}\n{"trajectories": "x"}\n')
     assert _summary(_read(path)) == [
-        (f"{path}:1[0]", {"n": 1}),
-        (f"{path}:1[1]", {"n": 2}),
-        (f"{path}:2", "trajectories: expected a list"),
+        (f"{path}:1:trajectories[0]", {"n": 1}),
+        (f"{path}:1:trajectories[1]", {"n": 2}),
+        (f"{path}:2", {"trajectories": "x"}),  # nothing found in it: rejected whole, saying what it held
     ]
 
 

@@ -39,6 +39,8 @@ class ImportJob(models.Model):
     bytes_total = models.BigIntegerField(null=True, blank=True)
     duration_seconds = models.FloatField(default=0.0)
     first_errors = models.JSONField(default=list, blank=True)
+    # Where records were found inside documents, per file: {"results.json": {"simulations": "50 records"}}.
+    findings = models.JSONField(default=dict, blank=True)
     error_report = models.CharField(max_length=1024, blank=True)
     failure = models.TextField(blank=True)
     # Which process runs the job, and when it last said so: a job whose process is gone is interrupted.

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from . import outcomes
 from .errors import Location, RecordError, type_name
 
 CANONICAL = "canonical"
@@ -26,28 +27,45 @@ AUTO = "auto"
 Adapter = Callable[[Any, Location], dict[str, Any]]
 
 # Names other projects use for the question id, most specific first.
-_DATA_ID_KEYS = ("data_id", "question_id", "instance_id", "task_id", "_ng_task_index", "id")
+DATA_ID_KEYS = ("data_id", "question_id", "instance_id", "task_id", "_ng_task_index", "id")
 
 
-def detect(value: Any) -> str:
+def recognise(value: Any) -> str | None:
+    """The format of a value that is one record as it is, or None."""
     if isinstance(value, list):
-        return CHAT
+        return CHAT if is_message_list(value) else None
     if not isinstance(value, dict):
-        raise RecordError.single("record", f"expected a JSON object, got {type_name(value)}")
-    if "steps" in value:
+        return None
+    if isinstance(value.get("steps"), list):
         return CANONICAL
     if "responses_create_params" in value or isinstance(value.get("response"), dict):
         return RESPONSES
-    if "messages" in value or "traj" in value:
+    if isinstance(value.get("messages"), list) or isinstance(value.get("traj"), list):
         return CHAT
-    if "trajectory" in value or "history" in value:
+    if isinstance(value.get("trajectory"), list) or isinstance(value.get("history"), list):
         return SWE_AGENT
     if isinstance(value.get("messages_display"), str):
         return MESSAGES_DISPLAY
+    return None
+
+
+def is_message_list(value: list) -> bool:
+    """A bare list of chat messages is one trajectory, not a list of trajectories."""
+    return bool(value) and all(isinstance(item, dict) and "role" in item for item in value[:3])
+
+
+def detect(value: Any) -> str:
+    found = recognise(value)
+    if found is not None:
+        return found
+    if isinstance(value, dict) and "steps" in value:
+        return CANONICAL  # validation names what is wrong with its steps
+    if not isinstance(value, dict):
+        raise RecordError.single("record", f"expected a JSON object, got {type_name(value)}")
     raise RecordError.single(
         "record",
         "unrecognised shape: no 'steps', 'messages', 'traj', 'response', 'trajectory' or "
-        "'history' key (use --format or --mapping)",
+        "'history' key (choose a format or a mapping file)",
     )
 
 
@@ -55,7 +73,10 @@ def to_canonical(value: Any, location: Location, *, format_name: str) -> tuple[s
     name = detect(value) if format_name == AUTO else format_name
     if name != CHAT and not isinstance(value, dict):
         raise RecordError.single("record", f"expected a JSON object, got {type_name(value)}")
-    return name, ADAPTERS[name](value, location)
+    record = ADAPTERS[name](value, location)
+    if name != CANONICAL:
+        outcomes.fill(record)
+    return name, record
 
 
 def canonical(value: dict, location: Location) -> dict[str, Any]:
@@ -171,7 +192,7 @@ def _move_first(record: dict, target: str, names: tuple[str, ...]) -> None:
 
 
 def _set_data_id(record: dict, *, fallback: Callable[[], str]) -> None:
-    for key in _DATA_ID_KEYS:
+    for key in DATA_ID_KEYS:
         if record.get(key) is not None and not isinstance(record[key], dict | list | bool):
             record["data_id"] = record[key] if key == "data_id" else record.pop(key)
             return

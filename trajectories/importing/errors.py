@@ -10,13 +10,18 @@ from typing import Any, TextIO
 
 @dataclass(frozen=True, slots=True)
 class Location:
+    """Where a record was read: file, line (1 for a whole document), and within that document the
+    collection it sat in (`path`, e.g. "simulations") and its position there."""
+
     file: str
     line: int
     index: int | None = None
+    path: str | None = None
 
     def __str__(self) -> str:
+        inside = f":{self.path}" if self.path else ""
         suffix = f"[{self.index}]" if self.index is not None else ""
-        return f"{self.file}:{self.line}{suffix}"
+        return f"{self.file}:{self.line}{inside}{suffix}"
 
 
 @dataclass(frozen=True, slots=True)

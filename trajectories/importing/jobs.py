@@ -87,7 +87,7 @@ def run_job(
             _copy_counts(job, progress)
             job.heartbeat_at = timezone.now()
             try:
-                job.save(update_fields=[*COUNTERS, "duration_seconds", "heartbeat_at"])
+                job.save(update_fields=[*COUNTERS, "findings", "duration_seconds", "heartbeat_at"])
             except DatabaseError as error:  # progress only: the next save brings it up to date
                 log.warning("import #%s: progress not recorded: %s", job.pk, error)
 
@@ -153,6 +153,7 @@ def _count_earlier_runs(job: ImportJob, store) -> None:
 def _copy_counts(job: ImportJob, progress: ImportProgress) -> None:
     for name, value in progress.counts().items():
         setattr(job, name, value)
+    job.findings = progress.found
     job.duration_seconds = progress.seconds
 
 

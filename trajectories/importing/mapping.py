@@ -10,6 +10,9 @@ A mapping file (YAML or JSON) names where each canonical field sits in the recor
     step_fields:          # optional: key names inside each step
       role: speaker
       content: text
+    records: results.runs # optional: where the records sit inside each document (else found)
+    context:              # optional: defaults taken from the document around the records
+      agent_name: info.agent.model
 
 Paths are dotted keys with list indexes: `messages[-1].content`, `runs[0].reward`.
 """
@@ -47,15 +50,41 @@ class _NoAliasLoader(yaml.SafeLoader):
 
 
 class Mapping:
-    def __init__(self, *, fields: dict[str, str], step_fields: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        fields: dict[str, str],
+        step_fields: dict[str, str] | None = None,
+        records: str | None = None,
+        context: dict[str, str] | None = None,
+    ) -> None:
         _check_names("fields", fields)
         _check_names("step_fields", step_fields or {})
+        _check_names("context", context or {})
         if "steps" not in fields or "data_id" not in fields:
             raise MappingFileError("mapping 'fields' must name at least 'steps' and 'data_id'")
+        if records is not None:
+            _parse_path(records)
         self.fields = {target: _parse_path(path) for target, path in fields.items()}
         self.step_fields = step_fields or {}
+        self.records = records
+        self.context = {target: _parse_path(path) for target, path in (context or {}).items()}
         # As given: recorded with the import job, so the job can be resumed with the same mapping.
-        self.definition = {"fields": dict(fields), "step_fields": dict(self.step_fields)}
+        self.definition = {
+            "fields": dict(fields),
+            "step_fields": dict(self.step_fields),
+            "records": records,
+            "context": dict(context or {}),
+        }
+
+    def recognises(self, value: Any) -> bool:
+        """Whether `value` is one record: its steps are where the mapping says."""
+        return isinstance(value, dict) and isinstance(_resolve(value, self.fields["steps"]), list)
+
+    def defaults(self, document: Any) -> dict[str, Any]:
+        """The values the mapping's `context` paths name in the document around the records."""
+        found = {target: _resolve(document, path) for target, path in self.context.items()}
+        return {target: value for target, value in found.items() if value is not _MISSING and value is not None}
 
     @classmethod
     def load(cls, path: str) -> Mapping:
@@ -71,7 +100,12 @@ class Mapping:
         if not isinstance(data, dict) or not isinstance(data.get("fields"), dict):
             raise MappingFileError(f"{path}: expected a 'fields' mapping of canonical field: path")
         try:
-            return cls(fields=data["fields"], step_fields=data.get("step_fields"))
+            return cls(
+                fields=data["fields"],
+                step_fields=data.get("step_fields"),
+                records=data.get("records"),
+                context=data.get("context"),
+            )
         except MappingFileError as error:
             raise MappingFileError(f"{path}: {error}") from error
 
@@ -113,6 +147,12 @@ def _parse_path(path: str) -> list[str | int]:
     for key, index in _SEGMENT.findall(path):
         segments.append(int(index) if index else key)
     return segments
+
+
+def resolve_path(value: Any, path: str) -> Any:
+    """The value at a dotted path (`runs[0].reward`), or None when there is none."""
+    found = _resolve(value, _parse_path(path))
+    return None if found is _MISSING else found
 
 
 def _resolve(value: Any, path: list[str | int]) -> Any:

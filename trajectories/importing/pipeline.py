@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,6 +26,7 @@ from trajectories.store import TRAJECTORY_SCHEMA, TrajectoryStore
 
 from . import adapters, readers
 from .batches import Batch, BatchBuilder
+from .discovery import apply_context, records_of
 from .errors import ErrorSink, FieldError, Location, RecordError
 from .mapping import Mapping
 from .validation import Defaults, validate
@@ -78,6 +80,8 @@ class ImportProgress(ImportCounts):
     seconds: float = 0.0
     files: list[str] = field(default_factory=list)
     in_import_duplicates: int = 0
+    # Per file, where records were found inside documents: {"r.json": {"simulations": "50 records"}}.
+    found: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def records_per_second(self) -> float:
@@ -144,6 +148,8 @@ class ImportRun:
             imported_at_us=time.time_ns() // 1000,
         )
         self.adapt = _adapter_for(options)
+        self.recognise = _recogniser(options)
+        self.records_path = options.mapping.records if options.mapping is not None else None
         self.builder = BatchBuilder(on_duplicate=options.on_duplicate)
         self.writer: _Writer | None = None
         self._started = time.monotonic()
@@ -175,11 +181,11 @@ class ImportRun:
             self.files, self.counter, names=dict(self.options.display_names), limits=self.options.limits
         )
         for item in sources:
-            self.progress.records += 1
             if isinstance(item, readers.UnreadableRecord):
+                self.progress.records += 1
                 self.errors.reject(item.location, [item.error])
             else:
-                self._take(item)
+                self._take_document(item)
             if self.progress.records % 256 == 0 and time.monotonic() - last_report >= progress_every:
                 last_report = time.monotonic()
                 self._report()
@@ -200,15 +206,45 @@ class ImportRun:
         if self.on_progress is not None:
             self.on_progress(replace(progress))
 
-    def _take(self, item: readers.RawRecord) -> None:
+    def _take_document(self, document: readers.RawRecord) -> None:
+        """Every record the document holds (itself, or those discovered inside it), with its context."""
+        found, records = records_of(document, recognise=self.recognise, records_path=self.records_path)
+        defaults = self.options.mapping.defaults(document.value) if self.options.mapping is not None else {}
+        for line in found.report:
+            path, _, what = line.partition(": ")
+            self.progress.found.setdefault(document.location.file, {})[path] = what
+        for record, where in zip(records, found.records, strict=True):
+            self.progress.records += 1
+            self._take(record, context=found.context, defaults=defaults, key=where.key, description=found.description)
+
+    def _take(
+        self,
+        item: readers.RawRecord,
+        *,
+        context: dict,
+        defaults: dict,
+        key: str | None,
+        description: str | None,
+    ) -> None:
         errors = self.errors
-        for repair in item.repairs:
+        for _, repair in item.repairs:
             errors.warn(item.location, repair.field, repair.reason)
         try:
-            source_format, record = self.adapt(item.value, item.location)
+            value = _keyed(item.value, key) if key is not None else item.value
+            source_format, record = self.adapt(value, item.location)
+            apply_context(record, context, defaults=defaults)
             validated = validate(record, source=str(item.location), source_format=source_format, defaults=self.defaults)
         except RecordError as error:
-            errors.reject(item.location, error.errors)
+            problems = list(error.errors)
+            if description is not None:
+                # A document with nothing recognisable: say what it held, not only what it lacked.
+                problems = [
+                    FieldError(p.field, f"{p.reason}; no trajectories found in it: it is {description}")
+                    if p.field == "record"
+                    else p
+                    for p in problems
+                ]
+            errors.reject(item.location, problems)
             return
         for warning in validated.warnings:
             errors.warn(item.location, warning.field, warning.reason)
@@ -222,6 +258,21 @@ class ImportRun:
         if len(self.builder) and self.writer is not None:
             self.writer.submit(_built(self.builder, self.errors))
         self.builder = BatchBuilder(on_duplicate=self.options.on_duplicate)
+
+
+def _keyed(value: Any, key: str) -> Any:
+    """A record found under an id key: the key names its task, or the trajectory when the task is named."""
+    if not isinstance(value, dict):
+        return value
+    if not any(value.get(name) is not None for name in adapters.DATA_ID_KEYS):
+        return {**value, "data_id": key}
+    return value if value.get("trajectory_id") is not None else {**value, "trajectory_id": key}
+
+
+def _recogniser(options: ImportOptions):
+    if options.mapping is not None:
+        return options.mapping.recognises
+    return lambda value: adapters.recognise(value) is not None
 
 
 def _adapter_for(options: ImportOptions):

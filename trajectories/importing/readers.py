@@ -1,7 +1,8 @@
-"""Reading sources into parsed JSON values, each with its location, in bounded memory.
+"""Reading sources into parsed JSON documents, each with its location, in bounded memory.
 
-A `.jsonl` line holds one trajectory or a `{"trajectories": [...]}` wrapper; a `.json`/`.traj` file
-holds one document (an array of trajectories or one object). Gzip is recognised by its magic bytes.
+A `.jsonl` line is one document, a `.json`/`.traj` file is one document; which records a document holds
+(itself, a list of them, a wrapper, results nested at any depth) is `discovery`'s question, asked by
+the pipeline. Gzip is recognised by its magic bytes.
 Every source is hostile until read: a line or document past its limit is one error and the reading
 goes on; only regular files are read below a directory (a FIFO hangs, `/dev/zero` never ends); text
 the store cannot hold (lone UTF-16 surrogates from split tokens) is repaired with U+FFFD and a warning.
@@ -51,10 +52,12 @@ class Limits:
 
 @dataclass(slots=True)
 class RawRecord:
+    """One parsed document (or, once discovered, one record in it)."""
+
     location: Location
     value: Any
-    # Fields whose text was repaired on the way in: warnings, not rejections.
-    repairs: tuple[FieldError, ...] = ()
+    # Text repaired on the way in, by its path in `value`: warnings, not rejections.
+    repairs: tuple[tuple[str, FieldError], ...] = ()
 
 
 @dataclass(slots=True)
@@ -210,11 +213,7 @@ def _read_document(first: bytes, stream: BinaryIO, name: str, limits: Limits) ->
     if error is not None:
         yield UnreadableRecord(Location(name, 1), FieldError("json", error))
         return
-    if isinstance(value, list) and not _is_message_list(value):
-        for index, item in enumerate(value):
-            yield RawRecord(Location(name, 1, index), item, _repairs_of(repairs, index))
-        return
-    yield from _records_in(value, Location(name, 1), repairs)
+    yield RawRecord(Location(name, 1), value, tuple(repairs))
 
 
 def _read_lines(first: bytes, stream, name: str, limits: Limits) -> Iterator[RawRecord | UnreadableRecord]:
@@ -236,7 +235,7 @@ def _read_lines(first: bytes, stream, name: str, limits: Limits) -> Iterator[Raw
             continue
         value, error, repairs = _parse_repaired(line)
         if error is None:
-            yield from _records_in(value, location, repairs)
+            yield RawRecord(location, value, tuple(repairs))
             continue
         if not line.endswith(b"\n"):
             # Only the last line can lack its newline: the writer was cut off mid-record.
@@ -275,26 +274,6 @@ def _too_long(size: int, limits: Limits) -> str:
         f"line of {size:,} bytes is longer than the {limits.max_line_bytes:,}-byte limit; skipped "
         "(raise --max-line-bytes / TRAJSITE_IMPORT_MAX_LINE_BYTES if it is a real record)"
     )
-
-
-def _records_in(
-    value: Any, location: Location, repairs: list[tuple[str, FieldError]] = ()
-) -> Iterator[RawRecord | UnreadableRecord]:
-    if isinstance(value, dict) and "trajectories" in value and "steps" not in value:
-        items = value["trajectories"]
-        if not isinstance(items, list):
-            yield UnreadableRecord(location, FieldError("trajectories", "expected a list"))
-            return
-        for index, item in enumerate(items):
-            found = _repairs_of(repairs, index, prefix="trajectories")
-            yield RawRecord(Location(location.file, location.line, index), item, found)
-        return
-    yield RawRecord(location, value, tuple(error for _, error in repairs))
-
-
-def _is_message_list(value: list) -> bool:
-    """A bare list of chat messages is one trajectory, not a list of trajectories."""
-    return bool(value) and all(isinstance(item, dict) and "role" in item for item in value[:3])
 
 
 def _parse(data: bytes) -> tuple[Any, str | None]:
@@ -344,12 +323,11 @@ def _repaired(value: Any, path: str, repairs: list[tuple[str, FieldError]]) -> A
     return value
 
 
-def _repairs_of(repairs: list[tuple[str, FieldError]], index: int, *, prefix: str = "") -> tuple[FieldError, ...]:
-    """The repairs inside element `index` of a top-level list, with paths relative to that element."""
-    head = f"{prefix}[{index}]"
+def repairs_within(repairs: tuple[tuple[str, FieldError], ...], head: str) -> tuple[FieldError, ...]:
+    """The repairs inside the value at path `head` ("" for the whole document), named relative to it."""
     found = []
     for path, error in repairs:
-        if path == head or path.startswith(head + ".") or path.startswith(head + "["):
+        if not head or path == head or path.startswith(head + ".") or path.startswith(head + "["):
             inner = path[len(head) :].lstrip(".") or "record"
             found.append(FieldError(inner, error.reason))
     return tuple(found)

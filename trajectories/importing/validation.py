@@ -16,6 +16,7 @@ import orjson
 from trajectories.store.annotations import AnnotationChange
 
 from .errors import FieldError, RecordError, type_name
+from .steps import normalise
 
 MAX_ID_LENGTH = 512
 MAX_FIELD_ERRORS = 20
@@ -143,6 +144,7 @@ def _add_steps(record: dict, row: dict, errors: list[FieldError], warnings: list
         reason = "missing (required)" if steps is None else f"expected a list, got {type_name(steps)}"
         errors.append(FieldError("steps", reason))
         return
+    steps = normalise(steps)
     tools: dict[str, None] = {}
     calls = 0
     final_answer = None

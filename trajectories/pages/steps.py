@@ -11,7 +11,7 @@ STEPS_PER_PAGE = 50
 COLLAPSE_LINES = 30
 # Past this many characters a step shows its start only, with a link to the whole content.
 CLIP_CHARACTERS = 20_000
-_SHOWN_KEYS = {"role", "content", "tool_calls", "tool_call_id", "name", "type"}
+_SHOWN_KEYS = {"role", "content", "tool_calls", "tool_call_id", "name", "type", "error", "is_error"}
 
 
 @dataclass
@@ -33,7 +33,10 @@ class DisplayStep:
     content: Block | None
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     result_of: dict[str, Any] | None = None
-    extras: list[tuple[str, Block]] = field(default_factory=list)
+    # The step's other keys (usage, cost, raw provider data, …): kept, shown folded as one block.
+    extras: list[str] = field(default_factory=list)
+    extras_block: Block | None = None
+    error: Block | None = None
 
 
 def display_steps(steps: list[Any], *, start: int, count: int = STEPS_PER_PAGE) -> list[DisplayStep]:
@@ -47,11 +50,15 @@ def display_steps(steps: list[Any], *, start: int, count: int = STEPS_PER_PAGE) 
                 "name": call.get("name"),
                 "arguments": text_block(call.get("arguments")),
                 "result_step": results.get(call.get("id")),
+                "parsed_from_text": bool(call.get("parsed_from_text")),
             }
             for call in step.get("tool_calls") or []
             if isinstance(call, dict)
         ]
         call_id = step.get("tool_call_id")
+        extras = {
+            key: value for key, value in step.items() if key not in _SHOWN_KEYS and value not in (None, "", [], {})
+        }
         shown.append(
             DisplayStep(
                 index=index,
@@ -60,14 +67,20 @@ def display_steps(steps: list[Any], *, start: int, count: int = STEPS_PER_PAGE) 
                 content=text_block(step.get("content")) if step.get("content") not in (None, "", []) else None,
                 tool_calls=tool_calls,
                 result_of=calls.get(call_id) if call_id else None,
-                extras=[
-                    (key, text_block(value))
-                    for key, value in step.items()
-                    if key not in _SHOWN_KEYS and value not in (None, "", [], {})
-                ],
+                extras=list(extras),
+                extras_block=text_block(extras) if extras else None,
+                error=_error_of(step),
             )
         )
     return shown
+
+
+def _error_of(step: dict) -> Block | None:
+    """A tool result that says it failed: an `error` text or object, or an error flag."""
+    error = step.get("error")
+    if error in (None, False, "", {}) and not step.get("is_error"):
+        return None
+    return text_block("failed" if error in (None, True, False, "", {}) else error)
 
 
 def _pairing(steps: list[Any]) -> tuple[dict[str, dict], dict[str, int]]:

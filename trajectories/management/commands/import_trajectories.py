@@ -143,6 +143,9 @@ class Command(BaseCommand):
             self.stderr.write(line)
 
     def _print_summary(self, progress, job, *, dry_run: bool) -> None:
+        for file, places in progress.found.items():
+            for path, what in places.items():
+                self.stdout.write(f"found in {file}: {path}: {what}")
         if dry_run:
             self.stdout.write(
                 f"dry run: {progress.valid:,} valid, {progress.rejected:,} rejected "
