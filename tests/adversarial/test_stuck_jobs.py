@@ -150,9 +150,9 @@ def test_a_discarded_upload_loses_its_files_not_its_rows(site):
     with sqlite3.connect(site.root / "site.sqlite3") as db:
         db.execute(
             "insert into trajectories_importjob (id, created_at, origin, status, sources, options, records, imported,"
-            " updated, duplicates, rejected, warnings, bytes_read, duration_seconds, first_errors, error_report,"
-            " failure, owner_host, owner_pid, attempts) values (?, datetime('now'), 'web', 'running', ?, '{}', 0, 0,"
-            " 0, 0, 0, 0, 0, 0, '[]', '', '', ?, 999999, 1)",
+            " updated, duplicates, rejected, warnings, bytes_read, duration_seconds, first_errors, findings,"
+            " error_report, failure, owner_host, owner_pid, attempts) values (?, datetime('now'), 'web', 'running',"
+            " ?, '{}', 0, 0, 0, 0, 0, 0, 0, 0, '[]', '{}', '', '', ?, 999999, 1)",
             (job_id, orjson.dumps([str(path / str(job_id) / "0-a.jsonl")]).decode(), os.uname().nodename),
         )
     (path / str(job_id)).mkdir(parents=True)

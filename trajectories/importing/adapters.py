@@ -6,7 +6,9 @@ dict under its own name, so validation keeps it in `metadata`.
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ CHAT = "chat"
 RESPONSES = "responses"
 SWE_AGENT = "swe-agent"
 MESSAGES_DISPLAY = "messages-display"
+TOOLBENCH = "toolbench"
+ROLLOUT = "rollout"
 MAPPING = "mapping"
 AUTO = "auto"
 
@@ -36,17 +40,33 @@ def recognise(value: Any) -> str | None:
         return CHAT if is_message_list(value) else None
     if not isinstance(value, dict):
         return None
-    if isinstance(value.get("steps"), list):
+    if _step_list(value.get("steps"), empty=True):
         return CANONICAL
     if "responses_create_params" in value or isinstance(value.get("response"), dict):
         return RESPONSES
-    if isinstance(value.get("messages"), list) or isinstance(value.get("traj"), list):
+    if isinstance(value.get("answer_generation"), dict):
+        return TOOLBENCH
+    if _step_list(value.get("messages"), empty=True) or _step_list(value.get("traj")):
         return CHAT
-    if isinstance(value.get("trajectory"), list) or isinstance(value.get("history"), list):
+    if _step_list(value.get("trajectory")) or _step_list(value.get("history")):
         return SWE_AGENT
+    if _is_rollout_row(value):
+        return ROLLOUT
     if isinstance(value.get("messages_display"), str):
         return MESSAGES_DISPLAY
     return None
+
+
+# Keys a step has in one format or another: a list of objects without any is not a list of steps.
+_STEP_KEYS = ("role", "content", "action", "observation", "thought", "type", "source", "message", "text")
+
+
+def _step_list(value: Any, *, empty: bool = False) -> bool:
+    if not isinstance(value, list):
+        return False
+    if not value:
+        return empty
+    return all(isinstance(item, dict) and any(key in item for key in _STEP_KEYS) for item in value[:3])
 
 
 def is_message_list(value: list) -> bool:
@@ -58,8 +78,11 @@ def detect(value: Any) -> str:
     found = recognise(value)
     if found is not None:
         return found
-    if isinstance(value, dict) and "steps" in value:
-        return CANONICAL  # validation names what is wrong with its steps
+    if isinstance(value, dict):
+        # Not recognisable as a record among others, but named like one: validation says what is wrong.
+        for key, name in (("steps", CANONICAL), ("messages", CHAT), ("trajectory", SWE_AGENT), ("history", SWE_AGENT)):
+            if key in value and (key == "steps" or isinstance(value[key], list)):
+                return name
     if not isinstance(value, dict):
         raise RecordError.single("record", f"expected a JSON object, got {type_name(value)}")
     raise RecordError.single(
@@ -209,11 +232,134 @@ def _question_id(messages: Any) -> str:
     return "q-" + digest.hexdigest()
 
 
+def toolbench(value: dict, location: Location) -> dict[str, Any]:
+    """A ToolBench / ToolLLaMA answer file: the full run is the last of `train_messages`; `Finish`'s
+    arguments hold the final answer; success is a valid run that gave an answer."""
+    record = {key: item for key, item in value.items() if key not in {"answer_generation", "tree"}}
+    answer = value["answer_generation"]
+    runs = answer.get("train_messages")
+    if isinstance(runs, list) and runs and isinstance(runs[-1], list):
+        record["steps"] = runs[-1]
+    else:
+        record["steps"] = [{"role": "user", "content": answer.get("query")}] if answer.get("query") else []
+    final = _finish_answer(answer.get("final_answer"))
+    if final:
+        record["final_answer"] = final
+    if isinstance(value.get("win"), bool):
+        record["analysis"] = {"is_success": value["win"]}
+    elif isinstance(answer.get("valid_data"), bool):
+        record["analysis"] = {"is_success": answer["valid_data"] and answer.get("finish_type") == "give_answer"}
+    record["answer_generation"] = {key: item for key, item in answer.items() if key != "train_messages"}
+    # One answer file per query: `<query id>_<method>.json`.
+    stem = Path(location.file).name.split(".")[0]
+    query_id = stem.split("_", 1)[0]
+    _set_data_id(record, fallback=lambda: query_id if query_id.isdigit() else _question_id(record["steps"]))
+    return record
+
+
+def _finish_answer(text: Any) -> str | None:
+    """`Finish`'s arguments are JSON text with `final_answer` (sometimes a Python repr)."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    parsed = parse_loose(text)
+    if isinstance(parsed, dict):
+        found = parsed.get("final_answer")
+        return found if isinstance(found, str) else None
+    return text
+
+
+def parse_loose(text: str) -> Any:
+    """JSON text, or a Python literal (some agents log `str(dict)`); None when it is neither."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return ast.literal_eval(text) if len(text) < 1_000_000 else None
+    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+        return None
+
+
+# A generic RL rollout row (verl, NeMo-RL, TRL, …): a prompt, a response and a reward.
+_PROMPT_KEYS = ("prompt", "input", "question", "query", "problem")
+_RESPONSE_KEYS = ("response", "output", "completion", "generation", "responses")
+_ROLLOUT_REWARD_KEYS = ("reward", "score", "rewards", "total_reward")
+_ROLLOUT_STEP_KEYS = ("step", "global_step", "global_steps", "iteration", "train_step")
+_ROLLOUT_GROUP_KEYS = ("uid", "group_id", "prompt_id", "index")
+_ROLLOUT_SAMPLE_KEYS = ("sample_idx", "sample_index", "rep_idx", "sample_id")
+_STEP_IN_NAME = re.compile(r"(?:step[_-]?|^)(\d+)\.(?:jsonl|json|parquet)", re.I)
+
+
+def _is_rollout_row(value: dict) -> bool:
+    value = _unwrapped(value)
+    has_reward = any(key in value for key in _ROLLOUT_REWARD_KEYS) or any(key.endswith("_reward") for key in value)
+    if isinstance(value.get("content"), list) and has_reward:
+        return True  # NeMo-RL: the conversation as a list of texts or messages
+    return has_reward and any(isinstance(value.get(key), str) for key in _RESPONSE_KEYS)
+
+
+def _unwrapped(value: dict) -> dict:
+    """NeMo-RL writes every value as a one-item list."""
+    return {key: item[0] if isinstance(item, list) and len(item) == 1 else item for key, item in value.items()}
+
+
+def rollout(value: dict, location: Location) -> dict[str, Any]:
+    """One generated sample of an RL run: the prompt as the user's message, the response as the
+    assistant's; the training step as the iteration; the rewards summed when given per function."""
+    record = _unwrapped(value)
+    content = record.pop("content", None)
+    if isinstance(content, list):
+        record["steps"] = [_conversation_part(position, part) for position, part in enumerate(content)]
+    else:
+        prompt_key = next((key for key in _PROMPT_KEYS if key in record), None)
+        response_key = next(key for key in _RESPONSE_KEYS if isinstance(record.get(key), str))
+        prompt = record.pop(prompt_key) if prompt_key else None
+        steps = (
+            list(prompt) if is_message_list(prompt or []) else ([{"role": "user", "content": prompt}] if prompt else [])
+        )
+        record["steps"] = [*steps, {"role": "assistant", "content": record.pop(response_key)}]
+    if record.get("reward") is None:
+        record["reward"] = _rollout_reward(record)
+    _move_first(record, "iteration_id", _ROLLOUT_STEP_KEYS)
+    if record.get("iteration_id") is None and (match := _STEP_IN_NAME.search(Path(location.file).name)):
+        record["iteration_id"] = int(match.group(1))
+    _move_first(record, "sample_id", _ROLLOUT_SAMPLE_KEYS)
+    group = next((record[key] for key in _ROLLOUT_GROUP_KEYS if isinstance(record.get(key), str | int)), None)
+    _set_data_id(record, fallback=lambda: str(group) if group is not None else _question_id(record["steps"]))
+    if record.get("trajectory_id") is None and record.get("sample_id") is None:
+        # No sample index: the samples of one prompt in one step differ by what was generated.
+        material = orjson.dumps([record.get("iteration_id"), record["data_id"], record["steps"], record.get("reward")])
+        record["trajectory_id"] = hashlib.blake2b(material, digest_size=16).hexdigest()
+    return record
+
+
+def _conversation_part(position: int, part: Any) -> Any:
+    if isinstance(part, dict):
+        return part
+    role = (
+        "user"
+        if position == 0
+        else ("environment" if isinstance(part, str) and part.startswith("Environment:") else "assistant")
+    )
+    return {"role": role, "content": part}
+
+
+def _rollout_reward(record: dict) -> float | None:
+    for key in _ROLLOUT_REWARD_KEYS:
+        value = record.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    parts = [value for key, value in record.items() if key.endswith("_reward") and isinstance(value, int | float)]
+    return float(sum(parts)) if parts and not any(isinstance(value, bool) for value in parts) else None
+
+
 ADAPTERS: dict[str, Adapter] = {
     CANONICAL: canonical,
     CHAT: chat,
     RESPONSES: responses,
     SWE_AGENT: swe_agent,
     MESSAGES_DISPLAY: messages_display,
+    TOOLBENCH: toolbench,
+    ROLLOUT: rollout,
 }
 FORMAT_CHOICES = (AUTO, *ADAPTERS, MAPPING)

@@ -103,7 +103,8 @@ class _Walker:
         direct = sum(1 for found in self.records[before:] if found.path == path)
         if direct:
             self.found[path or "(document)"] = direct
-        elif objects and len(self.records) == before:
+        elif objects and len(self.records) == before and "[" not in path and "." not in path:
+            # Named at the top of the document only: deeper lists (a task's criteria) are detail.
             self.skipped[path or "(document)"] = f"skipped, {objects:,} object{'s' * (objects != 1)} without steps"
 
     def _keyed_records(self, value: dict, path: str) -> bool:

@@ -24,7 +24,10 @@ DURATION_PATHS = (
 )  # fmt: skip
 START_PATHS = ("created_at", "start_time", "started_at", "timestamp", "created", "date")
 SAMPLE_PATHS = ("sample_id", "trial", "sample_index", "sample_idx", "rep_idx", "attempt")
-AGENT_PATHS = ("agent_name", "model_name", "model", "agent", "llm", "policy")
+AGENT_PATHS = (
+    "agent_name", "model_name", "model", "agent", "llm", "policy", "info.config.model.model_name",
+    "info.model_name", "config.model.model_name",
+)  # fmt: skip
 RUN_ID_PATHS = ("simulation_id", "run_id", "uuid", "trajectory_id", "id")
 # Letter grades of eval frameworks (Inspect AI: CORRECT, INCORRECT, PARTIAL, NOANSWER).
 GRADES = {"C": 1.0, "I": 0.0, "P": 0.5, "N": 0.0}
@@ -49,6 +52,8 @@ def fill(record: dict) -> None:
             record["created_at"] = moment
     if record.get("sample_id") is None:
         sample = _first(record, SAMPLE_PATHS[1:], lambda value: type(value) is int and value >= 0)
+        if sample is None and "scores" in record and type(record.get("epoch")) is int:
+            sample = record["epoch"]  # an eval sample's epoch is its repeat, not a training epoch
         if sample is not None:
             record["sample_id"] = sample
     if record.get("agent_name") is None:

@@ -21,10 +21,13 @@ import re
 from typing import Any
 
 # A fenced block an agent runs: ```bash … ``` (also sh, shell, python); the observation follows.
-_FENCED = re.compile(r"```(bash|sh|shell|console|python|py)[ \t]*\n(.*?)```", re.S)
+_FENCED = re.compile(r"```(bash|sh|shell|console|mswea_bash_command|python|py)[ \t]*\n(.*?)```", re.S)
 _OBSERVATION = re.compile(r"<returncode>|<output>|^\s*(observation|output|exit code|returncode)\b", re.I | re.M)
 _BLOCK_TYPES = {"tool_use", "tool_result", "thinking", "redacted_thinking"}
-_TEXT_TOOLS = {"bash": "bash", "sh": "bash", "shell": "bash", "console": "bash", "python": "python", "py": "python"}
+_TEXT_TOOLS = {
+    "bash": "bash", "sh": "bash", "shell": "bash", "console": "bash", "mswea_bash_command": "bash",
+    "python": "python", "py": "python",
+}  # fmt: skip
 
 
 def normalise(steps: list[Any]) -> list[Any]:
@@ -38,7 +41,11 @@ def normalise(steps: list[Any]) -> list[Any]:
             result.append(step)
             continue
         step = _event_as_message(step)
-        if isinstance(step.get("function_call"), dict) and not step.get("tool_calls"):
+        if (
+            isinstance(step.get("function_call"), dict | str)
+            and step.get("function_call")
+            and not step.get("tool_calls")
+        ):
             step, pending_function = _function_call(step, index)
         elif step.get("role") == "function":
             step = {**step, "role": "tool", "tool_call_id": step.get("tool_call_id") or pending_function}
@@ -98,6 +105,12 @@ def _event_as_message(step: dict) -> dict:
 
 def _function_call(step: dict, index: int) -> tuple[dict, str]:
     call = step["function_call"]
+    if isinstance(call, str):
+        from .adapters import parse_loose
+
+        call = parse_loose(call)
+        if not isinstance(call, dict):
+            return step, None
     call_id = call.get("id") or f"call-{index}"
     tool_call = {"id": call_id, "name": call.get("name"), "arguments": call.get("arguments")}
     changed = {key: value for key, value in step.items() if key != "function_call"}

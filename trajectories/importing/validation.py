@@ -28,7 +28,7 @@ KNOWN_FIELDS = frozenset(
     {
         "trajectory_id", "data_id", "training_id", "agent_name", "epoch_id", "iteration_id",
         "sample_id", "reward", "toolcall_reward", "res_reward", "exec_time", "steps",
-        "step_count", "analysis", "is_bookmarked", "tags", "created_at",
+        "step_count", "analysis", "is_bookmarked", "tags", "created_at", "final_answer",
     }
 )  # fmt: skip
 _ANALYSIS_FIELDS = ("is_success", "category", "root_cause")
@@ -182,6 +182,9 @@ def _add_steps(record: dict, row: dict, errors: list[FieldError], warnings: list
     row["step_count"] = len(steps)
     row["tool_call_count"] = calls
     row["tools"] = list(tools)
+    given_answer = record.get("final_answer")
+    if type(given_answer) is str and given_answer:
+        final_answer = given_answer  # an agent's explicit answer (a `Finish` call) beats its last words
     row["final_answer"] = final_answer[:FINAL_ANSWER_LENGTH] if final_answer else None
 
 
@@ -204,7 +207,8 @@ def _tool_calls(raw_calls: Any, index: int, errors: list[FieldError]) -> list[di
             continue
         function = call.get("function")
         source = function if type(function) is dict else call
-        name = source.get("name")
+        # Inspect AI names the function in `function` itself.
+        name = function if type(function) is str and function else source.get("name")
         if type(name) is not str or not name:
             errors.append(FieldError(f"{field}.name", "missing or not a string"))
             continue
