@@ -197,3 +197,55 @@ def test_model_output_renders_as_text_and_never_runs(page):
     page.goto(f"{page.base}/trajectories/?search=xss")
     assert XSS_IMG in page.locator("#result_list").inner_text()
     assert page.evaluate("window.__xss") is None
+
+
+FORMATS = Path(__file__).resolve().parent / "data" / "formats"
+
+
+def test_upload_form_takes_format_mapping_defaults_and_dry_run(page, tmp_path, settings):
+    settings.VAR_DIR = tmp_path
+    report = tmp_path / "report.json"
+    report.write_text(
+        '{"meta": {"policy": "p-9"}, "runs": [{"task": "q1", "turns": [{"speaker": "user", "text": "hi"}]},'
+        ' {"task": "q2", "turns": [{"speaker": "user", "text": "yo"}]}]}'
+    )
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(
+        "records: runs\ncontext:\n  agent_name: meta.policy\nfields:\n  data_id: task\n  steps: turns\n"
+        "step_fields:\n  role: speaker\n  content: text\n"
+    )
+    page.goto(f"{page.base}/trajectories/import/")
+    assert page.locator("#id_format option").all_inner_texts()[0] == "auto"
+    page.set_input_files("#id_files", str(report))
+    page.set_input_files("#id_mapping", str(mapping))
+    page.fill("#id_training_id", "web-run-7")
+    page.check("#id_dry_run")
+    page.click("#import-submit")
+    page.wait_for_function("document.getElementById('job-status').textContent.includes('dry run')", timeout=30_000)
+    assert "dry run: 2 would import, 0 rejected" in page.locator("#job-status").inner_text()
+    assert page.evaluate("fetch('/api/trajectories/?training_id=web-run-7').then(r => r.json())")["count"] == 0
+    # The same upload for real: the mapping's records, its context default and the form's run.
+    page.goto(f"{page.base}/trajectories/import/")
+    page.set_input_files("#id_files", str(report))
+    page.set_input_files("#id_mapping", str(mapping))
+    page.fill("#id_training_id", "web-run-7")
+    page.click("#import-submit")
+    page.wait_for_function("document.getElementById('job-status').textContent === 'imported'", timeout=30_000)
+    page.click("#job-trajectories")
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() == 2 and "p-9" in rows.first.inner_text() and "web-run-7" in rows.first.inner_text()
+    page.goto(f"{page.base}/trajectories/import/")
+    history = page.locator("#import-history").inner_text()
+    assert "report.json" in history and "dry run: 2 would import" in history and "\timported\t" in history
+
+
+def test_a_real_shaped_trajectory_page_stays_within_the_window(page, tmp_path, run_import):
+    run_import(FORMATS / "tau2-bench" / "results.json")
+    page.set_viewport_size({"width": 1024, "height": 800})
+    page.goto(f"{page.base}/trajectories/e41f2b07-93a8-4c5e-b1d2-6a0c9f7e5d34/")
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], f"the page is {widths[0]} px wide in a {widths[1]} px window"
+    assert page.locator("details.step-meta").count() >= 5, "extra step keys are folded, one block per step"
+    height = page.evaluate("document.documentElement.scrollHeight")
+    assert height < 20_000, f"{height} px tall"
+    page.screenshot(path=str(ARTIFACTS / "detail-tau2.png"), full_page=True)

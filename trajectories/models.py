@@ -10,7 +10,7 @@ class ImportJob(models.Model):
     class Status(models.TextChoices):
         RUNNING = "running"
         SUCCEEDED = "succeeded"
-        PARTIAL = "partial", "succeeded with rejected records"
+        PARTIAL = "partial", "imported with rejected records"
         FAILED = "failed"
         INTERRUPTED = "interrupted", "interrupted (its process stopped)"
         DISCARDED = "discarded"
@@ -59,6 +59,31 @@ class ImportJob(models.Model):
     @property
     def records_per_second(self) -> float:
         return self.records / self.duration_seconds if self.duration_seconds else 0.0
+
+    @property
+    def is_dry_run(self) -> bool:
+        return bool(self.options.get("dry_run"))
+
+    @property
+    def file_names(self) -> list[str]:
+        """The files as the user named them (an upload's original names, not where it was stored)."""
+        shown = dict(tuple(pair) for pair in self.options.get("display_names", ()))
+        return [shown.get(source, source) for source in self.sources]
+
+    @property
+    def outcome(self) -> str:
+        """One wording for how a job went: nothing imported is never "succeeded"."""
+        rejected = f"{self.rejected:,} rejected"
+        if self.status == self.Status.RUNNING:
+            return "running"
+        if self.status in (self.Status.FAILED, self.Status.INTERRUPTED, self.Status.DISCARDED):
+            return self.get_status_display()
+        if self.is_dry_run:
+            return f"dry run: {self.records - self.rejected:,} would import, {rejected}"
+        stored = self.imported + self.updated
+        if not stored:
+            return f"nothing imported ({rejected})" if self.rejected else "nothing new (all already stored)"
+        return f"imported with {rejected}" if self.rejected else "imported"
 
     @property
     def is_resumable(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -20,8 +21,10 @@ from django.utils.text import get_valid_filename
 from django.views.decorators.http import require_POST
 
 from trajectories.auth import DELETE_PERMISSION, can_delete
+from trajectories.importing.adapters import AUTO, FORMAT_CHOICES, MAPPING
 from trajectories.importing.errors import ErrorSink
 from trajectories.importing.jobs import claim, missing_sources, options_of, reap, run_job, start_job
+from trajectories.importing.mapping import MAX_MAPPING_BYTES, Mapping, MappingFileError
 from trajectories.importing.pipeline import COUNTERS, ON_DUPLICATE_CHOICES, ImportOptions
 from trajectories.models import ImportJob
 
@@ -40,11 +43,12 @@ def import_page(request: HttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST":
         files = request.FILES.getlist("files")
-        errors = _check_uploads(files) + _check_permission(request)
+        mapping, mapping_errors = _uploaded_mapping(request)
+        errors = _check_uploads(files) + _check_permission(request) + mapping_errors + _check_format(request)
         status = 400 if errors else 200
         if not errors:
             try:
-                job = _start_upload(request, files)
+                job = _start_upload(request, files, mapping)
             except OSError as error:
                 errors, status = [f"The upload could not be stored: {error.strerror or error}."], 507
             else:
@@ -54,6 +58,8 @@ def import_page(request: HttpRequest) -> HttpResponse:
         "errors": errors,
         "jobs": ImportJob.objects.select_related("created_by")[:25],
         "on_duplicate_choices": ON_DUPLICATE_CHOICES,
+        "format_choices": [name for name in FORMAT_CHOICES if name != MAPPING],
+        "form": request.POST if request.method == "POST" else {},
         "max_bytes": settings.TRAJSITE_UPLOAD_MAX_BYTES,
         "can_replace": can_delete(request.user),
     }
@@ -65,6 +71,31 @@ def _check_permission(request: HttpRequest) -> list[str]:
     if request.POST.get("on_duplicate") == "update" and not request.user.has_perm(DELETE_PERMISSION):
         return [REPLACE_PERMISSION_MESSAGE[0].upper() + REPLACE_PERMISSION_MESSAGE[1:] + "."]
     return []
+
+
+def _check_format(request: HttpRequest) -> list[str]:
+    chosen = request.POST.get("format") or AUTO
+    if chosen not in FORMAT_CHOICES or chosen == MAPPING:
+        return [f"Format: {chosen!r} is not one of {', '.join(n for n in FORMAT_CHOICES if n != MAPPING)}."]
+    return []
+
+
+def _uploaded_mapping(request: HttpRequest) -> tuple[Mapping | None, list[str]]:
+    """The mapping file given with the upload (YAML or JSON), read with the command's own rules."""
+    upload = request.FILES.get("mapping")
+    if upload is None:
+        return None, []
+    if upload.size > MAX_MAPPING_BYTES:
+        return None, [f"Mapping file: {upload.size:,} bytes is over the {MAX_MAPPING_BYTES:,}-byte limit."]
+    suffix = ".json" if upload.name.lower().endswith(".json") else ".yaml"
+    with tempfile.NamedTemporaryFile(suffix=suffix) as stream:
+        for chunk in upload.chunks():
+            stream.write(chunk)
+        stream.flush()
+        try:
+            return Mapping.load(stream.name), []
+        except MappingFileError as error:
+            return None, [f"Mapping file {upload.name}: {str(error).split(': ', 1)[-1]}"]
 
 
 def _check_uploads(files) -> list[str]:
@@ -81,8 +112,11 @@ def _check_uploads(files) -> list[str]:
     return problems
 
 
-def _start_upload(request: HttpRequest, files) -> ImportJob:
+def _start_upload(request: HttpRequest, files, mapping: Mapping | None) -> ImportJob:
     options = ImportOptions(
+        format_name=request.POST.get("format") or AUTO,
+        mapping=mapping,
+        dry_run=bool(request.POST.get("dry_run")),
         on_duplicate=request.POST.get("on_duplicate")
         if request.POST.get("on_duplicate") in ON_DUPLICATE_CHOICES
         else "skip",
@@ -172,7 +206,7 @@ def import_job(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(ImportJob, pk=job_id)
     context = {
         "job": job,
-        "names": _names(job),
+        "names": job.file_names,
         "missing": missing_sources(job) if job.is_resumable else [],
         "needs_delete_permission": job.options.get("on_duplicate") == "update" and not can_delete(request.user),
     }
@@ -232,6 +266,7 @@ def import_job_status(request: HttpRequest, job_id: int) -> JsonResponse:
     return JsonResponse(
         {
             "status": job.status,
+            "outcome": job.outcome,
             "finished": job.finished_at is not None,
             **{name: getattr(job, name) for name in COUNTERS},
             "fraction": round(fraction, 4),
@@ -247,8 +282,3 @@ def import_job_report(request: HttpRequest, job_id: int) -> FileResponse:
     if report is None or not report.is_file():
         raise Http404("this import has no error report")
     return FileResponse(open(report, "rb"), as_attachment=True, filename=f"import-{job.pk}-errors.txt")
-
-
-def _names(job: ImportJob) -> list[str]:
-    shown = dict(tuple(pair) for pair in job.options.get("display_names", ()))
-    return [shown.get(source, source) for source in job.sources]

@@ -7,7 +7,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const response = await fetch(root.dataset.statusUrl, { credentials: "same-origin" });
     const job = await response.json();
     document.getElementById("job-progress").value = job.fraction;
-    set("job-status", job.status);
+    set("job-status", job.outcome);
     set("job-records", job.records);
     set("job-imported", job.imported);
     set("job-duplicates", job.duplicates);
