@@ -234,3 +234,32 @@ def test_a_tool_error_and_step_metadata_show_folded_on_the_detail_page(
     body = staff_client.get("/trajectories/e1/").content.decode()
     assert body.count('class="step-meta"') == 1 and "metadata: usage, raw_data, turn_idx" in body
     assert 'class="step role-tool step-error"' in body and 'class="error-badge">error' in body
+
+
+def test_parquet_rollouts_import_by_row_with_the_same_detection(store, run_import, tmp_path):
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [
+        {"step": step, "prompt": f"Q{question}", "completion": f"A{sample}", "accuracy_reward": float(sample % 2),
+         "format_reward": 0.5, "logged_at": datetime.datetime(2026, 1, 1, 0, step, sample), "meta": {"k": [1, 2]}}
+        for step in (1, 2) for question in range(3) for sample in range(4)
+    ]  # fmt: skip
+    path = tmp_path / "completions_00002.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=7)
+    (tmp_path / "broken.parquet").write_bytes(b"not parquet at all")
+    _out, err, error = run_import(tmp_path)
+    assert "broken.parquet:0: file: not a Parquet file" in err and "1 records rejected" in str(error)
+    stored = all_rows(store)
+    assert len(stored) == 24
+    assert {row["iteration_id"] for row in stored} == {1, 2}
+    assert sorted({row["reward"] for row in stored}) == [0.5, 1.5]
+    groups = {}
+    for row in stored:
+        groups.setdefault((row["iteration_id"], row["data_id"]), []).append(row)
+    assert sorted(len(group) for group in groups.values()) == [4] * 6
+    some = store.get(trajectory_id=stored[0]["trajectory_id"])
+    assert some["source"].split(":")[-1].isdigit(), "a row is located by its number"
+    assert orjson.loads(some["metadata"])["logged_at"].startswith("2026-01-01T00:0")

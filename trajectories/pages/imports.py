@@ -29,7 +29,7 @@ from trajectories.importing.pipeline import COUNTERS, ON_DUPLICATE_CHOICES, Impo
 from trajectories.models import ImportJob
 
 log = logging.getLogger(__name__)
-_ACCEPTED = (".jsonl", ".ndjson", ".json", ".traj", ".gz")
+_ACCEPTED = (".jsonl", ".ndjson", ".json", ".traj", ".gz", ".parquet")
 _PAGE_SAVE_EVERY = 0.5
 # Stored upload names stay far below the 255-byte limit of file names (a longer one was a 500).
 _STORED_NAME_CHARS = 100
@@ -104,7 +104,7 @@ def _check_uploads(files) -> list[str]:
     problems = []
     for upload in files:
         if not upload.name.lower().endswith(_ACCEPTED):
-            problems.append(f"{upload.name}: not a .jsonl, .json, .traj or .gz file")
+            problems.append(f"{upload.name}: not a .jsonl, .json, .traj, .parquet or .gz file")
         elif upload.size > settings.TRAJSITE_UPLOAD_MAX_BYTES:
             problems.append(
                 f"{upload.name}: {upload.size:,} bytes is over the {settings.TRAJSITE_UPLOAD_MAX_BYTES:,} limit"

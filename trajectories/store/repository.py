@@ -433,6 +433,13 @@ class TrajectoryStore:
 
         return commits.retrying(merge, action=f"writing {name}")
 
+    def floor_table(self, name: str, schema: pa.Schema):
+        """A fresh table beside the store's own, appended to without any check: what the import
+        benchmark's floor writes to (never used by the site)."""
+        if name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
+            raise ValueError(f"{name!r} is one of the store's own tables")
+        return self._db.create_table(name, schema=schema, mode="overwrite")
+
     # --- maintenance ------------------------------------------------------------------------
 
     def ensure_indexes(self) -> None:
