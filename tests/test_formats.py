@@ -263,3 +263,34 @@ def test_parquet_rollouts_import_by_row_with_the_same_detection(store, run_impor
     some = store.get(trajectory_id=stored[0]["trajectory_id"])
     assert some["source"].split(":")[-1].isdigit(), "a row is located by its number"
     assert orjson.loads(some["metadata"])["logged_at"].startswith("2026-01-01T00:0")
+
+
+def test_a_document_too_large_to_read_whole_is_streamed_a_record_at_a_time(store, run_import, tmp_path):
+    step = {"role": "assistant", "content": "x" * 2000}
+    runs = [{"id": f"s{index}", "task_id": f"t{index % 7}", "messages": [step] * 5} for index in range(200)]
+    runs[3]["messages"] = [step] * 400  # more JSON values than the limit below: refused alone
+    document = {"info": {"agent": {"model": "m-big"}, "run_name": "r-big"}, "tasks": [{"id": 1}], "runs": runs}
+    path = tmp_path / "big.json"
+    path.write_bytes(orjson.dumps(document))
+    assert path.stat().st_size > 2_000_000
+    out, err, error = run_import(path, "--max-document-bytes", "1000000", "--max-json-values", "2000")
+    assert "1 records rejected" in str(error)
+    assert f"{path}:1:runs[3]: record: more than the 2,000-value limit" in err
+    assert "found in" in out and "runs: 200 records" in out
+    rows = all_rows(store)
+    assert len(rows) == 199
+    assert {(row["agent_name"], row["training_id"]) for row in rows} == {("m-big", "r-big")}
+    assert store.get(trajectory_id="s150")["source"].endswith("big.json:1:runs[150]")
+
+
+def test_a_streamed_top_level_array_and_broken_json(store, run_import, tmp_path):
+    records = [{"trajectory_id": f"a{index}", "data_id": "q", "steps": [{"role": "user", "content": "y" * 3000}]}
+               for index in range(600)]  # fmt: skip
+    array = tmp_path / "array.json"
+    array.write_bytes(orjson.dumps(records))
+    broken = tmp_path / "broken.json"
+    broken.write_bytes(orjson.dumps(records)[:-5000])
+    _out, err, _error = run_import(array, broken, "--max-document-bytes", "500000")
+    assert f"{array}:1[599]" in store.get(trajectory_id="a599")["source"]
+    assert f"{broken}:1: json: invalid JSON" in err
+    assert len(all_rows(store)) == 600, "the broken copy's complete records are duplicates of the good ones"

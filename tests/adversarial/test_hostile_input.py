@@ -128,14 +128,24 @@ def test_a_gzip_bomb_line_is_skipped_in_bounded_memory(migrated, floor_mb, tmp_p
     assert peak_mb < floor_mb + 200, f"peak RSS {peak_mb:.0f} MB (floor {floor_mb:.0f}) for a 600 MB line"
 
 
-def test_a_document_over_its_limit_is_refused_and_the_next_file_read(migrated, tmp_path):
+def test_a_document_over_its_limit_is_streamed_and_the_next_file_read(migrated, tmp_path):
     folder = tmp_path / "dumps"
     folder.mkdir()
     (folder / "a-huge.json").write_bytes(b"[" + b" " * 3_000_000 + orjson.dumps(BASE_RECORD) + b"]")
     (folder / "b-fine.jsonl").write_bytes(_line(trajectory_id="fine"))
     result, _, _ = _run_command(migrated, tmp_path, folder, "--max-document-bytes", 1_000_000)
-    assert "1 imported" in result.stdout, result.stderr
-    assert "a-huge.json:0: file: document larger than 1,000,000 bytes; not read" in result.stderr
+    assert "2 imported" in result.stdout, result.stderr
+    assert "a-huge.json: (document): 1 records" in result.stdout
+
+
+def test_a_document_over_its_limit_on_stdin_is_refused(migrated, tmp_path):
+    """Standard input cannot be read twice: a (pretty-printed) document too large for memory is refused."""
+    data = b"[\n" + b" " * 3_000_000 + orjson.dumps(BASE_RECORD) + b"\n]"
+    env = {**migrated, "TRAJSITE_DATA_DIR": str(tmp_path / "lancedb")}
+    command = [sys.executable, str(ROOT / "manage.py"), "import_trajectories", "-", "--no-progress",
+               "--max-document-bytes", "1000000"]  # fmt: skip
+    result = subprocess.run(command, input=data, env=env, capture_output=True, timeout=120)
+    assert b"<stdin>:0: file: document larger than 1,000,000 bytes; not read" in result.stderr
 
 
 def test_fifos_and_devices_in_a_directory_are_skipped_not_read(migrated, floor_mb, tmp_path):

@@ -234,12 +234,19 @@ def records_of(
     """The discovery in a read document, and each record found as a RawRecord: located in its file
     (`file:line:path[index]`) and carrying the repairs made inside it, named relative to it."""
     found = discover(document.value, recognise=recognise, records_path=records_path)
+    if document.context:
+        found.context = {**document.context, **found.context}
+    if document.report:
+        found.report = [*document.report, *found.report]
     where = document.location
     records = []
     for record in found.records:
         head = _join(record.path, record.key) if record.key is not None else record.path
         inner = head + (f"[{record.index}]" if record.index is not None else "")
-        location = Location(where.file, where.line, record.index, head or None)
+        if where.path is not None or where.index is not None:  # streamed out of a document: its place first
+            location = where if not head else Location(where.file, where.line, where.index, f"{where.path}.{head}")
+        else:
+            location = Location(where.file, where.line, record.index, head or None)
         repairs = tuple((error.field, error) for error in repairs_within(document.repairs, inner))
         records.append(RawRecord(location, record.value, repairs))
     return found, records

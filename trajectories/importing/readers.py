@@ -64,6 +64,10 @@ class RawRecord:
     value: Any
     # Text repaired on the way in, by its path in `value`: warnings, not rejections.
     repairs: tuple[tuple[str, FieldError], ...] = ()
+    # A record streamed out of a large document: that document's context, and (on its first record)
+    # where the records were found in it.
+    context: dict[str, Any] | None = None
+    report: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -171,17 +175,59 @@ def _read_file(path: str, counter: ByteCounter, name: str, limits: Limits) -> It
     if path.endswith(".parquet"):
         yield from _read_parquet(path, counter, name)
         return
+    stem = path[:-3] if path.endswith(".gz") else path
+    document = Path(stem).suffix in _DOCUMENT_SUFFIXES
     with open(path, "rb") as raw:
         counter.track(raw)
         try:
             # peek, not read + seek: a FIFO cannot seek back.
             compressed = raw.peek(2)[:2] == _GZIP_MAGIC
+            if (
+                document
+                and _streamable(path)
+                and os.path.getsize(path) * (8 if compressed else 1) > limits.max_document_bytes
+            ):
+                # Too large to read whole (or likely so, compressed): streamed, a record at a time.
+                yield from _read_streamed(path, raw, compressed, name, limits)
+                return
             stream: BinaryIO = gzip.GzipFile(fileobj=raw) if compressed else raw
-            stem = path[:-3] if path.endswith(".gz") else path
-            document = Path(stem).suffix in _DOCUMENT_SUFFIXES
             yield from _read_stream(stream, name, document=document, limits=limits)
         finally:
             counter.release(raw, os.path.getsize(path))
+
+
+def _streamable(path: str) -> bool:
+    """A regular file can be read twice (a FIFO cannot)."""
+    return _is_regular(path)
+
+
+def _read_streamed(path: str, raw: BinaryIO, compressed: bool, name: str, limits: Limits):
+    import ijson
+
+    from .streaming import stream_records
+
+    def opener():
+        # The outer handle is the one progress follows: the second pass re-reads through it.
+        raw.seek(0)
+        return contextlib.nullcontext(gzip.GzipFile(fileobj=raw) if compressed else raw)
+
+    found = None
+    try:
+        for item in stream_records(opener, name=name, max_values=limits.max_values):
+            if found is None:
+                found = item
+                if not item.lists:
+                    reason = "a document too large to read whole, with no list of records found in it"
+                    yield UnreadableRecord(Location(name, 0), FieldError("file", reason))
+                continue
+            location, value = item
+            if isinstance(value, FieldError):
+                yield UnreadableRecord(location, value)
+            else:
+                report = tuple(found.report) if location.index == 0 else ()
+                yield RawRecord(location, value, context=found.context, report=report)
+    except (ijson.JSONError, ValueError, OSError, EOFError) as error:
+        yield UnreadableRecord(Location(name, 1), FieldError("json", f"invalid JSON: {error}"))
 
 
 def _read_parquet(path: str, counter: ByteCounter, name: str) -> Iterator[RawRecord | UnreadableRecord]:
