@@ -135,7 +135,7 @@ def test_a_document_over_its_limit_is_streamed_and_the_next_file_read(migrated, 
     (folder / "b-fine.jsonl").write_bytes(_line(trajectory_id="fine"))
     result, _, _ = _run_command(migrated, tmp_path, folder, "--max-document-bytes", 1_000_000)
     assert "2 imported" in result.stdout, result.stderr
-    assert "a-huge.json: (document): 1 records" in result.stdout
+    assert "a-huge.json: 1 record read; (document): 1 records" in result.stdout
 
 
 def test_a_document_over_its_limit_on_stdin_is_refused(migrated, tmp_path):

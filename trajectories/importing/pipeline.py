@@ -152,6 +152,7 @@ class ImportRun:
         self.records_path = options.mapping.records if options.mapping is not None else None
         self.builder = BatchBuilder(on_duplicate=options.on_duplicate)
         self.writer: _Writer | None = None
+        self._per_file: dict[str, int] = {}
         self._started = time.monotonic()
 
     def run(self, *, progress_every: float = 0.5) -> ImportProgress:
@@ -203,6 +204,12 @@ class ImportRun:
         progress.rejected = self.errors.rejected
         progress.warnings = self.errors.warnings
         progress.seconds = time.monotonic() - self._started
+        for file, count in self._per_file.items():
+            # Every file's count, first among what the import says of it.
+            progress.found[file] = {
+                "(all)": f"{count:,} record{'s' * (count != 1)} read",
+                **progress.found.get(file, {}),
+            }
         if self.on_progress is not None:
             self.on_progress(replace(progress))
 
@@ -213,6 +220,8 @@ class ImportRun:
         for line in found.report:
             path, _, what = line.partition(": ")
             self.progress.found.setdefault(document.location.file, {})[path] = what
+        file = document.location.file
+        self._per_file[file] = self._per_file.get(file, 0) + len(records)
         for record, where in zip(records, found.records, strict=True):
             self.progress.records += 1
             self._take(record, context=found.context, defaults=defaults, key=where.key, description=found.description)

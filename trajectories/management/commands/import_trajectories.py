@@ -144,8 +144,8 @@ class Command(BaseCommand):
 
     def _print_summary(self, progress, job, *, dry_run: bool) -> None:
         for file, places in progress.found.items():
-            for path, what in places.items():
-                self.stdout.write(f"found in {file}: {path}: {what}")
+            said = [what if path == "(all)" else f"{path}: {what}" for path, what in places.items()]
+            self.stdout.write(f"{file}: {'; '.join(said)}")
         if dry_run:
             self.stdout.write(
                 f"dry run: {progress.valid:,} valid, {progress.rejected:,} rejected "
