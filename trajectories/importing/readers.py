@@ -290,7 +290,8 @@ def _read_document(first: bytes, stream: BinaryIO, name: str, limits: Limits) ->
     if len(data) > limits.max_document_bytes:
         reason = (
             f"document larger than {limits.max_document_bytes:,} bytes; not read "
-            "(write it as JSON lines, or raise --max-document-bytes / TRAJSITE_IMPORT_MAX_DOCUMENT_BYTES)"
+            "(give it as a file, which is streamed, or as JSON lines; or raise the document limit: "
+            "TRAJSITE_IMPORT_MAX_DOCUMENT_BYTES, --max-document-bytes on the command line)"
         )
         yield UnreadableRecord(Location(name, 0), FieldError("file", reason))
         return
@@ -360,14 +361,16 @@ def _too_many_values(data: bytes, limits: Limits) -> str | None:
         return None
     return (
         f"about {values:,} JSON values, more than the {limits.max_values:,}-value limit; not parsed "
-        "(raise --max-json-values / TRAJSITE_IMPORT_MAX_JSON_VALUES if it is a real record)"
+        "(if it is a real record, raise the limit: TRAJSITE_IMPORT_MAX_JSON_VALUES, --max-json-values on the "
+        "command line)"
     )
 
 
 def _too_long(size: int, limits: Limits) -> str:
     return (
         f"line of {size:,} bytes is longer than the {limits.max_line_bytes:,}-byte limit; skipped "
-        "(raise --max-line-bytes / TRAJSITE_IMPORT_MAX_LINE_BYTES if it is a real record)"
+        "(if it is a real record, raise the limit: TRAJSITE_IMPORT_MAX_LINE_BYTES, --max-line-bytes on the "
+        "command line)"
     )
 
 

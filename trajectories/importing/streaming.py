@@ -146,7 +146,10 @@ def elements(
         if depth == 0:
             location = Location(name, 1, index, path)
             if builder is None:
-                reason = f"more than the {max_values:,}-value limit; not built (raise the JSON-value limit)"
+                reason = (
+                    f"more than the {max_values:,}-value limit; not built (if it is a real record, raise the "
+                    "limit: TRAJSITE_IMPORT_MAX_JSON_VALUES, --max-json-values on the command line)"
+                )
                 yield location, FieldError("record", reason)
             else:
                 yield location, builder.value
