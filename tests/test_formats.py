@@ -294,3 +294,58 @@ def test_a_streamed_top_level_array_and_broken_json(store, run_import, tmp_path)
     assert f"{array}:1[599]" in store.get(trajectory_id="a599")["source"]
     assert f"{broken}:1: json: invalid JSON" in err
     assert len(all_rows(store)) == 600, "the broken copy's complete records are duplicates of the good ones"
+
+
+def test_what_an_adversarial_read_found_stays_fixed(store, run_import, tmp_path):
+    """Silent drops, crashes and wrong fills a second read of this work found (one input each)."""
+    import gzip
+
+    step = {"role": "user", "content": "q"}
+    cases = {
+        # Beside records, an element that is not one is rejected, not passed over.
+        "mixed.json": {"results": [{"task_id": 1, "traj": [step]}, {"task_id": 2, "traj": []}]},
+        # A shared `run_id` is not a trajectory id; milliseconds are a time; a date in another notation stays.
+        "runs.jsonl": None,
+        # A one-message prompt (unwrapped by the NeMo-RL rule) and a thinking block that is not text.
+        "odd.jsonl": None,
+    }
+    (tmp_path / "mixed.json").write_bytes(orjson.dumps(cases["mixed.json"]))
+    runs = [{"task_id": f"t{i}", "run_id": "wandb-1", "timestamp": 1717000000000, "date": "2024/06/01",
+             "messages": [step]} for i in range(3)]  # fmt: skip
+    (tmp_path / "runs.jsonl").write_bytes(b"".join(orjson.dumps(run) + b"\n" for run in runs))
+    odd = [
+        {"prompt": [{"role": "user", "content": "2+2"}], "response": "4", "reward": 1.0},
+        {"messages": [{"role": "assistant", "content": [{"type": "thinking", "thinking": 5}]}]},
+    ]
+    (tmp_path / "odd.jsonl").write_bytes(b"".join(orjson.dumps(item) + b"\n" for item in odd))
+    (tmp_path / "corrupt.json.gz").write_bytes(gzip.compress(b'[{"steps": []}]')[:-6] + b"xxxxxx")
+    _out, err, error = run_import(tmp_path)
+    assert "2 records rejected" in str(error), err
+    assert "mixed.json:1:results[1]: record: unrecognised shape" in err
+    assert "corrupt.json.gz:0: file: corrupt compressed data" in err
+    rows = all_rows(store)
+    from_runs = [row for row in rows if row["data_id"].startswith("t")]
+    assert len(from_runs) == 3 and all(str(row["created_at"]).startswith("2024-05-29") for row in from_runs)
+    assert len(rows) == 1 + 3 + 2
+
+
+def test_a_forced_format_on_the_wrong_shape_rejects_the_record_not_the_file(store, run_import, write_jsonl):
+    path = write_jsonl([{"messages": [{"role": "user", "content": "q"}]}] * 2)
+    for format_name in ("rollout", "toolbench", "responses"):
+        _out, err, error = run_import(path, "--format", format_name)
+        assert "2 records rejected" in str(error), (format_name, err)
+
+
+def test_a_single_record_too_large_to_read_is_refused_and_a_compressed_document_streams(store, run_import, tmp_path):
+    import gzip
+
+    one = tmp_path / "one.traj"
+    one.write_bytes(orjson.dumps({"trajectory": [{"thought": "t" * 5000, "action": "ls"}] * 5}))
+    records = [{"trajectory_id": f"z{i}", "data_id": "q", "steps": [{"role": "user", "content": "x" * 500}]}
+               for i in range(300)]  # fmt: skip
+    packed = tmp_path / "many.json.gz"
+    packed.write_bytes(gzip.compress(orjson.dumps({"results": records})))
+    assert packed.stat().st_size < 20_000
+    _out, err, _error = run_import(one, packed, "--max-document-bytes", "20000")
+    assert "one.traj:0: file: one record larger than the 20,000-byte document limit" in err
+    assert len(all_rows(store)) == 300, "the compressed document proved too large to read whole: streamed"

@@ -314,9 +314,12 @@ def rollout(value: dict, location: Location) -> dict[str, Any]:
         prompt_key = next((key for key in _PROMPT_KEYS if key in record), None)
         response_key = next(key for key in _RESPONSE_KEYS if isinstance(record.get(key), str))
         prompt = record.pop(prompt_key) if prompt_key else None
-        steps = (
-            list(prompt) if is_message_list(prompt or []) else ([{"role": "user", "content": prompt}] if prompt else [])
-        )
+        if isinstance(prompt, dict) and "role" in prompt:
+            prompt = [prompt]  # a one-message prompt, unwrapped above
+        if isinstance(prompt, list) and is_message_list(prompt):
+            steps = list(prompt)
+        else:
+            steps = [{"role": "user", "content": prompt}] if prompt else []
         record["steps"] = [*steps, {"role": "assistant", "content": record.pop(response_key)}]
     if record.get("reward") is None:
         record["reward"] = _rollout_reward(record)

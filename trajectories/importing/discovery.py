@@ -93,16 +93,25 @@ class _Walker:
     def _walk_list(self, items: list, path: str, depth: int) -> None:
         before = len(self.records)
         objects = 0
+        others: list[tuple[int, Any]] = []
         for index, item in enumerate(items):
             record = item if self.recognise(item) else _lifted(item, self.recognise)
             if record is not None:
                 self.records.append(Found(record, path=path, index=index))
-            elif isinstance(item, dict | list):
+                continue
+            if isinstance(item, dict | list):
                 objects += 1
+                inside = len(self.records)
                 self.walk(item, f"{path}[{index}]", depth + 1)
+                if len(self.records) > inside:
+                    continue
+            others.append((index, item))
         direct = sum(1 for found in self.records[before:] if found.path == path)
         if direct:
             self.found[path or "(document)"] = direct
+            # Beside records, an element that is not one is rejected on its own (saying what it
+            # lacks), never passed over in silence.
+            self.records.extend(Found(item, path=path, index=index) for index, item in others)
         elif objects and len(self.records) == before and "[" not in path and "." not in path:
             # Named at the top of the document only: deeper lists (a task's criteria) are detail.
             self.skipped[path or "(document)"] = f"skipped, {objects:,} object{'s' * (objects != 1)} without steps"
@@ -116,8 +125,8 @@ class _Walker:
         if sum(record is not None for _, record in records) < len(objects) * 0.9:
             return False
         for key, record in records:
-            if record is not None:
-                self.records.append(Found(record, path=path, key=str(key)))
+            # A value that is not a record is rejected on its own, not passed over.
+            self.records.append(Found(record if record is not None else value[key], path=path, key=str(key)))
         self.found[path or "(document)"] = sum(record is not None for _, record in records)
         return True
 
@@ -205,13 +214,13 @@ def apply_context(record: dict, context: dict[str, Any], *, defaults: dict[str, 
     """The document's context on a record: `defaults` (a mapping's context paths) and then recognised
     names fill empty fields; the scalars are kept in the record's metadata as `document`."""
     for target, value in (defaults or {}).items():
-        if record.get(target) is None and value is not None:
-            record[target] = value
+        if record.get(target) is None and (usable := _usable(target, value)) is not None:
+            record[target] = usable
     if not context:
         return
     for target, names in CONTEXT_DEFAULTS:
         if record.get(target) is None:
-            value = _pick(context, names)
+            value = _usable(target, _pick(context, names))
             if value is not None:
                 record[target] = value
     record.setdefault("document", context)
@@ -250,3 +259,16 @@ def records_of(
         repairs = tuple((error.field, error) for error in repairs_within(document.repairs, inner))
         records.append(RawRecord(location, record.value, repairs))
     return found, records
+
+
+def _usable(target: str, value: Any) -> Any:
+    """A context value as the field it fills takes it (text for names, a parseable time), or None."""
+    if value is None or isinstance(value, bool):
+        return None
+    if target == "created_at":
+        from .outcomes import usable_time
+
+        return usable_time(value)
+    if isinstance(value, int | float | str):
+        return str(value) if str(value) else None
+    return None

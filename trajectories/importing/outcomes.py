@@ -28,7 +28,8 @@ AGENT_PATHS = (
     "agent_name", "model_name", "model", "agent", "llm", "policy", "info.config.model.model_name",
     "info.model_name", "config.model.model_name",
 )  # fmt: skip
-RUN_ID_PATHS = ("simulation_id", "run_id", "uuid", "trajectory_id", "id")
+# Ids of one run of one task. Not `run_id`: trackers use it for a whole training run, shared by many.
+RUN_ID_PATHS = ("simulation_id", "uuid", "trajectory_id", "id")
 # Letter grades of eval frameworks (Inspect AI: CORRECT, INCORRECT, PARTIAL, NOANSWER).
 GRADES = {"C": 1.0, "I": 0.0, "P": 0.5, "N": 0.0}
 
@@ -47,9 +48,9 @@ def fill(record: dict) -> None:
         record["analysis"] = {**(analysis if type(analysis) is dict else {}), "is_success": success}
     _fill_number(record, "exec_time", DURATION_PATHS, minimum=0.0)
     if record.get("created_at") is None:
-        moment = _first(record, START_PATHS[1:], lambda value: type(value) in (str, int, float) and value != "")
+        moment = _first(record, START_PATHS[1:], lambda value: usable_time(value) is not None)
         if moment is not None:
-            record["created_at"] = moment
+            record["created_at"] = usable_time(moment)
     if record.get("sample_id") is None:
         sample = _first(record, SAMPLE_PATHS[1:], lambda value: type(value) is int and value >= 0)
         if sample is None and "scores" in record and type(record.get("epoch")) is int:
@@ -105,4 +106,24 @@ def _from_scores(scores: Any) -> float | None:
             return GRADES[value]
         if _is_number(value):
             return float(value)
+    return None
+
+
+def usable_time(value: Any) -> Any:
+    """A time the canonical `created_at` takes (unix seconds or ISO-8601), from seconds, milliseconds
+    or ISO text; None for anything else (a date in another notation is left in the metadata)."""
+    if type(value) in (int, float) and math.isfinite(value):
+        if 1e8 <= value < 1e11:
+            return value
+        if 1e11 <= value < 1e14:
+            return value / 1000  # milliseconds
+        return None
+    if type(value) is str and value:
+        from datetime import datetime
+
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return value
     return None

@@ -206,10 +206,8 @@ class ImportRun:
         progress.seconds = time.monotonic() - self._started
         for file, count in self._per_file.items():
             # Every file's count, first among what the import says of it.
-            progress.found[file] = {
-                "(all)": f"{count:,} record{'s' * (count != 1)} read",
-                **progress.found.get(file, {}),
-            }
+            places = {path: what for path, what in progress.found.get(file, {}).items() if path != "(all)"}
+            progress.found[file] = {"(all)": f"{count:,} record{'s' * (count != 1)} read", **places}
         if self.on_progress is not None:
             self.on_progress(replace(progress))
 
@@ -243,6 +241,12 @@ class ImportRun:
             source_format, record = self.adapt(value, item.location)
             apply_context(record, context, defaults=defaults)
             validated = validate(record, source=str(item.location), source_format=source_format, defaults=self.defaults)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError, StopIteration, RecursionError) as error:
+            # A record of a shape nobody foresaw (or a format forced on the wrong shape) is its own
+            # rejection: it never sinks the file.
+            reason = f"cannot be read as {source_format_of(self.options)}: {type(error).__name__}: {error}"[:500]
+            errors.reject(item.location, [FieldError("record", reason)])
+            return
         except RecordError as error:
             problems = list(error.errors)
             if description is not None:
@@ -267,6 +271,10 @@ class ImportRun:
         if len(self.builder) and self.writer is not None:
             self.writer.submit(_built(self.builder, self.errors))
         self.builder = BatchBuilder(on_duplicate=self.options.on_duplicate)
+
+
+def source_format_of(options: ImportOptions) -> str:
+    return "the mapping's shape" if options.mapping is not None else f"format {options.format_name!r}"
 
 
 def _keyed(value: Any, key: str) -> Any:

@@ -20,6 +20,7 @@ import os
 import re
 import stat
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,16 +183,17 @@ def _read_file(path: str, counter: ByteCounter, name: str, limits: Limits) -> It
         try:
             # peek, not read + seek: a FIFO cannot seek back.
             compressed = raw.peek(2)[:2] == _GZIP_MAGIC
-            if (
-                document
-                and _streamable(path)
-                and os.path.getsize(path) * (8 if compressed else 1) > limits.max_document_bytes
-            ):
-                # Too large to read whole (or likely so, compressed): streamed, a record at a time.
+            streamable = document and _streamable(path)
+            if streamable and not compressed and os.path.getsize(path) > limits.max_document_bytes:
+                # Too large to read whole: streamed, a record at a time.
                 yield from _read_streamed(path, raw, compressed, name, limits)
                 return
+            # A compressed document is read whole until it proves too large; then it is streamed.
+            restream = (lambda: _read_streamed(path, raw, compressed, name, limits)) if streamable else None
             stream: BinaryIO = gzip.GzipFile(fileobj=raw) if compressed else raw
-            yield from _read_stream(stream, name, document=document, limits=limits)
+            yield from _read_stream(stream, name, document=document, limits=limits, restream=restream)
+        except (zlib.error, gzip.BadGzipFile, EOFError) as error:
+            yield UnreadableRecord(Location(name, 0), FieldError("file", f"corrupt compressed data: {error}"))
         finally:
             counter.release(raw, os.path.getsize(path))
 
@@ -216,7 +218,14 @@ def _read_streamed(path: str, raw: BinaryIO, compressed: bool, name: str, limits
         for item in stream_records(opener, name=name, max_values=limits.max_values):
             if found is None:
                 found = item
-                if not item.lists:
+                if item.one_record:
+                    reason = (
+                        f"one record larger than the {limits.max_document_bytes:,}-byte document limit; not read "
+                        "(raise the limit: TRAJSITE_IMPORT_MAX_DOCUMENT_BYTES, --max-document-bytes on the "
+                        "command line)"
+                    )
+                    yield UnreadableRecord(Location(name, 0), FieldError("file", reason))
+                elif not item.lists:
                     reason = "a document too large to read whole, with no list of records found in it"
                     yield UnreadableRecord(Location(name, 0), FieldError("file", reason))
                 continue
@@ -226,7 +235,7 @@ def _read_streamed(path: str, raw: BinaryIO, compressed: bool, name: str, limits
             else:
                 report = tuple(found.report) if location.index == 0 else ()
                 yield RawRecord(location, value, context=found.context, report=report)
-    except (ijson.JSONError, ValueError, OSError, EOFError) as error:
+    except (ijson.JSONError, ValueError, OSError, EOFError, zlib.error) as error:
         yield UnreadableRecord(Location(name, 1), FieldError("json", f"invalid JSON: {error}"))
 
 
@@ -271,7 +280,7 @@ def _plain(value: Any) -> Any:
 
 
 def _read_stream(
-    stream: BinaryIO, name: str, *, document: bool | None, limits: Limits
+    stream: BinaryIO, name: str, *, document: bool | None, limits: Limits, restream=None
 ) -> Iterator[RawRecord | UnreadableRecord]:
     first = stream.readline(limits.max_line_bytes + 1)
     if first.startswith(_BOM):
@@ -280,13 +289,19 @@ def _read_stream(
         # stdin: JSONL unless the first line alone is not a JSON value (a pretty-printed document).
         document = bool(first.strip()) and len(first) <= limits.max_line_bytes and _parse(first)[1] is not None
     if document:
-        yield from _read_document(first, stream, name, limits)
+        yield from _read_document(first, stream, name, limits, restream=restream)
     else:
         yield from _read_lines(first, stream, name, limits)
 
 
-def _read_document(first: bytes, stream: BinaryIO, name: str, limits: Limits) -> Iterator[RawRecord | UnreadableRecord]:
+def _read_document(
+    first: bytes, stream: BinaryIO, name: str, limits: Limits, *, restream=None
+) -> Iterator[RawRecord | UnreadableRecord]:
     data = first + stream.read(max(limits.max_document_bytes + 1 - len(first), 0))
+    if restream is not None and (len(data) > limits.max_document_bytes or _too_many_values(data, limits)):
+        del data
+        yield from restream()
+        return
     if len(data) > limits.max_document_bytes:
         reason = (
             f"document larger than {limits.max_document_bytes:,} bytes; not read "

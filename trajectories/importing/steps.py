@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
+
 # A fenced block an agent runs: ```bash … ``` (also sh, shell, python); the observation follows.
 _FENCED = re.compile(r"```(bash|sh|shell|console|mswea_bash_command|python|py)[ \t]*\n(.*?)```", re.S)
 _OBSERVATION = re.compile(r"<returncode>|<output>|^\s*(observation|output|exit code|returncode)\b", re.I | re.M)
@@ -131,7 +133,8 @@ def _from_blocks(step: dict, blocks: list) -> list[dict]:
                 result["error"] = True
             results.append(result)
         elif kind in ("thinking", "redacted_thinking"):
-            thinking.append(part.get("thinking") or "")
+            thought = part.get("thinking") or ""
+            thinking.append(thought if isinstance(thought, str) else orjson.dumps(thought).decode())
         elif type(part) is dict and type(part.get("text")) is str:
             texts.append(part["text"])
         else:

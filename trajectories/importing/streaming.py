@@ -28,6 +28,13 @@ RECORD_KEYS = frozenset(
 _RESPONSE_KEYS = frozenset({"response", "output", "completion", "generation", "responses"})
 _REWARD_KEYS = frozenset({"reward", "score", "rewards", "total_reward"})
 _SAMPLED_ITEMS = 20
+# Bounds of the first pass: keys noted per list, lists tracked, and the depth (ijson's prefix text
+# grows with it, so very deep nesting costs quadratic time).
+_MAX_KEYS = 1000
+_MAX_LISTS = 10_000
+_MAX_PREFIX = 2000
+# Long strings are read in 1 MiB pieces (ijson's 64 KiB default makes them quadratic).
+_BUFFER = 1 << 20
 _CONTAINERS = ("start_map", "start_array")
 
 
@@ -52,27 +59,41 @@ class Plan:
     lists: list[str]
     context: dict[str, Any]
     report: list[str]
+    # The document is itself one record (a `.traj` file, a message list): streaming cannot split it.
+    one_record: bool = False
 
 
 def plan(stream: BinaryIO) -> Plan:
     """The first pass: which lists hold records (ijson prefixes of their elements), and the context."""
     lists: dict[str, _List] = {}
     context: dict[str, Any] = {}
-    for prefix, event, value in _until_broken(ijson.parse(stream, use_float=True)):
+    root_keys: set[str] = set()
+    for prefix, event, value in _until_broken(ijson.parse(stream, use_float=True, buf_size=_BUFFER)):
+        if len(prefix) > _MAX_PREFIX:
+            break  # nested past any record's shape: what was seen so far decides
+        if event == "map_key" and prefix == "" and len(root_keys) < _MAX_KEYS:
+            root_keys.add(value)
         if event in _CONTAINERS and (prefix == "item" or prefix.endswith(".item")):
-            found = lists.setdefault(prefix, _List())
+            found = lists.get(prefix)
+            if found is None:
+                if len(lists) >= _MAX_LISTS:
+                    continue
+                found = lists[prefix] = _List()
             found.elements += 1
         elif event == "map_key":
             owner = _owner(prefix, lists)
             if owner is not None:
                 found, rest = owner
-                if found.elements <= _SAMPLED_ITEMS:
+                if found.elements <= _SAMPLED_ITEMS and len(found.keys) + len(found.nested) < _MAX_KEYS:
                     if not rest:
                         found.keys.add(value)
                     elif "." not in rest:
                         found.nested.add((rest, value))
         elif _is_context(event, prefix) and len(context) < MAX_CONTEXT_VALUES:
             context[prefix] = value[:MAX_CONTEXT_TEXT] if isinstance(value, str) else value
+    top = lists.get("item")
+    if root_keys & RECORD_KEYS or (top is not None and "role" in top.keys):
+        return Plan(lists=[], context={}, report=[], one_record=True)
     chosen: list[str] = []
     for prefix in sorted(lists, key=lambda name: name.count(".")):
         if any(prefix.startswith(outer + ".") for outer in chosen):
@@ -125,7 +146,9 @@ def elements(
     path = None if path == "(document)" else path
     builder: ObjectBuilder | None = None
     depth = values = index = 0
-    for current, event, value in ijson.parse(stream, use_float=True):
+    for current, event, value in ijson.parse(stream, use_float=True, buf_size=_BUFFER):
+        if len(current) > _MAX_PREFIX:
+            raise ValueError(f"nested deeper than a record can be, at {current[:80]}…")
         if builder is None and depth == 0:
             if current != prefix:
                 continue
