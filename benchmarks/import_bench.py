@@ -83,14 +83,7 @@ def main() -> None:
 def _bench_size(size: int, workdir: Path) -> list[Row]:
     first = _generated(size, workdir, seed=7)
     second = _generated(size, workdir, seed=8)
-    scratch = Path(tempfile.mkdtemp(prefix="trajsite-bench-", dir=workdir))
-    env = {
-        **os.environ,
-        "TRAJSITE_DATA_DIR": str(scratch / "lancedb"),
-        "DATABASE_URL": f"sqlite:///{scratch / 'db.sqlite3'}",
-        "TRAJSITE_VAR_DIR": str(scratch),
-    }
-    subprocess.run([*MANAGE, "migrate", "-v0"], env=env, check=True)
+    scratch, env = _scratch_site(workdir)
     try:
         return [
             _import(f"{size // 1000}k into empty store", first, size, env),
@@ -113,7 +106,8 @@ def _mixed_file(size: int, workdir: Path) -> Path:
     return path
 
 
-def _fresh_import(scenario: str, path: Path, workdir: Path) -> Row:
+def _scratch_site(workdir: Path) -> tuple[Path, dict]:
+    """A fresh store and database for one scenario: its folder, and the environment that points there."""
     scratch = Path(tempfile.mkdtemp(prefix="trajsite-bench-", dir=workdir))
     env = {
         **os.environ,
@@ -122,6 +116,11 @@ def _fresh_import(scenario: str, path: Path, workdir: Path) -> Row:
         "TRAJSITE_VAR_DIR": str(scratch),
     }
     subprocess.run([*MANAGE, "migrate", "-v0"], env=env, check=True)
+    return scratch, env
+
+
+def _fresh_import(scenario: str, path: Path, workdir: Path) -> Row:
+    scratch, env = _scratch_site(workdir)
     try:
         return _import(scenario, path, _records_in(path), env, allow_rejected=True)
     finally:
