@@ -202,6 +202,11 @@ def test_a_mapping_names_the_records_and_the_context(store, run_import, tmp_path
              {"source": "environment", "observation": "a b", "cause": 5}],
             [("assistant", ["run"], None), ("tool", [], 5)],
         ),
+        (  # OpenAI Agents SDK / Responses items in a message list, without roles
+            [{"type": "function_call", "call_id": "fc1", "name": "lookup", "arguments": "{}"},
+             {"type": "function_call_output", "call_id": "fc1", "output": "found"}],
+            [("assistant", ["lookup"], None), ("tool", [], "fc1")],
+        ),
         (  # acting through text
             [{"role": "assistant", "content": "THOUGHT: list\n```bash\nls -la\n```"},
              {"role": "user", "content": "<returncode>0</returncode>\n<output>a</output>"}],

@@ -125,7 +125,7 @@ def responses(value: dict, location: Location) -> dict[str, Any]:
         raise RecordError.single("response.output", "expected a list of Responses API items")
     rest = {key: item for key, item in response.items() if key != "output"}
     record["response"] = rest
-    record["steps"] = [_response_item_to_step(item) for item in response["output"]]
+    record["steps"] = [response_item_to_step(item) for item in response["output"]]
     _move_first(record, "sample_id", ("sample_id", "_ng_rollout_index"))
     if "agent_name" not in record and isinstance(rest.get("model"), str):
         record["agent_name"] = rest["model"]
@@ -137,7 +137,7 @@ def responses(value: dict, location: Location) -> dict[str, Any]:
     return record
 
 
-def _response_item_to_step(item: Any) -> Any:
+def response_item_to_step(item: Any) -> Any:
     if not isinstance(item, dict):
         return item
     kind = item.get("type")

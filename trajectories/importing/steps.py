@@ -26,6 +26,7 @@ import orjson
 _FENCED = re.compile(r"```(bash|sh|shell|console|mswea_bash_command|python|py)[ \t]*\n(.*?)```", re.S)
 _OBSERVATION = re.compile(r"<returncode>|<output>|^\s*(observation|output|exit code|returncode)\b", re.I | re.M)
 _BLOCK_TYPES = {"tool_use", "tool_result", "thinking", "redacted_thinking"}
+_RESPONSES_ITEMS = {"function_call", "function_call_output", "message", "reasoning"}
 _TEXT_TOOLS = {
     "bash": "bash", "sh": "bash", "shell": "bash", "console": "bash", "mswea_bash_command": "bash",
     "python": "python", "py": "python",
@@ -83,6 +84,11 @@ def _event_as_message(step: dict) -> dict:
     """An event-history entry (`source`/`type` instead of `role`) as a message."""
     if step.get("role") is not None:
         return step
+    if step.get("type") in _RESPONSES_ITEMS:
+        # OpenAI Responses / Agents SDK items in a message list: a call, its output, a message, reasoning.
+        from .adapters import response_item_to_step
+
+        return response_item_to_step(step)
     source, kind = step.get("source"), step.get("type") or step.get("kind")
     if kind in ("action", "tool_call") or source == "agent":
         role = "assistant"
