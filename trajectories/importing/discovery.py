@@ -42,6 +42,8 @@ class Found:
     path: str = ""
     index: int | None = None
     key: str | None = None
+    # The format `recognise` named, when it named one: the adapter need not ask again.
+    kind: str | None = None
 
 
 @dataclass
@@ -55,9 +57,11 @@ class Discovery:
 
 
 def discover(document: Any, *, recognise: Callable[[Any], bool], records_path: str | None = None) -> Discovery:
-    """The records in `document`. `recognise(value)` says whether a value is one record as it is."""
-    if recognise(document):
-        return Discovery(records=[Found(document)])
+    """The records in `document`. `recognise(value)` says whether a value is one record as it is
+    (a format's name, or any true value)."""
+    kind = recognise(document)
+    if kind:
+        return Discovery(records=[Found(document, kind=kind if isinstance(kind, str) else None)])
     walker = _Walker(recognise)
     if records_path is not None:
         return walker.at_path(document, records_path)

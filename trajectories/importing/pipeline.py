@@ -222,7 +222,14 @@ class ImportRun:
         self._per_file[file] = self._per_file.get(file, 0) + len(records)
         for record, where in zip(records, found.records, strict=True):
             self.progress.records += 1
-            self._take(record, context=found.context, defaults=defaults, key=where.key, description=found.description)
+            self._take(
+                record,
+                context=found.context,
+                defaults=defaults,
+                key=where.key,
+                kind=where.kind,
+                description=found.description,
+            )
 
     def _take(
         self,
@@ -231,6 +238,7 @@ class ImportRun:
         context: dict,
         defaults: dict,
         key: str | None,
+        kind: str | None,
         description: str | None,
     ) -> None:
         errors = self.errors
@@ -238,7 +246,7 @@ class ImportRun:
             errors.warn(item.location, repair.field, repair.reason)
         try:
             value = _keyed(item.value, key) if key is not None else item.value
-            source_format, record = self.adapt(value, item.location)
+            source_format, record = self.adapt(value, item.location, kind)
             apply_context(record, context, defaults=defaults)
             validated = validate(record, source=str(item.location), source_format=source_format, defaults=self.defaults)
         except (KeyError, IndexError, TypeError, ValueError, AttributeError, StopIteration, RecursionError) as error:
@@ -289,13 +297,16 @@ def _keyed(value: Any, key: str) -> Any:
 def _recogniser(options: ImportOptions):
     if options.mapping is not None:
         return options.mapping.recognises
-    return lambda value: adapters.recognise(value) is not None
+    return adapters.recognise
 
 
 def _adapter_for(options: ImportOptions):
     if options.mapping is not None:
-        return lambda value, location: (adapters.MAPPING, options.mapping(value, location))
-    return lambda value, location: adapters.to_canonical(value, location, format_name=options.format_name)
+        return lambda value, location, _kind: (adapters.MAPPING, options.mapping(value, location))
+    if options.format_name != adapters.AUTO:
+        return lambda value, location, _kind: adapters.to_canonical(value, location, format_name=options.format_name)
+    # Discovery has usually named the format already (the common case: a line that is one record).
+    return lambda value, location, kind: adapters.to_canonical(value, location, format_name=kind or adapters.AUTO)
 
 
 def _in_batch_duplicate(location: Location, options, errors: ErrorSink, progress: ImportProgress) -> None:
