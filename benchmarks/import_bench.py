@@ -4,7 +4,8 @@
     python benchmarks/import_bench.py --sizes 1000000 # 1M (about 8.7 GB of JSONL, generated once)
     python benchmarks/import_bench.py --mixed         # also files in the shapes real dumps have
 
-Prints a table: records/s, MB/s, peak RSS of the import process, fragments left. With --mixed, each
+Prints a table: records/s, MB/s, peak RSS of the import process and of it with its workers,
+fragments left. With --mixed, each
 size is also imported from a mixed-shape file (benchmarks/mixed.py: OpenAI string arguments, Responses
 items, content parts, wrapper lines, unknown fields, 5% invalid records), and for every file the same
 run prints its floor: one process that only reads, parses, keeps the canonical fields and appends
@@ -28,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.processes import run_measured  # noqa: E402
 from benchmarks.tables import print_table  # noqa: E402
 from trajectories.store.repository import TrajectoryStore  # noqa: E402
 
@@ -45,6 +47,7 @@ class Row:
     import_seconds: float
     wall_seconds: float
     peak_rss_mb: float
+    all_peak_rss_mb: float
     fragments: int
     imported: int
     duplicates: int
@@ -172,22 +175,11 @@ def _generated(size: int, workdir: Path, *, seed: int) -> Path:
 def _import(scenario: str, path: Path, size: int, env: dict, *, allow_rejected: bool = False) -> Row:
     print(f"running: {scenario} ...", file=sys.stderr)
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [*MANAGE, "import_trajectories", str(path), "--no-progress"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    # wait4 gives this child's own peak RSS, not the maximum over every child so far.
-    stdout_text = process.stdout.read()
-    stderr_text = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
+    finished = run_measured([*MANAGE, "import_trajectories", str(path), "--no-progress"], env)
     wall = time.perf_counter() - started
-    match = SUMMARY.search(stdout_text)
-    if (process.returncode != 0 and not allow_rejected) or match is None:
-        raise SystemExit(f"import failed ({process.returncode}):\n{stdout_text}\n{stderr_text}")
+    match = SUMMARY.search(finished.stdout)
+    if (finished.returncode != 0 and not allow_rejected) or match is None:
+        raise SystemExit(f"import failed ({finished.returncode}):\n{finished.stdout}\n{finished.stderr}")
     imported, _updated, duplicates, _rejected, seconds = (float(g.replace(",", "")) for g in match.groups())
     fragments = TrajectoryStore(uri=env["TRAJSITE_DATA_DIR"]).stats()[0].fragments
     return Row(
@@ -196,7 +188,8 @@ def _import(scenario: str, path: Path, size: int, env: dict, *, allow_rejected: 
         path.stat().st_size / 1e6,
         seconds,
         wall,
-        usage.ru_maxrss / 1024,
+        finished.own_peak_mb,
+        finished.all_peak_mb,
         fragments,
         int(imported),
         int(duplicates),
@@ -212,7 +205,8 @@ def _print_table(rows: list[Row]) -> None:
         "wall s",
         "records/s",
         "MB/s",
-        "peak RSS MB",
+        "peak RSS MB (importer)",
+        "peak RSS MB (with workers)",
         "fragments",
         "imported",
         "duplicates",
@@ -227,6 +221,7 @@ def _print_table(rows: list[Row]) -> None:
             f"{row.records_per_second:,.0f}",
             f"{row.megabytes_per_second:,.0f}",
             f"{row.peak_rss_mb:,.0f}",
+            f"{row.all_peak_rss_mb:,.0f}",
             str(row.fragments),
             f"{row.imported:,}",
             f"{row.duplicates:,}",

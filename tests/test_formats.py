@@ -297,8 +297,14 @@ def test_a_streamed_top_level_array_and_broken_json(store, run_import, tmp_path)
     broken.write_bytes(orjson.dumps(records)[:-5000])
     _out, err, _error = run_import(array, broken, "--max-document-bytes", "500000")
     assert f"{array}:1[599]" in store.get(trajectory_id="a599")["source"]
-    assert f"{broken}:1: json: invalid JSON" in err
+    assert f"{broken}:1: json: invalid JSON after (document)[" in err
+    assert "the rest of the document was not read" in err
     assert len(all_rows(store)) == 600, "the broken copy's complete records are duplicates of the good ones"
+    # A value the stream cannot parse mid-document: the records before it are kept, the stop is named.
+    nan = tmp_path / "nan.json"
+    nan.write_bytes(orjson.dumps(records[:300])[:-1] + b',{"trajectory_id": "x", "reward": NaN}]')
+    _out, err, _error = run_import(nan, "--max-document-bytes", "500000")
+    assert f"{nan}:1: json: invalid JSON after (document)[299]; the rest of the document was not read" in err
 
 
 def test_what_an_adversarial_read_found_stays_fixed(store, run_import, tmp_path):

@@ -6,9 +6,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from trajectories.demo import DemoShape, write_jsonl
@@ -27,6 +29,8 @@ def test_import_killed_half_way_then_rerun_has_every_record_once(tmp_path, setti
         "TRAJSITE_DATA_DIR": str(tmp_path / "lancedb"),
         "TRAJSITE_VAR_DIR": str(tmp_path / "var"),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "TRAJSITE_IMPORT_PARALLEL_BYTES": "1",  # parse in worker processes, as a large import does
+        "TRAJSITE_IMPORT_WORKERS": "2",
     }
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "-v0"], env=env, check=True)
@@ -38,10 +42,15 @@ def test_import_killed_half_way_then_rerun_has_every_record_once(tmp_path, setti
         if os.path.exists(env["TRAJSITE_DATA_DIR"]) and store.count() >= 500:
             break
         time.sleep(0.02)
+    helpers = psutil.Process(process.pid).children(recursive=True)
+    assert len(helpers) >= 2, "the workers run while the import does"
     process.send_signal(signal.SIGKILL)
     process.wait()
     partial = store.count()
     assert 0 < partial < 4000, "the import must be interrupted mid-way for this test to mean anything"
+    # Orphaned, the workers leave too (their queue would keep them waiting forever).
+    _, alive = psutil.wait_procs(helpers, timeout=10)
+    assert not alive, f"left running: {[helper.cmdline() for helper in alive]}"
 
     rerun = subprocess.run(command, env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
@@ -92,3 +101,34 @@ def test_the_import_counters_are_the_job_columns_and_the_status_keys():
 
     columns = {field.name for field in ImportJob._meta.get_fields()}
     assert set(COUNTERS) <= columns
+
+
+def test_a_worker_killed_mid_import_fails_the_run_clearly_and_keeps_what_was_written(store, tmp_path):
+    from trajectories.importing.chunks import WorkerDied
+    from trajectories.importing.errors import ErrorSink
+    from trajectories.importing.pipeline import ImportOptions, run_import
+
+    data = tmp_path / "demo.jsonl"
+    with open(data, "wb") as stream:
+        write_jsonl(stream, DemoShape(count=6000))
+    outcome: dict = {}
+
+    def run():
+        try:
+            options = ImportOptions(workers=2, batch_size=20)
+            run_import(paths=[str(data)], options=options, store=store, errors=ErrorSink())
+        except BaseException as error:
+            outcome["error"] = error
+
+    importing = threading.Thread(target=run)
+    importing.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (os.path.exists(store.uri) and store.count() >= 100):
+        time.sleep(0.02)
+    workers = [child for child in psutil.Process().children() if "spawn_main" in " ".join(child.cmdline())]
+    assert workers, "the import runs in worker processes"
+    workers[0].kill()
+    importing.join(60)
+    assert isinstance(outcome.get("error"), WorkerDied), outcome
+    assert "import the same files again to add the rest" in str(outcome["error"])
+    assert 100 <= store.count() < 6000

@@ -144,6 +144,10 @@ TRAJSITE_IMPORT_MAX_LINE_BYTES = env_int("TRAJSITE_IMPORT_MAX_LINE_BYTES", 256 *
 TRAJSITE_IMPORT_MAX_DOCUMENT_BYTES = env_int("TRAJSITE_IMPORT_MAX_DOCUMENT_BYTES", 256 * 1024 * 1024)
 # ...and the most JSON values a line or document may hold (parsed, each is a Python object).
 TRAJSITE_IMPORT_MAX_JSON_VALUES = env_int("TRAJSITE_IMPORT_MAX_JSON_VALUES", 2_000_000)
+# Processes that parse and validate a large import (one per core); below the size, the importing
+# process does it alone (starting workers costs about a second).
+TRAJSITE_IMPORT_WORKERS = env_int("TRAJSITE_IMPORT_WORKERS", os.cpu_count() or 1)
+TRAJSITE_IMPORT_PARALLEL_BYTES = env_int("TRAJSITE_IMPORT_PARALLEL_BYTES", 32 * 1024 * 1024)
 # Off: every read goes to the store (benchmarks of the uncached path; debugging).
 TRAJSITE_CACHE = env_bool("TRAJSITE_CACHE", True)
 # How stale a read may be when no cache generation says data changed (0: check LanceDB every request).

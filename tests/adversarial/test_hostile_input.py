@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from tests.conftest import BASE_RECORD
-from trajectories.importing import pipeline
+from trajectories.importing import chunks, pipeline
 from trajectories.importing.batches import BatchBuilder
 from trajectories.importing.errors import ErrorSink, Location
 from trajectories.importing.validation import Defaults, validate
@@ -65,7 +65,7 @@ def test_a_row_the_store_refuses_is_one_rejection_and_the_batch_is_written(store
     builder.rows["row2"]["agent_name"] = "x\ud800"
     errors = ErrorSink()
     writer = pipeline._Writer(store=store, options=pipeline.ImportOptions(), errors=errors, imported_at_us=1)
-    writer.submit(pipeline._built(builder, errors))
+    writer.submit(chunks._built(builder, errors.reject))
     writer.close()
     assert (writer.inserted, errors.rejected) == (4, 1)
     assert errors.first[0].startswith("b.jsonl:3: agent_name: the store cannot hold this value (UnicodeEncodeError")

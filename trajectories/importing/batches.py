@@ -1,4 +1,5 @@
-"""Accumulating validated rows column by column and handing them over as Arrow tables."""
+"""Accumulating validated rows as Arrow tables (`BatchBuilder`, within a chunk) and chunks' tables into
+one write (`PendingWrite`, in the importing process), with one duplicate rule for both."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from .errors import Location
 from .validation import Validated
 
 _TRAJECTORY_NAMES = TRAJECTORY_SCHEMA.names
+# A batch also closes early past this many bytes of steps, so huge rollouts cannot pile up in memory.
+MAX_BATCH_BYTES = 128 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -23,6 +26,21 @@ class Batch:
     annotations: dict[str, AnnotationChange]
     ids: list[str]
     locations: list[Location]
+
+    def split(self, at: int) -> tuple[Batch, Batch | None]:
+        """The first `at` rows, and the rest (None when there is none); tables share their memory."""
+        if len(self.ids) <= at:
+            return self, None
+        return self._rows(0, at), self._rows(at, len(self.ids))
+
+    def _rows(self, start: int, stop: int) -> Batch:
+        ids = self.ids[start:stop]
+        return Batch(
+            trajectories=self.trajectories.slice(start, stop - start),
+            annotations={key: self.annotations[key] for key in ids if key in self.annotations},
+            ids=ids,
+            locations=self.locations[start:stop],
+        )
 
 
 @dataclass
@@ -67,3 +85,57 @@ class BatchBuilder:
             ids=columns["trajectory_id"],
             locations=[self.locations[key] for key in columns["trajectory_id"]],
         )
+
+
+class PendingWrite:
+    """Batches of several chunks gathered into one write, in arrival order. An id that comes again is
+    the rule `on_duplicate` says: under "update" the later record replaces the earlier whole (its
+    annotations too); otherwise the later one is not taken (`add` returns where it came from)."""
+
+    def __init__(self, *, on_duplicate: str) -> None:
+        self.on_duplicate = on_duplicate
+        self._parts: list[Batch] = []
+        self._dropped: list[set[int]] = []
+        self._where: dict[str, tuple[int, int]] = {}
+        self.nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def add(self, batch: Batch) -> list[Location]:
+        part = len(self._parts)
+        dropped: set[int] = set()
+        refused: list[Location] = []
+        for row, trajectory_id in enumerate(batch.ids):
+            earlier = self._where.get(trajectory_id)
+            if earlier is None:
+                self._where[trajectory_id] = (part, row)
+            elif self.on_duplicate == "update":
+                self._dropped[earlier[0]].add(earlier[1])
+                self._where[trajectory_id] = (part, row)
+            else:
+                dropped.add(row)
+                refused.append(batch.locations[row])
+        self._parts.append(batch)
+        self._dropped.append(dropped)
+        self.nbytes += batch.trajectories.nbytes
+        return refused
+
+    def build(self) -> Batch:
+        tables, annotations, ids, locations = [], {}, [], []
+        for part, (batch, dropped) in enumerate(zip(self._parts, self._dropped, strict=True)):
+            if dropped:
+                kept = [row not in dropped for row in range(len(batch.ids))]
+                tables.append(batch.trajectories.filter(pa.array(kept)))
+                ids.extend(key for key, keep in zip(batch.ids, kept, strict=True) if keep)
+                locations.extend(where for where, keep in zip(batch.locations, kept, strict=True) if keep)
+            else:
+                tables.append(batch.trajectories)
+                ids.extend(batch.ids)
+                locations.extend(batch.locations)
+            # A record's annotations go with the row taken for its id.
+            annotations.update(
+                (key, change) for key, change in batch.annotations.items() if self._where[key][0] == part
+            )
+        trajectories = pa.concat_tables(tables) if tables else TRAJECTORY_SCHEMA.empty_table()
+        return Batch(trajectories=trajectories, annotations=annotations, ids=ids, locations=locations)

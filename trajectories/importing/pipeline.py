@@ -1,11 +1,14 @@
-"""The import pipeline: read → adapt → validate → batch on this thread; check ids and write on another.
+"""The import pipeline: read units here → process chunks (`chunks`: parse, adapt, validate, Arrow) →
+gather them into writes here → check ids and write on a writer thread.
 
 `ImportRun` is one run over a set of files: `ImportRun(paths=..., options=..., store=..., errors=...).run()`.
-Parsing is Python and holds the GIL; LanceDB writes run in Rust and release it, so a writer thread
-lets the two cores overlap. The writer checks each batch's ids against the store right before writing
-it, in order, so duplicates across batches, files and earlier imports are all caught in bulk. When a
-run has written anything (even if it then fails), it sends `trajectories_changed` itself, so every
-caller's caches are invalidated, not only the command's.
+Processing is Python and holds the GIL, so a large import runs it in worker processes (one per core by
+default); a small one runs it on this thread, where starting workers would cost more than it saves.
+Outcomes come back in input order, so reports and duplicate rules read as if one process did it all.
+LanceDB writes run in Rust and release the GIL. The writer checks each batch's ids against the store
+right before writing it, in order, so duplicates across batches, files and earlier imports are all
+caught in bulk. When a run has written anything (even if it then fails), it sends
+`trajectories_changed` itself, so every caller's caches are invalidated, not only the command's.
 """
 
 from __future__ import annotations
@@ -15,25 +18,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from django.conf import settings
 
 from trajectories.signals import trajectories_changed
-from trajectories.store import TRAJECTORY_SCHEMA, TrajectoryStore
+from trajectories.store import TrajectoryStore
 
-from . import adapters, readers
-from .batches import Batch, BatchBuilder
-from .discovery import apply_context, records_of
-from .errors import ErrorSink, FieldError, Location, RecordError
+from . import adapters, chunks, readers
+from .batches import MAX_BATCH_BYTES, Batch, PendingWrite
+from .errors import ErrorSink, FieldError, Location
 from .mapping import Mapping
-from .validation import Defaults, validate
+from .validation import Defaults
 
 ON_DUPLICATE_CHOICES = ("skip", "update", "error")
-# A batch also closes early past this many bytes of steps, so huge rollouts cannot pile up in memory.
-MAX_BATCH_BYTES = 128 * 1024 * 1024
 _PENDING_BATCHES = 2
 # Ids a run tracks itself before folding them into the store's index (~100 bytes each).
 REMEMBER_IDS = 1_000_000
@@ -52,6 +51,8 @@ class ImportOptions:
     import_id: str | None = None
     # (path, name shown in errors and `source`) pairs, e.g. an upload's original file name.
     display_names: tuple[tuple[str, str], ...] = ()
+    # Worker processes for parsing and validation; None: TRAJSITE_IMPORT_WORKERS for a large import.
+    workers: int | None = None
 
 
 @dataclass
@@ -147,10 +148,14 @@ class ImportRun:
             import_id=options.import_id,
             imported_at_us=time.time_ns() // 1000,
         )
-        self.adapt = _adapter_for(options)
-        self.recognise = _recogniser(options)
-        self.records_path = options.mapping.records if options.mapping is not None else None
-        self.builder = BatchBuilder(on_duplicate=options.on_duplicate)
+        self.plan = chunks.Plan(
+            format_name=options.format_name,
+            mapping=options.mapping,
+            on_duplicate=options.on_duplicate,
+            defaults=self.defaults,
+            limits=options.limits,
+        )
+        self.pending = PendingWrite(on_duplicate=options.on_duplicate)
         self.writer: _Writer | None = None
         self._per_file: dict[str, int] = {}
         self._started = time.monotonic()
@@ -178,19 +183,24 @@ class ImportRun:
 
     def _read_all(self, progress_every: float) -> None:
         last_report = self._started
-        sources = readers.read_sources(
+        units = readers.read_units(
             self.files, self.counter, names=dict(self.options.display_names), limits=self.options.limits
         )
-        for item in sources:
-            if isinstance(item, readers.UnreadableRecord):
-                self.progress.records += 1
-                self.errors.reject(item.location, [item.error])
-            else:
-                self._take_document(item)
-            if self.progress.records % 256 == 0 and time.monotonic() - last_report >= progress_every:
+        for outcome in chunks.processed(chunks.chunked(units), plan=self.plan, workers=self._workers()):
+            self._take(outcome)
+            if time.monotonic() - last_report >= progress_every:
                 last_report = time.monotonic()
                 self._report()
         self._flush()
+
+    def _workers(self) -> int:
+        """Worker processes for this run: none for a small import."""
+        if self.options.workers is not None:
+            return self.options.workers
+        size = self.progress.bytes_total
+        if size is not None and size < settings.TRAJSITE_IMPORT_PARALLEL_BYTES:
+            return 0
+        return settings.TRAJSITE_IMPORT_WORKERS
 
     @property
     def wrote(self) -> bool:
@@ -211,102 +221,35 @@ class ImportRun:
         if self.on_progress is not None:
             self.on_progress(replace(progress))
 
-    def _take_document(self, document: readers.RawRecord) -> None:
-        """Every record the document holds (itself, or those discovered inside it), with its context."""
-        found, records = records_of(document, recognise=self.recognise, records_path=self.records_path)
-        defaults = self.options.mapping.defaults(document.value) if self.options.mapping is not None else {}
-        for line in found.report:
-            path, _, what = line.partition(": ")
-            self.progress.found.setdefault(document.location.file, {})[path] = what
-        file = document.location.file
-        self._per_file[file] = self._per_file.get(file, 0) + len(records)
-        for record, where in zip(records, found.records, strict=True):
-            self.progress.records += 1
-            self._take(
-                record,
-                context=found.context,
-                defaults=defaults,
-                key=where.key,
-                kind=where.kind,
-                description=found.description,
-            )
-
-    def _take(
-        self,
-        item: readers.RawRecord,
-        *,
-        context: dict,
-        defaults: dict,
-        key: str | None,
-        kind: str | None,
-        description: str | None,
-    ) -> None:
-        errors = self.errors
-        for _, repair in item.repairs:
-            errors.warn(item.location, repair.field, repair.reason)
-        try:
-            value = _keyed(item.value, key) if key is not None else item.value
-            source_format, record = self.adapt(value, item.location, kind)
-            apply_context(record, context, defaults=defaults)
-            validated = validate(record, source=str(item.location), source_format=source_format, defaults=self.defaults)
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError, StopIteration, RecursionError) as error:
-            # A record of a shape nobody foresaw (or a format forced on the wrong shape) is its own
-            # rejection: it never sinks the file.
-            reason = f"cannot be read as {source_format_of(self.options)}: {type(error).__name__}: {error}"[:500]
-            errors.reject(item.location, [FieldError("record", reason)])
-            return
-        except RecordError as error:
-            problems = list(error.errors)
-            if description is not None:
-                # A document with nothing recognisable: say what it held, not only what it lacked.
-                problems = [
-                    FieldError(p.field, f"{p.reason}; no trajectories found in it: it is {description}")
-                    if p.field == "record"
-                    else p
-                    for p in problems
-                ]
-            errors.reject(item.location, problems)
-            return
-        for warning in validated.warnings:
-            errors.warn(item.location, warning.field, warning.reason)
-        self.progress.valid += 1
-        if not self.builder.add(validated, location=item.location):
-            _in_batch_duplicate(item.location, self.options, errors, self.progress)
-        if len(self.builder) >= self.options.batch_size or self.builder.nbytes >= MAX_BATCH_BYTES:
-            self._flush()
+    def _take(self, outcome: chunks.Outcome) -> None:
+        """A chunk's outcome, in order: its reports, then its rows into the next write."""
+        progress = self.progress
+        for event in outcome.events:
+            if isinstance(event, chunks.Rejected):
+                self.errors.reject(event.location, event.errors)
+            else:
+                self.errors.warn(event.location, event.field, event.reason)
+        progress.records += outcome.records
+        progress.valid += outcome.valid
+        progress.in_import_duplicates += outcome.duplicates
+        for file, count in outcome.per_file.items():
+            self._per_file[file] = self._per_file.get(file, 0) + count
+        for file, places in outcome.found.items():
+            progress.found.setdefault(file, {}).update(places)
+        for batch in outcome.batches:
+            rest: Batch | None = batch
+            while rest is not None:
+                # Writes keep their size (`batch_size` rows) whatever the size of a chunk.
+                piece, rest = rest.split(max(self.options.batch_size - len(self.pending), 1))
+                for location in self.pending.add(piece):
+                    _in_batch_duplicate(location, self.options, self.errors, progress)
+                if len(self.pending) >= self.options.batch_size or self.pending.nbytes >= MAX_BATCH_BYTES:
+                    self._flush()
 
     def _flush(self) -> None:
-        if len(self.builder) and self.writer is not None:
-            self.writer.submit(_built(self.builder, self.errors))
-        self.builder = BatchBuilder(on_duplicate=self.options.on_duplicate)
-
-
-def source_format_of(options: ImportOptions) -> str:
-    return "the mapping's shape" if options.mapping is not None else f"format {options.format_name!r}"
-
-
-def _keyed(value: Any, key: str) -> Any:
-    """A record found under an id key: the key names its task, or the trajectory when the task is named."""
-    if not isinstance(value, dict):
-        return value
-    if not any(value.get(name) is not None for name in adapters.DATA_ID_KEYS):
-        return {**value, "data_id": key}
-    return value if value.get("trajectory_id") is not None else {**value, "trajectory_id": key}
-
-
-def _recogniser(options: ImportOptions):
-    if options.mapping is not None:
-        return options.mapping.recognises
-    return adapters.recognise
-
-
-def _adapter_for(options: ImportOptions):
-    if options.mapping is not None:
-        return lambda value, location, _kind: (adapters.MAPPING, options.mapping(value, location))
-    if options.format_name != adapters.AUTO:
-        return lambda value, location, _kind: adapters.to_canonical(value, location, format_name=options.format_name)
-    # Discovery has usually named the format already (the common case: a line that is one record).
-    return lambda value, location, kind: adapters.to_canonical(value, location, format_name=kind or adapters.AUTO)
+        if len(self.pending) and self.writer is not None:
+            self.writer.submit(self.pending.build())
+        self.pending = PendingWrite(on_duplicate=self.options.on_duplicate)
 
 
 def _in_batch_duplicate(location: Location, options, errors: ErrorSink, progress: ImportProgress) -> None:
@@ -315,20 +258,6 @@ def _in_batch_duplicate(location: Location, options, errors: ErrorSink, progress
         errors.reject(location, [FieldError("trajectory_id", "duplicate of an earlier record in this import")])
     else:
         progress.in_import_duplicates += 1
-
-
-def _built(builder: BatchBuilder, errors: ErrorSink) -> Batch:
-    """The batch as Arrow tables; rows Arrow refuses are rejected one by one, the rest kept."""
-    try:
-        return builder.build()
-    except _CONVERSION_ERRORS:
-        pass
-    for trajectory_id, row in list(builder.rows.items()):
-        problem = _conversion_problem(row)
-        if problem is not None:
-            errors.reject(builder.locations[trajectory_id], [problem])
-            builder.remove(trajectory_id)
-    return builder.build()
 
 
 class _Writer:
@@ -440,22 +369,6 @@ class _Writer:
         for trajectory_id, location in zip(batch.ids, batch.locations, strict=True):
             if trajectory_id in existing:
                 self._errors.reject(location, [FieldError("trajectory_id", f"{trajectory_id!r} is already stored")])
-
-
-# What Arrow raises for a value its column cannot hold; anything else (I/O, a full disk) fails the job.
-_CONVERSION_ERRORS = (pa.ArrowException, UnicodeError, TypeError, ValueError, OverflowError)
-
-
-def _conversion_problem(row: dict) -> FieldError | None:
-    for name in _TRAJECTORY_FIELDS:
-        try:
-            pa.array([row[name]], type=TRAJECTORY_SCHEMA.field(name).type)
-        except _CONVERSION_ERRORS as error:
-            return FieldError(name, f"the store cannot hold this value ({type(error).__name__}: {error})")
-    return None
-
-
-_TRAJECTORY_FIELDS = tuple(TRAJECTORY_SCHEMA.names)
 
 
 def _without(batch: Batch, existing: set[str]) -> Batch:

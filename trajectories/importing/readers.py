@@ -14,7 +14,7 @@ import contextlib
 import datetime
 import decimal
 import gzip
-import itertools
+import io
 import json
 import os
 import re
@@ -37,6 +37,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _DOCUMENT_SUFFIXES = {".json", ".traj"}
 _KNOWN_SUFFIXES = {".jsonl", ".ndjson", ".json", ".traj", ".parquet"}
 _PARQUET_MAGIC = b"PAR1"
+# JSONL is read in blocks of whole lines this large (one unit of work for `chunks`).
+LINES_BLOCK_BYTES = 4 * 1024 * 1024
 # Parquet rows are read this many at a time (a row group may hold millions).
 _PARQUET_BATCH_ROWS = 1000
 _SKIP_CHUNK = 1024 * 1024
@@ -75,6 +77,20 @@ class RawRecord:
 class UnreadableRecord:
     location: Location
     error: FieldError
+
+
+@dataclass(slots=True)
+class RawText:
+    """JSONL lines (a block of whole lines, the first numbered `location.line`) or a whole `.json`
+    document, as read and not yet parsed: splitting and parsing are the costly part, so they happen
+    where the records are processed (a worker process, on large imports)."""
+
+    location: Location
+    data: bytes
+    document: bool = False
+
+
+Unit = RawText | RawRecord | UnreadableRecord
 
 
 class ByteCounter:
@@ -145,7 +161,15 @@ def total_bytes(files: list[str]) -> int | None:
 def read_sources(
     files: list[str], counter: ByteCounter, *, names: dict[str, str] | None = None, limits: Limits = Limits()
 ) -> Iterator[RawRecord | UnreadableRecord]:
-    """Records of every file in order; `names` gives the name errors and `source` show for a path."""
+    """The parsed documents of every file in order; `names` gives the name errors and `source` show."""
+    for unit in read_units(files, counter, names=names, limits=limits):
+        yield from parsed(unit, limits)
+
+
+def read_units(
+    files: list[str], counter: ByteCounter, *, names: dict[str, str] | None = None, limits: Limits = Limits()
+) -> Iterator[Unit]:
+    """What every file holds, in order, read but not yet parsed (see `parsed`)."""
     names = names or {}
     for path in files:
         if path == STDIN:
@@ -172,7 +196,7 @@ def _unreadable(path: str) -> str | None:
     return "not a regular file (a device or socket); not read"
 
 
-def _read_file(path: str, counter: ByteCounter, name: str, limits: Limits) -> Iterator[RawRecord | UnreadableRecord]:
+def _read_file(path: str, counter: ByteCounter, name: str, limits: Limits) -> Iterator[Unit]:
     if path.endswith(".parquet"):
         yield from _read_parquet(path, counter, name)
         return
@@ -213,7 +237,7 @@ def _read_streamed(path: str, raw: BinaryIO, compressed: bool, name: str, limits
         raw.seek(0)
         return contextlib.nullcontext(gzip.GzipFile(fileobj=raw) if compressed else raw)
 
-    found = None
+    found = last = None
     try:
         for item in stream_records(opener, name=name, max_values=limits.max_values):
             if found is None:
@@ -230,13 +254,17 @@ def _read_streamed(path: str, raw: BinaryIO, compressed: bool, name: str, limits
                     yield UnreadableRecord(Location(name, 0), FieldError("file", reason))
                 continue
             location, value = item
+            last = location
             if isinstance(value, FieldError):
                 yield UnreadableRecord(location, value)
             else:
                 report = tuple(found.report) if location.index == 0 else ()
                 yield RawRecord(location, value, context=found.context, report=report)
     except (ijson.JSONError, ValueError, OSError, EOFError, zlib.error) as error:
-        yield UnreadableRecord(Location(name, 1), FieldError("json", f"invalid JSON: {error}"))
+        # A stream cannot go past what it cannot parse (NaN, a cut-off file): say where it stopped.
+        where = f"after {last.path or '(document)'}[{last.index}]" if last is not None else "before any record"
+        reason = f"invalid JSON {where}; the rest of the document was not read (fix it and import again): {error}"
+        yield UnreadableRecord(Location(name, 1), FieldError("json", reason))
 
 
 def _read_parquet(path: str, counter: ByteCounter, name: str) -> Iterator[RawRecord | UnreadableRecord]:
@@ -281,7 +309,7 @@ def _plain(value: Any) -> Any:
 
 def _read_stream(
     stream: BinaryIO, name: str, *, document: bool | None, limits: Limits, restream=None
-) -> Iterator[RawRecord | UnreadableRecord]:
+) -> Iterator[Unit]:
     first = stream.readline(limits.max_line_bytes + 1)
     if first.startswith(_BOM):
         first = first[len(_BOM) :]
@@ -294,9 +322,7 @@ def _read_stream(
         yield from _read_lines(first, stream, name, limits)
 
 
-def _read_document(
-    first: bytes, stream: BinaryIO, name: str, limits: Limits, *, restream=None
-) -> Iterator[RawRecord | UnreadableRecord]:
+def _read_document(first: bytes, stream: BinaryIO, name: str, limits: Limits, *, restream=None) -> Iterator[Unit]:
     data = first + stream.read(max(limits.max_document_bytes + 1 - len(first), 0))
     if restream is not None and (len(data) > limits.max_document_bytes or _too_many_values(data, limits)):
         del data
@@ -316,44 +342,86 @@ def _read_document(
     if (crowded := _too_many_values(data, limits)) is not None:
         yield UnreadableRecord(Location(name, 0), FieldError("file", crowded))
         return
-    value, error, repairs = _parse_repaired(data)
-    if error is not None and "after document" in error:
-        # Named .json but written as JSON lines: read it line by line instead.
-        yield from _read_lines(b"", _Lines(data), name, limits)
-        return
-    if error is not None:
-        yield UnreadableRecord(Location(name, 1), FieldError("json", error))
-        return
-    yield RawRecord(Location(name, 1), value, tuple(repairs))
+    yield RawText(Location(name, 1), data, document=True)
 
 
-def _read_lines(first: bytes, stream, name: str, limits: Limits) -> Iterator[RawRecord | UnreadableRecord]:
-    lines = itertools.chain([first] if first else [], iter(lambda: stream.readline(limits.max_line_bytes + 1), b""))
+def _read_lines(first: bytes, stream, name: str, limits: Limits) -> Iterator[RawText | UnreadableRecord]:
+    """Blocks of whole lines, read a block at a time: splitting them is left to `parsed`. Only a line
+    longer than the limit is cut here, before it is held in memory whole."""
     seen_any = False
-    for line_number, line in enumerate(lines, start=1):
-        if len(line) > limits.max_line_bytes and not line.endswith(b"\n"):
-            seen_any = True
-            skipped = len(line) + _skip_rest_of_line(stream)
-            yield UnreadableRecord(Location(name, line_number), FieldError("line", _too_long(skipped, limits)))
+    line_number = 1  # of the first line in `partial`
+    if first.endswith(b"\n"):  # a whole first line, read to see what the stream holds
+        seen_any = bool(first.strip())
+        yield RawText(Location(name, 1), first)
+        line_number, first = 2, b""
+    partial, size = [first] if first else [], len(first)  # the line in progress, in pieces
+    while data := stream.read(LINES_BLOCK_BYTES):
+        newline = data.rfind(b"\n")
+        if newline < 0:
+            partial.append(data)
+            size += len(data)
+            if size > limits.max_line_bytes:
+                skipped = size + _skip_rest_of_line(stream)
+                yield UnreadableRecord(Location(name, line_number), FieldError("line", _too_long(skipped, limits)))
+                seen_any = True
+                line_number += 1
+                partial, size = [], 0
             continue
+        block = b"".join([*partial, data[: newline + 1]])
+        partial, size = [data[newline + 1 :]], len(data) - newline - 1
+        seen_any = seen_any or bool(block.strip())
+        yield RawText(Location(name, line_number), block)
+        line_number += block.count(b"\n")
+    if size:
+        block = b"".join(partial)
+        seen_any = seen_any or bool(block.strip())
+        yield RawText(Location(name, line_number), block)
+    if not seen_any:
+        yield UnreadableRecord(Location(name, 0), FieldError("file", "empty file, no records"))
+
+
+def parsed(unit: Unit, limits: Limits) -> Iterator[RawRecord | UnreadableRecord]:
+    """A unit as parsed documents: a line or document parsed (repaired where the store needs it), a
+    `.json` file written as JSON lines read line by line; what is parsed already passes through."""
+    if not isinstance(unit, RawText):
+        yield unit
+    elif not unit.document:
+        yield from _parsed_lines(unit, limits)
+    else:
+        value, error, repairs = _parse_repaired(unit.data)
+        if error is not None and "after document" in error:
+            # Named .json but written as JSON lines: read it line by line instead.
+            for lines in _read_lines(b"", io.BytesIO(unit.data), unit.location.file, limits):
+                yield from parsed(lines, limits)
+        elif error is not None:
+            yield UnreadableRecord(unit.location, FieldError("json", error))
+        else:
+            yield RawRecord(unit.location, value, tuple(repairs))
+
+
+def _parsed_lines(unit: RawText, limits: Limits) -> Iterator[RawRecord | UnreadableRecord]:
+    name, first = unit.location.file, unit.location.line
+    lines = unit.data.split(b"\n")
+    last = len(lines) - 1  # a block ends with a newline, so its last piece is empty unless the file was cut
+    for offset, line in enumerate(lines):
         # JSON parsers skip surrounding white space: only a short line is copied to see if it is blank.
         if len(line) < 256 and not line.strip():
             continue
-        seen_any = True
-        location = Location(name, line_number)
-        if (crowded := _too_many_values(line, limits)) is not None:
-            yield UnreadableRecord(location, FieldError("line", crowded))
-            continue
-        value, error, repairs = _parse_repaired(line)
-        if error is None:
-            yield RawRecord(location, value, tuple(repairs))
-            continue
-        if not line.endswith(b"\n"):
-            # Only the last line can lack its newline: the writer was cut off mid-record.
-            error = f"truncated last line (file ends mid-record): {error}"
-        yield UnreadableRecord(location, FieldError("json", error))
-    if not seen_any:
-        yield UnreadableRecord(Location(name, 0), FieldError("file", "empty file, no records"))
+        yield _parsed_line(Location(name, first + offset), line, limits, truncated=offset == last)
+
+
+def _parsed_line(location: Location, line: bytes, limits: Limits, *, truncated: bool) -> RawRecord | UnreadableRecord:
+    if len(line) > limits.max_line_bytes:
+        return UnreadableRecord(location, FieldError("line", _too_long(len(line) + 1, limits)))
+    if (crowded := _too_many_values(line, limits)) is not None:
+        return UnreadableRecord(location, FieldError("line", crowded))
+    value, error, repairs = _parse_repaired(line)
+    if error is None:
+        return RawRecord(location, value, tuple(repairs))
+    if truncated:
+        # Only the last line can lack its newline: the writer was cut off mid-record.
+        error = f"truncated last line (file ends mid-record): {error}"
+    return UnreadableRecord(location, FieldError("json", error))
 
 
 def _skip_rest_of_line(stream) -> int:
@@ -444,13 +512,3 @@ def repairs_within(repairs: tuple[tuple[str, FieldError], ...], head: str) -> tu
             inner = path[len(head) :].lstrip(".") or "record"
             found.append(FieldError(inner, error.reason))
     return tuple(found)
-
-
-class _Lines:
-    """readline() over bytes already in memory (a document within its limit: lines need no bound)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._lines = iter(data.splitlines(keepends=True))
-
-    def readline(self, _limit: int = -1) -> bytes:
-        return next(self._lines, b"")

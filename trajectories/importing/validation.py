@@ -140,6 +140,13 @@ def _number(record: dict, name: str, errors: list[FieldError], *, minimum: float
 
 def _add_steps(record: dict, row: dict, errors: list[FieldError], warnings: list[FieldError]) -> None:
     steps = record.get("steps")
+    if type(steps) is str and steps.lstrip().startswith("["):
+        # Steps kept as JSON text, as Parquet and CSV dumps often hold them.
+        try:
+            steps = orjson.loads(steps)
+        except orjson.JSONDecodeError as error:
+            errors.append(FieldError("steps", f"text that is not a JSON list of steps: {error}"))
+            return
     if not isinstance(steps, list):
         reason = "missing (required)" if steps is None else f"expected a list, got {type_name(steps)}"
         errors.append(FieldError("steps", reason))

@@ -1,14 +1,34 @@
-"""The only package that talks to LanceDB. Everything else asks `get_store()`."""
+"""The only package that talks to LanceDB. Everything else asks `get_store()`.
+
+The repository and the query engine load on first use: an import's worker processes need only the
+schema and the annotation type, and LanceDB costs each process a second and ~100 MB to load.
+"""
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
 from .annotations import UNSET, AnnotationChange
 from .commits import StoreBusy
-from .engine import ResultPage
-from .repository import TrajectoryStore, read_scope
 from .schema import TRAJECTORY_SCHEMA
+
+if TYPE_CHECKING:
+    from .engine import ResultPage
+    from .repository import TrajectoryStore, read_scope
+
+_LAZY = {"ResultPage": ".engine", "TrajectoryStore": ".repository", "read_scope": ".repository"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "TRAJECTORY_SCHEMA",
@@ -29,6 +49,8 @@ def get_store() -> TrajectoryStore:
     """The process-wide store for `settings.TRAJSITE_DATA_DIR` (re-made if the setting changes)."""
     global _store
     if _store is None or _store.uri != settings.TRAJSITE_DATA_DIR:
+        from .repository import TrajectoryStore
+
         _store = TrajectoryStore(
             uri=settings.TRAJSITE_DATA_DIR, version_check_seconds=settings.TRAJSITE_VERSION_CHECK_SECONDS
         )

@@ -10,6 +10,10 @@ class _Unset:
     def __repr__(self) -> str:
         return "UNSET"
 
+    def __reduce__(self) -> str:
+        # One sentinel per process, also after a trip through pickle (import workers send changes).
+        return "UNSET"
+
 
 UNSET: Any = _Unset()
 
