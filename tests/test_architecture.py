@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "trajectories"
@@ -56,3 +59,16 @@ def test_pages_and_api_read_through_the_read_path():
             for module, names in _imports(path):
                 if module.startswith("trajectories.store"):
                     assert names <= STORE_TYPES, (path.name, names - STORE_TYPES)
+
+
+def test_import_workers_load_neither_lancedb_nor_django():
+    """What an import worker process loads (`chunks` and what it imports) stays light: LanceDB would
+    cost each worker a second and ~100 MB, and Django settings are not configured there."""
+    probe = (
+        "import sys, trajectories.importing.chunks; "
+        "print(sorted(name for name in ('lancedb', 'django.db') if name in sys.modules))"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run([sys.executable, "-c", probe], cwd=PACKAGE.parent, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

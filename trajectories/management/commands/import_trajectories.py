@@ -77,6 +77,12 @@ class Command(BaseCommand):
             default=settings.TRAJSITE_IMPORT_MAX_JSON_VALUES,
             help="most JSON values a line or document may hold before it is parsed (default: %(default)s)",
         )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            help="processes that parse and validate (default: TRAJSITE_IMPORT_WORKERS, one per core, for "
+            "imports over TRAJSITE_IMPORT_PARALLEL_BYTES; 0: all in this process)",
+        )
         parser.add_argument("--max-errors", type=int, default=20, help="rejections printed (all are counted)")
         parser.add_argument("--error-report", type=Path, help="write every rejection and warning to this file")
         parser.add_argument("--no-progress", action="store_true", help="no progress output")
@@ -118,6 +124,8 @@ class Command(BaseCommand):
         for name in ("batch_size", "max_line_bytes", "max_document_bytes", "max_json_values"):
             if options[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
+        if options["workers"] is not None and not 0 <= options["workers"] <= 64:
+            raise CommandError("--workers must be between 0 and 64")
         import_options = ImportOptions(
             format_name=options["format"],
             mapping=_load_mapping(options["mapping"]),
@@ -126,6 +134,7 @@ class Command(BaseCommand):
             agent_name=options["agent_name"],
             dry_run=options["dry_run"],
             batch_size=options["batch_size"],
+            workers=options["workers"],
             limits=configured_limits(
                 max_line_bytes=options["max_line_bytes"],
                 max_document_bytes=options["max_document_bytes"],
