@@ -33,7 +33,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from trajectories.query import TrajectoryQuery
-from trajectories.store import get_store
+from trajectories.store import get_store, served
 from trajectories.store import read_scope as store_read_scope
 
 log = logging.getLogger(__name__)
@@ -234,8 +234,11 @@ def cached(kind: str, question: str, compute: Callable[[], T], *, max_bytes: int
             _count(HITS_KEY)
             return found
         _count(MISSES_KEY)
-        value = compute()
-        if max_bytes is None or _size(value) <= max_bytes:
+        with served() as answered:
+            value = compute()
+        # An answer from a projection still being replaced is the older version's: not stored under the newer key.
+        stale = any(answered_from != newest for answered_from, newest in answered)
+        if not stale and (max_bytes is None or _size(value) <= max_bytes):
             _redis(lambda: cache.set(key, value, timeout=TIMEOUT_SECONDS), None)
         return value
 

@@ -152,6 +152,9 @@ TRAJSITE_IMPORT_PARALLEL_BYTES = env_int("TRAJSITE_IMPORT_PARALLEL_BYTES", 32 * 
 TRAJSITE_CACHE = env_bool("TRAJSITE_CACHE", True)
 # How stale a read may be when no cache generation says data changed (0: check LanceDB every request).
 TRAJSITE_VERSION_CHECK_SECONDS = float(os.environ.get("TRAJSITE_VERSION_CHECK_SECONDS", "0"))
+# A projection of this many rows or more is rebuilt in the background after an import, the previous one
+# answering meanwhile; a smaller one is rebuilt by the request that finds it out of date.
+TRAJSITE_BACKGROUND_BUILD_ROWS = env_int("TRAJSITE_BACKGROUND_BUILD_ROWS", 100_000)
 # Largest file the import page accepts (the command line has no limit).
 TRAJSITE_UPLOAD_MAX_BYTES = env_int("TRAJSITE_UPLOAD_MAX_BYTES", 1024**3)
 FILE_UPLOAD_TEMP_DIR = None

@@ -16,10 +16,15 @@ from .commits import StoreBusy
 from .schema import TRAJECTORY_SCHEMA
 
 if TYPE_CHECKING:
-    from .engine import ResultPage
+    from .engine import ResultPage, served
     from .repository import TrajectoryStore, read_scope
 
-_LAZY = {"ResultPage": ".engine", "TrajectoryStore": ".repository", "read_scope": ".repository"}
+_LAZY = {
+    "ResultPage": ".engine",
+    "served": ".engine",
+    "TrajectoryStore": ".repository",
+    "read_scope": ".repository",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -40,6 +45,7 @@ __all__ = [
     "get_store",
     "read_scope",
     "reset_store",
+    "served",
 ]
 
 _store: TrajectoryStore | None = None
@@ -52,7 +58,9 @@ def get_store() -> TrajectoryStore:
         from .repository import TrajectoryStore
 
         _store = TrajectoryStore(
-            uri=settings.TRAJSITE_DATA_DIR, version_check_seconds=settings.TRAJSITE_VERSION_CHECK_SECONDS
+            uri=settings.TRAJSITE_DATA_DIR,
+            version_check_seconds=settings.TRAJSITE_VERSION_CHECK_SECONDS,
+            background_rows=settings.TRAJSITE_BACKGROUND_BUILD_ROWS,
         )
     return _store
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ctypes
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +19,12 @@ from trajectories import fields
 from trajectories.query import TrajectoryQuery
 
 from .projection import AnnotationColumns, Projection
-from .schema import ANNOTATION_COLUMNS
 
 log = logging.getLogger(__name__)
 
 FACET_FIELDS = tuple(field.name for field in fields.FACETS)
+# Projections this large get their common sort orders built ahead of the first request that needs one.
+WARM_ROWS = 50_000
 
 
 @dataclass(frozen=True)
@@ -33,36 +35,102 @@ class ResultPage:
 
 
 class QueryEngine:
-    """Builds the projection from the newest table versions; rebuilds when a version moves on.
+    """Keeps the projection of the newest table versions; a request never waits for a large rebuild.
 
     `open_tables` returns the (trajectories, annotations) LanceDB tables; their `.version` is read on
-    every call (a manifest check, well under a millisecond locally, with read_consistency_interval=0),
-    so a write made by any process is seen by the next read here.
+    every call (a manifest check, well under a millisecond locally), so a write made by any process is
+    seen by the next read here. When the trajectories table moves on (an import, a delete, a
+    compaction), a projection of `background_rows` rows or more is rebuilt on a background thread
+    while the previous one keeps answering (with current annotations: a user's edits show at once);
+    the new one, with its common sort orders built, replaces it when ready. A smaller one is rebuilt
+    on the spot (tens of milliseconds). Answers from a projection that is not the newest are marked
+    (see `served`), so caches keyed by table versions never store them under the newer key.
     """
 
-    def __init__(self, *, open_tables: Callable[[], tuple[Any, Any]]) -> None:
+    def __init__(self, *, open_tables: Callable[[], tuple[Any, Any]], background_rows: int = 100_000) -> None:
         self._open_tables = open_tables
+        self.background_rows = background_rows
         self._projection: Projection | None = None
         self._lock = threading.Lock()
+        self._building = False  # a background build is under way
+        self._building_lock = threading.Lock()
         self.builds = 0
 
     def current(self) -> Projection:
         trajectories, annotations = self._open_tables()
         wanted = (trajectories.version, annotations.version)
         projection = self._projection
-        if projection is not None and _versions(projection) == wanted:
-            return projection
+        if projection is None or _versions(projection) != wanted:
+            projection = self._refreshed(trajectories, annotations, wanted)
+        _note_served(_versions(projection), wanted)
+        return projection
+
+    def _refreshed(self, trajectories, annotations, wanted: tuple[int, int]) -> Projection:
+        projection = self._projection
+        if projection is not None and projection.version != wanted[0] and projection.rows >= self.background_rows:
+            self._build_in_background(trajectories, annotations)
         with self._lock:
             projection = self._projection
-            if projection is None or projection.version != wanted[0]:
+            if projection is None or (projection.version != wanted[0] and projection.rows < self.background_rows):
                 projection = self._build(trajectories, annotations)
-            elif projection.annotations.version != wanted[1]:
-                reread = AnnotationColumns.load(
-                    _annotation_table(annotations), version=annotations.version, trajectory_ids=projection.ids.array
-                )
-                projection = projection.with_annotations(reread)
+                self._warm_in_background(projection)
+            if projection.annotations.version != wanted[1]:
+                projection = self._with_current_annotations(projection, annotations)
             self._projection = projection
         return projection
+
+    def _with_current_annotations(self, projection: Projection, annotations) -> Projection:
+        """The projection with the annotations of now: the fragments added since it read them (an
+        edit, an import's rows), else a full read, in the background for a large projection."""
+        dataset = annotations.to_lance()
+        followed = projection.annotations.followed(dataset, trajectory_ids=projection.ids.array)
+        if followed is not None:
+            return projection.with_annotations(followed)
+        if projection.rows >= self.background_rows:
+            self._build_in_background(None, annotations, rows_of=projection)
+            return projection
+        return projection.with_annotations(AnnotationColumns.read(dataset, trajectory_ids=projection.ids.array))
+
+    def _build_in_background(self, trajectories, annotations, *, rows_of: Projection | None = None) -> None:
+        """Start building the projection of `trajectories`' version (or `rows_of`'s rows with annotations
+        read anew), unless a build is under way."""
+        with self._building_lock:
+            if self._building:
+                return
+            self._building = True
+        # Pinned here: the shared table handles may move on while the thread reads.
+        dataset = trajectories.to_lance() if trajectories is not None else None
+        annotation_dataset = annotations.to_lance()
+        thread = threading.Thread(
+            target=self._background_build,
+            args=(dataset, annotation_dataset, rows_of),
+            name="trajsite-projection",
+            daemon=True,
+        )
+        thread.start()
+
+    def _background_build(self, dataset, annotation_dataset, rows_of: Projection | None) -> None:
+        try:
+            if rows_of is None:
+                projection = Projection.load(dataset, annotation_dataset=annotation_dataset)
+                projection.warm()
+            else:
+                read = AnnotationColumns.read(annotation_dataset, trajectory_ids=rows_of.ids.array)
+                projection = rows_of.with_annotations(read)
+            self.builds += 1
+            _return_freed_memory()
+            with self._lock:
+                current = self._projection
+                if current is None or _versions(current) < _versions(projection):
+                    self._projection = projection
+        except Exception:
+            log.exception("projection of version %s not built; the previous one keeps serving", _name(dataset))
+        finally:
+            self._building = False
+
+    def _warm_in_background(self, projection: Projection) -> None:
+        if projection.rows >= WARM_ROWS:
+            threading.Thread(target=projection.warm, name="trajsite-sort-orders", daemon=True).start()
 
     def annotations_written(self, rows: list[dict[str, Any]], *, before: int, after: int) -> None:
         """Fold annotation rows this process just wrote into the projection, instead of re-reading
@@ -88,11 +156,7 @@ class QueryEngine:
 
     def _build(self, trajectories, annotations) -> Projection:
         started = time.perf_counter()
-        projection = Projection.load(
-            trajectories.to_lance(),
-            annotation_table=_annotation_table(annotations),
-            annotation_version=annotations.version,
-        )
+        projection = Projection.load(trajectories.to_lance(), annotation_dataset=annotations.to_lance())
         self.builds += 1
         _return_freed_memory()
         log.info(
@@ -180,8 +244,28 @@ def _versions(projection: Projection) -> tuple[int, int]:
     return projection.version, projection.annotations.version
 
 
-def _annotation_table(annotations) -> pa.Table:
-    return annotations.to_lance().to_table(columns=list(ANNOTATION_COLUMNS))
+_served: contextvars.ContextVar[list | None] = contextvars.ContextVar("trajsite_served", default=None)
+
+
+@contextlib.contextmanager
+def served() -> Iterator[list[tuple[tuple[int, int], tuple[int, int]]]]:
+    """Collects, for the answers computed inside, (versions answered from, newest versions): a cache
+    stores an answer only when the two agree."""
+    token = _served.set([])
+    try:
+        yield _served.get()
+    finally:
+        _served.reset(token)
+
+
+def _note_served(answered: tuple[int, int], newest: tuple[int, int]) -> None:
+    collected = _served.get()
+    if collected is not None:
+        collected.append((answered, newest))
+
+
+def _name(dataset) -> str:
+    return "(annotations)" if dataset is None else str(dataset.version)
 
 
 def _return_freed_memory() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,8 +25,11 @@ from trajectories.fields import ANNOTATIONS, KEY, TRAJECTORIES, Kind
 from trajectories.query import TrajectoryQuery
 
 from .columns import Coded, FlagColumn, IdColumn, ListColumn, NumberColumn
+from .schema import ANNOTATION_COLUMNS
 
 _CACHED_MASKS = 8
+# Annotation rows read to follow a new version; past this a full read is as cheap.
+_FOLLOW_ROWS = 100_000
 _COLUMN_TYPES = {
     Kind.ID: IdColumn,
     Kind.TEXT: Coded,
@@ -52,19 +55,53 @@ def load_column(field: fields.Field, array: pa.ChunkedArray, *, rows: int, index
 @dataclass
 class AnnotationColumns:
     """The mutable side of every row (one column per annotation field), aligned with the projection's
-    positions; a trajectory never annotated reads as blank (not bookmarked, not judged, no tags)."""
+    positions; a trajectory never annotated reads as blank (not bookmarked, not judged, no tags).
+    `fragments` are the annotation table's fragment ids this was read from: an edit or an import adds
+    fragments (and deletes the rows they replace), so `followed` reads only the new ones."""
 
     version: int
     columns: dict[str, Any]
+    fragments: frozenset[int] = frozenset()
 
     @classmethod
-    def load(cls, table: pa.Table, *, version: int, trajectory_ids: pa.Array) -> AnnotationColumns:
+    def read(cls, dataset, *, trajectory_ids: pa.Array) -> AnnotationColumns:
+        """Every annotation row of `dataset` (a LanceDataset pinned at one version)."""
+        fragments = frozenset(fragment.fragment_id for fragment in dataset.get_fragments())
+        table = dataset.to_table(columns=list(ANNOTATION_COLUMNS))
+        return cls.load(table, version=dataset.version, trajectory_ids=trajectory_ids, fragments=fragments)
+
+    @classmethod
+    def load(
+        cls, table: pa.Table, *, version: int, trajectory_ids: pa.Array, fragments: frozenset[int] = frozenset()
+    ) -> AnnotationColumns:
         rows = len(trajectory_ids)
         positions = pc.index_in(table.column(KEY), value_set=trajectory_ids)
         table = table.filter(positions.is_valid())
         index = positions.drop_null().to_numpy().astype(np.int64)
         columns = {f.name: load_column(f, table.column(f.name), rows=rows, index=index) for f in _ANNOTATED}
-        return cls(version=version, columns=columns)
+        return cls(version=version, columns=columns, fragments=fragments)
+
+    def followed(self, dataset, *, trajectory_ids: pa.Array) -> AnnotationColumns | None:
+        """These columns moved on to `dataset`'s version by reading only the fragments added since;
+        None when that is not possible (a compaction rewrote fragments) or not cheaper."""
+        fragments = {fragment.fragment_id: fragment for fragment in dataset.get_fragments()}
+        if not self.fragments or not self.fragments <= fragments.keys():
+            return None
+        added = [fragment for key, fragment in fragments.items() if key not in self.fragments]
+        if sum(fragment.count_rows() for fragment in added) > _FOLLOW_ROWS:
+            return None
+        ids = frozenset(fragments)
+        if not added:
+            return AnnotationColumns(version=dataset.version, columns=self.columns, fragments=ids)
+        # Rows replaced by a later fragment are deleted where they were: each id is read once, as it is now.
+        table = pa.concat_tables([fragment.to_table(columns=list(ANNOTATION_COLUMNS)) for fragment in added])
+        found = pc.index_in(trajectory_ids, value_set=table.column(KEY))
+        positions = np.flatnonzero(found.is_valid().to_numpy(zero_copy_only=False))
+        if not len(positions):  # rows of trajectories this projection does not hold yet (an import)
+            return AnnotationColumns(version=dataset.version, columns=self.columns, fragments=ids)
+        rows = table.take(found.drop_null()).to_pylist()
+        patched = self.patched(positions, rows, version=dataset.version)
+        return None if patched is None else replace(patched, fragments=ids)
 
     def patched(self, positions: np.ndarray, rows: list[dict[str, Any]], *, version: int) -> AnnotationColumns | None:
         """A copy with `rows` (whole annotation rows) written at `positions`; None if it cannot be patched."""
@@ -74,7 +111,7 @@ class AnnotationColumns:
             if patched is None:
                 return None
             columns[name] = patched
-        return AnnotationColumns(version=version, columns=columns)
+        return AnnotationColumns(version=version, columns=columns, fragments=self.fragments)
 
     def fields_at(self, positions: np.ndarray) -> list[dict[str, Any]]:
         columns = {name: column.values_at(positions) for name, column in self.columns.items()}
@@ -98,7 +135,8 @@ class Projection:
     cache: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, dataset, *, annotation_table: pa.Table, annotation_version: int) -> Projection:
+    def load(cls, dataset, *, annotation_dataset) -> Projection:
+        """The projection of `dataset` with the annotations of `annotation_dataset` (both pinned)."""
         table = dataset.to_table(columns=list(PROJECTED_COLUMNS))
         ids = IdColumn.load(table.column(KEY), rows=table.num_rows)
         rows = len(ids.array)
@@ -109,9 +147,7 @@ class Projection:
             ids=ids,
             columns={f.name: load_column(f, table.column(f.name), rows=rows) for f in PROJECTED[TRAJECTORIES]
                      if f.name != KEY},
-            annotations=AnnotationColumns.load(
-                annotation_table, version=annotation_version, trajectory_ids=ids.array
-            ),
+            annotations=AnnotationColumns.read(annotation_dataset, trajectory_ids=ids.array),
         )  # fmt: skip
 
     def with_annotations(self, annotations: AnnotationColumns) -> Projection:
@@ -251,6 +287,12 @@ class Projection:
         return mask
 
     # --- ordering ---------------------------------------------------------------------------
+
+    def warm(self) -> None:
+        """Build the sort orders ahead of the requests that would wait for them (off the request path)."""
+        for name in fields.SORTABLE:
+            for descending in (True, False):
+                self.order(name, descending)
 
     def order(self, name: str, descending: bool) -> np.ndarray:
         """All positions sorted by `name` (nulls last either way), ties by trajectory_id ascending."""

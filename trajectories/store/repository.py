@@ -67,7 +67,7 @@ class TableStats:
 
 
 class TrajectoryStore:
-    def __init__(self, *, uri: str, version_check_seconds: float = 0.0) -> None:
+    def __init__(self, *, uri: str, version_check_seconds: float = 0.0, background_rows: int = 100_000) -> None:
         """`version_check_seconds`: how stale a read may be when nobody says data changed.
 
         Table handles never look for new versions by themselves (read_consistency_interval=None:
@@ -87,7 +87,7 @@ class TrajectoryStore:
         self._known_versions: dict[str, int] = {}
         self.reads = 0
         self.version_checks = 0  # how often sync() looked for new versions (tests pin it per request)
-        self.engine = QueryEngine(open_tables=self._open_tables)
+        self.engine = QueryEngine(open_tables=self._open_tables, background_rows=background_rows)
 
     def _open_tables(self):
         self.sync()

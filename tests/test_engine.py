@@ -1,0 +1,148 @@
+"""The query engine follows the store without making requests wait: a large projection is rebuilt in
+the background while the previous one answers, and what a cache stores is never a mix of versions."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from trajectories import cache, reads
+from trajectories.importing.errors import ErrorSink
+from trajectories.importing.pipeline import ImportOptions, run_import
+from trajectories.query import TrajectoryQuery
+from trajectories.store import projection as projection_module
+from trajectories.store.repository import TrajectoryStore
+
+pytestmark = pytest.mark.django_db
+
+
+def _add(uri: str, path, **options) -> None:
+    """An import by another process: its own store object on the same data."""
+    run_import(paths=[str(path)], options=ImportOptions(**options), store=TrajectoryStore(uri=uri), errors=ErrorSink())
+
+
+@pytest.fixture
+def held_builds(monkeypatch):
+    """Background builds wait until the test lets them go."""
+    release = threading.Event()
+    started = threading.Event()
+    load = projection_module.Projection.load.__func__
+
+    def held(cls, dataset, **kwargs):
+        if threading.current_thread().name == "trajsite-projection":
+            started.set()
+            assert release.wait(30)
+        return load(cls, dataset, **kwargs)
+
+    monkeypatch.setattr(projection_module.Projection, "load", classmethod(held))
+    return started, release
+
+
+def _wait(condition, seconds: float = 30):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+def test_a_large_projection_keeps_answering_while_the_next_is_built(store, record, write_jsonl, held_builds):
+    started, release = held_builds
+    store.engine.background_rows = 0  # every projection counts as large
+    _add(store.uri, write_jsonl([record(trajectory_id=f"a{i}") for i in range(5)], "a.jsonl"))
+    everything = TrajectoryQuery()
+    assert store.page(query=everything).count == 5
+    _add(store.uri, write_jsonl([record(trajectory_id=f"b{i}") for i in range(3)], "b.jsonl"))
+
+    began = time.perf_counter()
+    assert store.page(query=everything).count == 5, "the previous version answers, complete"
+    assert time.perf_counter() - began < 0.5, "without waiting for the build"
+    assert started.wait(10)
+    # A user's edit shows at once, on the rows the previous version has.
+    store.annotate(trajectory_ids=["a1"], change=store_change(), user="u")
+    assert [row["trajectory_id"] for row in store.page(query=TrajectoryQuery.where(is_bookmarked=True)).rows] == ["a1"]
+
+    release.set()
+    _wait(lambda: store.page(query=everything).count == 8)
+    assert store.page(query=TrajectoryQuery.where(is_bookmarked=True)).count == 1
+
+
+def test_an_answer_from_the_previous_version_is_not_cached_as_the_next(store, record, write_jsonl, held_builds):
+    started, release = held_builds
+    store.engine.background_rows = 0
+    _add(store.uri, write_jsonl([record(trajectory_id=f"a{i}") for i in range(4)], "a.jsonl"))
+    everything = TrajectoryQuery()
+    assert reads.count(query=everything) == 4
+    _add(store.uri, write_jsonl([record(trajectory_id=f"b{i}") for i in range(2)], "b.jsonl"))
+    cache.bump_generation()  # what the other process's import sends
+    assert reads.count(query=everything) == 4  # answered by the previous version, and not stored
+    release.set()
+    _wait(lambda: store.engine.peek() is not None and store.engine.peek().rows == 6)
+    assert reads.count(query=everything) == 6
+
+
+def test_pages_read_while_another_process_imports_are_each_one_version(store, record, write_jsonl):
+    store.engine.background_rows = 0
+    _add(store.uri, write_jsonl([record(trajectory_id=f"a{i}") for i in range(10)], "a.jsonl"))
+    path = write_jsonl([record(trajectory_id=f"b{i}") for i in range(200)], "b.jsonl")
+    importing = threading.Thread(target=_add, args=(store.uri, path), kwargs={"batch_size": 20})
+    importing.start()
+    seen = set()
+    query = TrajectoryQuery(page_size=1000)
+    while importing.is_alive() or 210 not in seen:
+        page = store.page(query=query)
+        assert len(page.rows) == page.count, "rows and count of one version"
+        assert page.count % 10 == 0, "whole writes only"
+        seen.add(page.count)
+        time.sleep(0.005)
+    importing.join()
+    assert max(seen) == 210
+
+
+def test_sort_orders_are_built_with_the_projection_off_the_request_path(store, record, write_jsonl, monkeypatch):
+    monkeypatch.setattr("trajectories.store.engine.WARM_ROWS", 0)
+    _add(store.uri, write_jsonl([record(trajectory_id=f"a{i}", reward=i / 10) for i in range(5)]))
+    store.page(query=TrajectoryQuery())
+    projection = store.engine.peek()
+    _wait(lambda: ("reward", False) in projection._orders and ("category", True) in projection._orders)
+
+
+def store_change():
+    from trajectories.store import AnnotationChange
+
+    return AnnotationChange(is_bookmarked=True)
+
+
+def test_edits_by_another_process_are_followed_by_reading_only_what_they_added(store, record, write_jsonl, monkeypatch):
+    from datetime import timedelta
+
+    from trajectories.store import AnnotationChange
+
+    _add(store.uri, write_jsonl([record(trajectory_id=f"a{i}") for i in range(6)]))
+    assert store.page(query=TrajectoryQuery()).count == 6
+    full_reads = []
+    read = projection_module.AnnotationColumns.read.__func__
+    monkeypatch.setattr(
+        projection_module.AnnotationColumns,
+        "read",
+        classmethod(lambda cls, *args, **kwargs: full_reads.append(1) or read(cls, *args, **kwargs)),
+    )
+    other = TrajectoryStore(uri=store.uri)
+    other.annotate(trajectory_ids=["a1", "a2"], change=AnnotationChange(category="brand-new", add_tags=("x",)), user="u")
+    other.annotate(trajectory_ids=["a2"], change=AnnotationChange(notes="second edit"), user="u")
+
+    def ids(**filters):
+        return sorted(row["trajectory_id"] for row in store.page(query=TrajectoryQuery.where(**filters)).rows)
+
+    assert ids(category="brand-new") == ["a1", "a2"]
+    assert ids(tags="x") == ["a1", "a2"]
+    assert store.page(query=TrajectoryQuery.where(category="brand-new")).rows[0]["category"] == "brand-new"
+    assert full_reads == [], "only the fragments the edits added were read"
+    # A compaction rewrites fragments: the next change is read in full, and still right.
+    other.optimize(keep_versions=timedelta(hours=1))
+    other.annotate(trajectory_ids=["a3"], change=AnnotationChange(category="brand-new"), user="u")
+    assert ids(category="brand-new") == ["a1", "a2", "a3"]
+    assert full_reads == [1]
