@@ -71,7 +71,7 @@ def test_a_large_projection_keeps_answering_while_the_next_is_built(store, recor
 
 
 def test_an_answer_from_the_previous_version_is_not_cached_as_the_next(store, record, write_jsonl, held_builds):
-    started, release = held_builds
+    _, release = held_builds
     store.engine.background_rows = 0
     _add(store.uri, write_jsonl([record(trajectory_id=f"a{i}") for i in range(4)], "a.jsonl"))
     everything = TrajectoryQuery()
@@ -131,7 +131,8 @@ def test_edits_by_another_process_are_followed_by_reading_only_what_they_added(s
         classmethod(lambda cls, *args, **kwargs: full_reads.append(1) or read(cls, *args, **kwargs)),
     )
     other = TrajectoryStore(uri=store.uri)
-    other.annotate(trajectory_ids=["a1", "a2"], change=AnnotationChange(category="brand-new", add_tags=("x",)), user="u")
+    change = AnnotationChange(category="brand-new", add_tags=("x",))
+    other.annotate(trajectory_ids=["a1", "a2"], change=change, user="u")
     other.annotate(trajectory_ids=["a2"], change=AnnotationChange(notes="second edit"), user="u")
 
     def ids(**filters):

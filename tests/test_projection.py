@@ -7,11 +7,15 @@ import functools
 import random
 import re
 from datetime import datetime
+from urllib.parse import urlencode
 
 import pytest
+from django.http import QueryDict
 from rest_framework.test import APIClient
 
+from trajectories import reads
 from trajectories.demo import DemoShape, generate
+from trajectories.query import parse_query
 
 pytestmark = pytest.mark.django_db
 
@@ -274,3 +278,32 @@ def test_results_follow_annotation_changes(api, dataset):
     assert {row["trajectory_id"] for row in last} == set(ids)
     api.post("/api/trajectories/bulk-update/", {"ids": ids, "changes": {"category": None}}, format="json")
     assert api.get("/api/trajectories/", {"category": "zz"}).json()["count"] == 0
+
+
+def _facet_counts(rows: list[dict]) -> dict[str, dict]:
+    """Per facet field, value → rows holding it, and None → rows with no value (brute force)."""
+    counts: dict[str, dict] = {name: {} for name in ("training_id", "agent_name", "tools", "category", "tags")}
+    for row in rows:
+        for name, found in counts.items():
+            values = row[name] if name in ("tools", "tags") else [row[name]]
+            values = [value for value in values if value not in (None, "")]
+            for value in set(values) or {None}:
+                found[value] = found.get(value, 0) + 1
+    return counts
+
+
+def test_facet_counts_of_random_filters_match_brute_force(api, dataset):
+    rng = random.Random(20261128)
+    for case in range(60):
+        params = [(n, v) for n, v in _random_params(rng, dataset) if n not in ("ordering", "page_size")]
+        api_params = [(n, str(int(v) / 1_000_000) if n.startswith("created_at") else v) for n, v in params]
+        response = api.get("/api/trajectories/facets/", api_params)
+        assert response.status_code == 200, (case, params)
+        expected = _facet_counts([row for row in dataset if _matches(row, params)])
+        for name, found in response.json().items():
+            values = {value: count for value, count in expected[name].items() if value is not None}
+            assert {item["value"]: item["count"] for item in found} == values, (case, name, params)
+        # The store's answer also counts the rows with no value (the pages offer them as a choice).
+        query = parse_query(QueryDict(urlencode(api_params)))
+        for name, found in reads.facets(query=query).items():
+            assert dict(found) == expected[name], (case, name, params)

@@ -26,6 +26,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Past this many raw hits a substring search hands over to Arrow's kernel (a Python loop would be slower).
 _MAX_FAST_HITS = 20_000
+# Facets of a list column count per combination of values up to this many combinations.
+_MAX_COMBINATIONS = 20_000
 # Uniques decoded through a cached Python list up to this many (data_id may have millions).
 _PYTHON_UNIQUES = 200_000
 
@@ -84,9 +86,25 @@ class Coded:
         codes = self.codes[positions]
         return [-codes if descending else codes, codes < 0]
 
-    def counts(self, mask: np.ndarray | None) -> list[tuple[str | None, int]]:
-        counted, none = _counts(self.codes if mask is None else self.codes[mask], self.uniques, self._python_uniques())
+    def counts(self, mask: np.ndarray | None, positions: np.ndarray | None = None) -> list[tuple[str | None, int]]:
+        """(value, rows) most frequent first, and (None, rows without a value) last; `positions` are the
+        mask's true positions when the caller has them (a gather is several times faster than a mask)."""
+        if mask is not None and positions is None:
+            positions = np.flatnonzero(mask)
+        shifted = self._shifted()
+        per_code = np.bincount(
+            shifted if positions is None else shifted.take(positions), minlength=len(self.uniques) + 1
+        )
+        counted, none = _ranked(per_code[1:], self._python_uniques())
+        none += int(per_code[0])
         return [*counted, (None, none)] if none else counted
+
+    def _shifted(self) -> np.ndarray:
+        """Codes + 1 (null = 0) as bincount takes them, made once per column."""
+        shifted = self.__dict__.get("_shifted_cache")
+        if shifted is None:
+            shifted = self.__dict__["_shifted_cache"] = (self.codes + 1).astype(np.intp)
+        return shifted
 
     def patched(self, positions: np.ndarray, values: list[str | None]) -> Coded | None:
         coded = self
@@ -192,13 +210,65 @@ class ListColumn:
             mask[self.rows[self.coded.rows_with(wanted)]] = True
         return mask
 
-    def counts(self, mask: np.ndarray | None) -> list[tuple[str | None, int]]:
-        codes = self.coded.codes if mask is None else self.coded.codes[mask[self.rows]]
+    def counts(self, mask: np.ndarray | None, positions: np.ndarray | None = None) -> list[tuple[str | None, int]]:
+        """Rows holding each value, most frequent first; (None, rows with no items) last. Counted per
+        combination of values (rows share a few: ["search", "python"]), then spread over its values."""
+        if mask is not None and positions is None:
+            positions = np.flatnonzero(mask)
+        combinations = self._combinations()
+        if combinations is None:
+            return self._counts_by_entry(mask)
+        per_row, members = combinations
+        per_combination = np.bincount(per_row if positions is None else per_row.take(positions), minlength=len(members))
+        per_code = np.zeros(len(self.coded.uniques), dtype=np.int64)
+        for combination in np.flatnonzero(per_combination).tolist():
+            per_code[members[combination]] += per_combination[combination]
         # A row with no items is the "none" of a list; "" items are not counted as values.
-        counted, _ = _counts(codes, self.coded.uniques, self.coded._python_uniques())
+        counted, _ = _ranked(per_code, self.coded._python_uniques())
+        none = int(per_combination[0]) if len(members) and not len(members[0]) else 0
+        return [*counted, (None, none)] if none else counted
+
+    def _counts_by_entry(self, mask: np.ndarray | None) -> list[tuple[str | None, int]]:
+        codes = self.coded.codes if mask is None else self.coded.codes[mask[self.rows]]
+        per_code = np.bincount(codes, minlength=len(self.coded.uniques)) if len(codes) else np.zeros(0, np.int64)
+        counted, _ = _ranked(per_code, self.coded._python_uniques())
         empty = self._sizes() == 0
         none = int(np.count_nonzero(empty if mask is None else empty & mask))
         return [*counted, (None, none)] if none else counted
+
+    def _combinations(self) -> tuple[np.ndarray, list[np.ndarray]] | None:
+        """Per row, the number of its combination of values (0: no items), and each combination's value
+        codes; None when rows hold too many values to pack or there are too many combinations."""
+        if "_combinations_cache" not in self.__dict__:
+            self.__dict__["_combinations_cache"] = self._packed_combinations()
+        return self.__dict__["_combinations_cache"]
+
+    def _packed_combinations(self) -> tuple[np.ndarray, list[np.ndarray]] | None:
+        rows = len(self.offsets) - 1
+        sizes = self._sizes()
+        bits = (len(self.coded.uniques) + 1).bit_length()
+        if rows == 0 or int(sizes.max(initial=0)) * bits > 62:
+            return None
+        # Each row's codes (+1) packed into one integer: equal integers, equal combinations.
+        place = np.arange(len(self.rows), dtype=np.int64) - self.offsets[self.rows]
+        packed = (self.coded.codes.astype(np.int64) + 1) << (bits * place)
+        keys = np.zeros(rows, dtype=np.int64)
+        filled = np.flatnonzero(sizes)
+        if len(filled):
+            keys[filled] = np.add.reduceat(packed, self.offsets[filled])
+        # Sorted: the empty combination (0), when some row has no items, is the first.
+        uniques, per_row = np.unique(keys, return_inverse=True)
+        if len(uniques) > _MAX_COMBINATIONS:
+            return None
+        mask = (1 << bits) - 1
+        members = []
+        for key in uniques.tolist():
+            codes = []
+            while key:
+                codes.append((key & mask) - 1)
+                key >>= bits
+            members.append(np.array(codes, dtype=np.int64))
+        return per_row.astype(np.intp), members
 
     def patched(self, positions: np.ndarray, values: list[list[str]]) -> ListColumn | None:
         return self.with_lists(positions, [list(value or []) for value in values], rows=len(self.offsets) - 1)
@@ -434,17 +504,15 @@ def _text_predicate(uniques: pa.Array, match: TextMatch) -> pa.Array:
     return result
 
 
-def _counts(codes: np.ndarray, uniques: pa.Array, values: list[str]) -> tuple[list[tuple[str, int]], int]:
-    """(value, count) most frequent first, then by value; and how many have no value ("" or null)."""
-    none = int(np.count_nonzero(codes < 0))
-    codes = codes[codes >= 0]
-    counts = np.bincount(codes, minlength=len(uniques)) if len(uniques) else np.zeros(0, dtype=np.int64)
+def _ranked(per_code: np.ndarray, values: list[str]) -> tuple[list[tuple[str, int]], int]:
+    """(value, count) most frequent first, then by value, from counts per code; and the count of ""."""
+    per_code = per_code.copy()
+    none = 0
     if len(values) and values[0] == "":
-        none += int(counts[0])
-        counts[0] = 0
-    present = np.flatnonzero(counts)
-    ranked = present[np.lexsort((present, -counts[present]))]
-    return [(values[int(code)], int(counts[code])) for code in ranked], none
+        none, per_code[0] = int(per_code[0]), 0
+    present = np.flatnonzero(per_code)
+    ranked = present[np.lexsort((present, -per_code[present]))]
+    return [(values[int(code)], int(per_code[code])) for code in ranked], none
 
 
 def datetime_to_microseconds(moment: datetime | None) -> int:

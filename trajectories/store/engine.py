@@ -237,7 +237,8 @@ class QueryEngine:
         return self._facets(projection, mask)
 
     def _facets(self, projection: Projection, mask: np.ndarray | None) -> dict[str, list[tuple[str | None, int]]]:
-        return {name: projection.column(name).counts(mask) for name in FACET_FIELDS}
+        positions = None if mask is None else np.flatnonzero(mask)
+        return {name: projection.column(name).counts(mask, positions) for name in FACET_FIELDS}
 
 
 def _versions(projection: Projection) -> tuple[int, int]:

@@ -293,6 +293,8 @@ class Projection:
         for name in fields.SORTABLE:
             for descending in (True, False):
                 self.order(name, descending)
+        for field in fields.FACETS:
+            self.column(field.name).counts(None)  # what every facet count reuses (value combinations)
 
     def order(self, name: str, descending: bool) -> np.ndarray:
         """All positions sorted by `name` (nulls last either way), ties by trajectory_id ascending."""
