@@ -103,7 +103,7 @@ class Coded:
         """Codes + 1 (null = 0) as bincount takes them, made once per column."""
         shifted = self.__dict__.get("_shifted_cache")
         if shifted is None:
-            shifted = self.__dict__["_shifted_cache"] = (self.codes + 1).astype(np.intp)
+            shifted = self.__dict__["_shifted_cache"] = _narrow(self.codes + 1, len(self.uniques) + 1)
         return shifted
 
     def patched(self, positions: np.ndarray, values: list[str | None]) -> Coded | None:
@@ -268,7 +268,7 @@ class ListColumn:
                 codes.append((key & mask) - 1)
                 key >>= bits
             members.append(np.array(codes, dtype=np.int64))
-        return per_row.astype(np.intp), members
+        return _narrow(per_row, len(members)), members
 
     def patched(self, positions: np.ndarray, values: list[list[str]]) -> ListColumn | None:
         return self.with_lists(positions, [list(value or []) for value in values], rows=len(self.offsets) - 1)
@@ -502,6 +502,15 @@ def _text_predicate(uniques: pa.Array, match: TextMatch) -> pa.Array:
     for pattern in match.patterns:
         result = pc.or_(result, pc.match_substring_regex(uniques, wildcard_regex(pattern)))
     return result
+
+
+def _narrow(codes: np.ndarray, count: int) -> np.ndarray:
+    """Non-negative codes below `count` in the smallest unsigned type: a facet count gathers them from
+    a million rows, and a gather moves bytes."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if count <= np.iinfo(dtype).max:
+            return codes.astype(dtype)
+    return codes.astype(np.intp)
 
 
 def _ranked(per_code: np.ndarray, values: list[str]) -> tuple[list[tuple[str, int]], int]:

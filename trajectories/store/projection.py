@@ -28,6 +28,8 @@ from .columns import Coded, FlagColumn, IdColumn, ListColumn, NumberColumn
 from .schema import ANNOTATION_COLUMNS
 
 _CACHED_MASKS = 8
+# Rows of a sort order first read for a filtered page (then four times more at each step).
+_SCAN_STEP = 16_384
 # Annotation rows read to follow a new version; past this a full read is as cheap.
 _FOLLOW_ROWS = 100_000
 _COLUMN_TYPES = {
@@ -202,7 +204,7 @@ class Projection:
             order = self.order(*query.ordering[0])
             if mask is None:
                 return order[start:stop], count
-            return order[np.flatnonzero(mask[order])[start:stop]], count
+            return _first_matching(order, mask, start, stop), count
         candidates = np.arange(self.rows) if mask is None else np.flatnonzero(mask)
         page = self._composite_page(query.ordering, candidates, start, stop)
         if page is not None:
@@ -293,8 +295,8 @@ class Projection:
         for name in fields.SORTABLE:
             for descending in (True, False):
                 self.order(name, descending)
-        for field in fields.FACETS:
-            self.column(field.name).counts(None)  # what every facet count reuses (value combinations)
+        for facet in fields.FACETS:
+            self.column(facet.name).counts(None)  # what every facet count reuses (value combinations)
 
     def order(self, name: str, descending: bool) -> np.ndarray:
         """All positions sorted by `name` (nulls last either way), ties by trajectory_id ascending."""
@@ -312,6 +314,24 @@ class Projection:
     def _sort_key(self, name: str, descending: bool, positions: np.ndarray) -> list[np.ndarray]:
         """Keys for np.lexsort, least significant first: the value, then its null flag."""
         return self.column(name).sort_key(positions, descending)
+
+
+def _first_matching(order: np.ndarray, mask: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """order[matching][start:stop], reading the order only as far as the page: an early page of a
+    million rows looks at the first few thousand."""
+    found: list[np.ndarray] = []
+    seen = 0
+    step = _SCAN_STEP
+    for begin in range(0, len(order), step):
+        piece = order[begin : begin + step]
+        hits = piece[mask[piece]]
+        found.append(hits)
+        seen += len(hits)
+        if seen >= stop:
+            break
+        step = min(step * 4, len(order))
+    matching = np.concatenate(found) if found else np.empty(0, dtype=order.dtype)
+    return matching[start:stop]
 
 
 def _differs(left: np.ndarray, right: np.ndarray) -> np.ndarray:
