@@ -18,11 +18,14 @@ import pyarrow as pa
 from trajectories import fields
 from trajectories.query import TrajectoryQuery
 
-from .projection import AnnotationColumns, Projection
+from .projection import PROJECTED_COLUMNS, AnnotationColumns, Projection
+from .schema import TRAJECTORY_SCHEMA
 
 log = logging.getLogger(__name__)
 
 FACET_FIELDS = tuple(field.name for field in fields.FACETS)
+UNPROJECTED = tuple(name for name in TRAJECTORY_SCHEMA.names if name not in PROJECTED_COLUMNS)
+_RECORD_ORDER = (*TRAJECTORY_SCHEMA.names, *(f.name for f in fields.PROJECTED if f.table == fields.ANNOTATIONS))
 # Projections this large get their common sort orders built ahead of the first request that needs one.
 WARM_ROWS = 50_000
 
@@ -187,9 +190,11 @@ class QueryEngine:
         position = projection.position_of(trajectory_id)
         if position is None:
             return None
-        record = projection.dataset.take([position]).to_pylist()[0]
-        record.update(projection.annotations.fields_at(np.array([position]))[0])
-        return record
+        # The small fields come from memory; only what the projection lacks (steps, ...) is read: a take
+        # of every column costs a read per column.
+        found = projection.rows_at(np.array([position]))[0]
+        found.update(projection.dataset.take([position], columns=list(UNPROJECTED)).to_pylist()[0])
+        return {name: found[name] for name in _RECORD_ORDER if name in found}
 
     def neighbours(self, query: TrajectoryQuery, trajectory_id: str) -> tuple[str | None, str | None, int | None, int]:
         projection = self.current()
