@@ -6,6 +6,7 @@ import contextlib
 import contextvars
 import ctypes
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -113,6 +114,7 @@ class QueryEngine:
         thread.start()
 
     def _background_build(self, dataset, annotation_dataset, rows_of: Projection | None) -> None:
+        _yield_to_requests()
         try:
             if rows_of is None:
                 projection = Projection.load(dataset, annotation_dataset=annotation_dataset)
@@ -133,7 +135,7 @@ class QueryEngine:
 
     def _warm_in_background(self, projection: Projection) -> None:
         if projection.rows >= WARM_ROWS:
-            threading.Thread(target=projection.warm, name="trajsite-sort-orders", daemon=True).start()
+            threading.Thread(target=_warm, args=(projection,), name="trajsite-sort-orders", daemon=True).start()
 
     def annotations_written(self, rows: list[dict[str, Any]], *, before: int, after: int) -> None:
         """Fold annotation rows this process just wrote into the projection, instead of re-reading
@@ -272,6 +274,18 @@ def _note_served(answered: tuple[int, int], newest: tuple[int, int]) -> None:
 
 def _name(dataset) -> str:
     return "(annotations)" if dataset is None else str(dataset.version)
+
+
+def _warm(projection: Projection) -> None:
+    _yield_to_requests()
+    projection.warm()
+
+
+def _yield_to_requests() -> None:
+    """Lowest CPU priority for this thread (Linux schedules threads alone): on a busy machine the
+    requests it would slow down go first."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 def _return_freed_memory() -> None:

@@ -297,6 +297,12 @@ class Projection:
                 self.order(name, descending)
         for facet in fields.FACETS:
             self.column(facet.name).counts(None)  # what every facet count reuses (value combinations)
+        # What the first search and the first page would otherwise build: the ids' bytes, decoded values.
+        self.ids._haystack(lowered=True)
+        for column in self.columns.values():
+            if isinstance(column, Coded):
+                column._python_uniques()
+        self.rows_at(np.arange(min(self.rows, 1)))
 
     def order(self, name: str, descending: bool) -> np.ndarray:
         """All positions sorted by `name` (nulls last either way), ties by trajectory_id ascending."""
