@@ -1,6 +1,11 @@
 """Cache benchmark: cached reads in-process, then load from a second process (wrk) against gunicorn.
 
     python benchmarks/cache_bench.py --size 1000000 [--servers 2x4,4x4,3x1] [--seconds 15]
+    python benchmarks/cache_bench.py --size 1000000 --servers 2x4 --varied   # every request a new question
+
+With --varied, every request asks a different question (random agent, lowest reward, sort key and page;
+half API, half list page), so the cache rarely answers: a team browsing different runs. The target of
+the fast-pages issue for it: >= 100 requests/s on 2 workers x 4 threads, 10 clients p95 <= 150 ms.
 
 Needs the store that query_bench.py builds (var/bench/store-N) and a Redis (REDIS_URL, default the
 local one, database 14 with its own key prefix). Installs Debian's wrk when it is missing. Every load
@@ -56,6 +61,19 @@ done = function(summary, latency, requests)
 end
 """
 
+VARIED_SCRIPT = """
+local agents = {%(agents)s}
+local sorts = {"reward", "-reward", "exec_time", "-exec_time", "-created_at", "step_count", "-iteration_id",
+               "data_id", "-tool_call_count", "category"}
+math.randomseed(%(seed)d)
+request = function()
+  local query = string.format("agent_name=%%s&reward_min=%%.2f&ordering=%%s&page=%%d",
+    agents[math.random(#agents)], math.random(0, 99) / 100, sorts[math.random(#sorts)], math.random(1, 40))
+  local prefix = math.random() < 0.5 and "/api/trajectories/?" or "/trajectories/?"
+  return wrk.format("GET", prefix .. query, {["Cookie"] = "%(cookie)s"})
+end
+""" + WRK_SCRIPT.split("end\n", 1)[1]
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,6 +82,7 @@ def main() -> None:
     parser.add_argument("--connections", default="10,50")
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench")
+    parser.add_argument("--varied", action="store_true", help="every request a different question")
     args = parser.parse_args()
     data_dir = args.workdir / f"store-{args.size}" / "lancedb"
     if not data_dir.exists():
@@ -91,7 +110,7 @@ def main() -> None:
         for server in args.servers.split(","):
             workers, threads = (int(part) for part in server.split("x"))
             connections = [int(c) for c in args.connections.split(",")]
-            load.extend(_load(workers, threads, connections, args.seconds, env, cookie))
+            load.extend(_load(workers, threads, connections, args.seconds, env, _script(cookie, varied=args.varied)))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     _print(args.size, in_process, load)
@@ -135,7 +154,17 @@ def _in_process(cookie: str) -> list[tuple[str, float, float]]:
     return rows
 
 
-def _load(workers: int, threads: int, connections: list[int], seconds: int, env: dict, cookie: str) -> list[dict]:
+def _script(cookie: str, *, varied: bool) -> str:
+    if not varied:
+        return WRK_SCRIPT % {"paths": ", ".join(f'"{path}"' for path in PATHS), "cookie": cookie}
+    from trajectories.store import get_store
+
+    # Agents with enough rows that every page asked for exists (the pages benchmark adds a tiny one).
+    agents = [value for value, count in get_store().facets()["agent_name"] if value is not None and count >= 10_000]
+    return VARIED_SCRIPT % {"agents": ", ".join(f'"{agent}"' for agent in agents), "cookie": cookie, "seed": 7}
+
+
+def _load(workers: int, threads: int, connections: list[int], seconds: int, env: dict, script_text: str) -> list[dict]:
     wrk = _wrk()
     port = _free_port()
     server = subprocess.Popen(
@@ -147,7 +176,7 @@ def _load(workers: int, threads: int, connections: list[int], seconds: int, env:
             "--workers",
             str(workers),
             "--threads",
-            "4",
+            str(threads),
             "--timeout",
             "120",
             "--log-level",
@@ -158,9 +187,9 @@ def _load(workers: int, threads: int, connections: list[int], seconds: int, env:
         start_new_session=True,
     )
     try:
-        _wait_until_serving(port, cookie)
+        _wait_until_serving(port, re.search(r'"Cookie"\] = "([^"]+)"', script_text).group(1))
         script = Path(tempfile.mkstemp(suffix=".lua")[1])
-        script.write_text(WRK_SCRIPT % {"paths": ", ".join(f'"{path}"' for path in PATHS), "cookie": cookie})
+        script.write_text(script_text)
         # Warm every worker's projection and the cache before measuring.
         subprocess.run(
             [wrk, "-t2", "-c8", "-d20s", "-s", str(script), f"http://127.0.0.1:{port}"],
