@@ -147,3 +147,14 @@ def test_edits_by_another_process_are_followed_by_reading_only_what_they_added(s
     other.annotate(trajectory_ids=["a3"], change=AnnotationChange(category="brand-new"), user="u")
     assert ids(category="brand-new") == ["a1", "a2", "a3"]
     assert full_reads == [1]
+
+
+def test_a_new_version_with_the_same_rows_is_served_without_reading_them(store, record, write_jsonl):
+    _add(store.uri, write_jsonl([record(trajectory_id=f"a{i}") for i in range(5)]))
+    assert store.page(query=TrajectoryQuery()).count == 5
+    built, version = store.engine.builds, store.engine.peek().version
+    # Another process indexes a column: a new version, the same rows.
+    TrajectoryStore(uri=store.uri)._table("trajectories").create_scalar_index("data_id")
+    page = store.page(query=TrajectoryQuery())
+    assert page.count == 5 and page.version > version
+    assert store.engine.builds == built, "the rows were not read again"

@@ -71,6 +71,13 @@ class QueryEngine:
 
     def _refreshed(self, trajectories, annotations, wanted: tuple[int, int]) -> Projection:
         projection = self._projection
+        if projection is not None and projection.version != wanted[0]:
+            repinned = projection.repinned(trajectories.to_lance())
+            if repinned is not None:  # a new version with the same rows (an index refresh)
+                with self._lock:
+                    if self._projection is projection:
+                        self._projection = repinned
+                projection = self._projection
         if projection is not None and projection.version != wanted[0] and projection.rows >= self.background_rows:
             self._build_in_background(trajectories, annotations)
         with self._lock:
@@ -118,7 +125,10 @@ class QueryEngine:
         try:
             if rows_of is None:
                 projection = Projection.load(dataset, annotation_dataset=annotation_dataset)
-                projection.warm()
+                # Ready to serve once it has the orders the current one was asked for; the rest are
+                # built after the swap.
+                serving = self._projection
+                projection.warm(orders=serving.orders_in_use() if serving is not None else [])
             else:
                 read = AnnotationColumns.read(annotation_dataset, trajectory_ids=rows_of.ids.array)
                 projection = rows_of.with_annotations(read)
@@ -128,6 +138,8 @@ class QueryEngine:
                 current = self._projection
                 if current is None or _versions(current) < _versions(projection):
                     self._projection = projection
+            if rows_of is None:
+                projection.warm()
         except Exception:
             log.exception("projection of version %s not built; the previous one keeps serving", _name(dataset))
         finally:

@@ -135,10 +135,20 @@ class Projection:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # Answers that depend only on this projection (e.g. unfiltered facets).
     cache: dict[str, Any] = field(default_factory=dict)
+    # Which rows `dataset` holds, by fragment: a later version with the same layout has the same rows.
+    layout: tuple = ()
+
+    def repinned(self, dataset) -> Projection | None:
+        """This projection for `dataset`, a later version holding exactly the same rows (an index was
+        updated, nothing written): nothing to read. None when the rows differ."""
+        if not self.layout or rows_layout(dataset) != self.layout:
+            return None
+        return Projection(**{**self.__dict__, "version": dataset.version, "dataset": dataset})
 
     @classmethod
     def load(cls, dataset, *, annotation_dataset) -> Projection:
         """The projection of `dataset` with the annotations of `annotation_dataset` (both pinned)."""
+        layout = rows_layout(dataset)
         table = dataset.to_table(columns=list(PROJECTED_COLUMNS))
         ids = IdColumn.load(table.column(KEY), rows=table.num_rows)
         rows = len(ids.array)
@@ -150,6 +160,7 @@ class Projection:
             columns={f.name: load_column(f, table.column(f.name), rows=rows) for f in PROJECTED[TRAJECTORIES]
                      if f.name != KEY},
             annotations=AnnotationColumns.read(annotation_dataset, trajectory_ids=ids.array),
+            layout=layout,
         )  # fmt: skip
 
     def with_annotations(self, annotations: AnnotationColumns) -> Projection:
@@ -290,11 +301,11 @@ class Projection:
 
     # --- ordering ---------------------------------------------------------------------------
 
-    def warm(self) -> None:
-        """Build the sort orders ahead of the requests that would wait for them (off the request path)."""
-        for name in fields.SORTABLE:
-            for descending in (True, False):
-                self.order(name, descending)
+    def warm(self, *, orders: list[tuple[str, bool]] | None = None) -> None:
+        """Build what the first requests would otherwise wait for (off the request path): the given sort
+        orders (default: every one), facet counting, the ids' bytes for search, decoded values."""
+        for name, descending in orders if orders is not None else self.every_order():
+            self.order(name, descending)
         for facet in fields.FACETS:
             self.column(facet.name).counts(None)  # what every facet count reuses (value combinations)
         # What the first search and the first page would otherwise build: the ids' bytes, decoded values.
@@ -303,6 +314,14 @@ class Projection:
             if isinstance(column, Coded):
                 column._python_uniques()
         self.rows_at(np.arange(min(self.rows, 1)))
+
+    @staticmethod
+    def every_order() -> list[tuple[str, bool]]:
+        return [(name, descending) for name in fields.SORTABLE for descending in (True, False)]
+
+    def orders_in_use(self) -> list[tuple[str, bool]]:
+        """The sort orders this projection has been asked for (plain keys, not composite helpers)."""
+        return [key for key in list(self._orders) if len(key) == 2]
 
     def order(self, name: str, descending: bool) -> np.ndarray:
         """All positions sorted by `name` (nulls last either way), ties by trajectory_id ascending."""
@@ -320,6 +339,14 @@ class Projection:
     def _sort_key(self, name: str, descending: bool, positions: np.ndarray) -> list[np.ndarray]:
         """Keys for np.lexsort, least significant first: the value, then its null flag."""
         return self.column(name).sort_key(positions, descending)
+
+
+def rows_layout(dataset) -> tuple:
+    """(fragment id, rows written, rows deleted) per fragment: equal layouts hold the same rows, in order."""
+    return tuple(
+        (fragment.fragment_id, fragment.metadata.physical_rows, fragment.metadata.num_deletions)
+        for fragment in dataset.get_fragments()
+    )
 
 
 def _first_matching(order: np.ndarray, mask: np.ndarray, start: int, stop: int) -> np.ndarray:
