@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from trajectories import fields
-from trajectories.query import TrajectoryQuery
+from trajectories.query import DEFAULT_ORDERING, TrajectoryQuery
 
 from .projection import PROJECTED_COLUMNS, AnnotationColumns, Projection
 from .schema import TRAJECTORY_SCHEMA
@@ -122,13 +122,15 @@ class QueryEngine:
 
     def _background_build(self, dataset, annotation_dataset, rows_of: Projection | None) -> None:
         _yield_to_requests()
+        started = time.perf_counter()
         try:
             if rows_of is None:
                 projection = Projection.load(dataset, annotation_dataset=annotation_dataset)
                 # Ready to serve once it has the orders the current one was asked for; the rest are
                 # built after the swap.
                 serving = self._projection
-                projection.warm(orders=serving.orders_in_use() if serving is not None else [])
+                in_use = serving.orders_in_use() if serving is not None else []
+                projection.warm(orders=[*DEFAULT_ORDERING, ("trajectory_id", False), *in_use])
             else:
                 read = AnnotationColumns.read(annotation_dataset, trajectory_ids=rows_of.ids.array)
                 projection = rows_of.with_annotations(read)
@@ -138,12 +140,18 @@ class QueryEngine:
                 current = self._projection
                 if current is None or _versions(current) < _versions(projection):
                     self._projection = projection
-            if rows_of is None:
-                projection.warm()
+            log.info(
+                "projection of version %s serving after %.2f s in the background",
+                _versions(projection),
+                time.perf_counter() - started,
+            )
         except Exception:
             log.exception("projection of version %s not built; the previous one keeps serving", _name(dataset))
+            return
         finally:
-            self._building = False
+            self._building = False  # the next version may start building: it stops the warming below
+        if rows_of is None:
+            projection.warm(stop=lambda: self._building or self._projection is not projection)
 
     def _warm_in_background(self, projection: Projection) -> None:
         if projection.rows >= WARM_ROWS:

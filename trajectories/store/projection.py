@@ -301,10 +301,13 @@ class Projection:
 
     # --- ordering ---------------------------------------------------------------------------
 
-    def warm(self, *, orders: list[tuple[str, bool]] | None = None) -> None:
+    def warm(self, *, orders: list[tuple[str, bool]] | None = None, stop=lambda: False) -> None:
         """Build what the first requests would otherwise wait for (off the request path): the given sort
-        orders (default: every one), facet counting, the ids' bytes for search, decoded values."""
+        orders (default: every one), facet counting, the ids' bytes for search, decoded values. Gives
+        up between orders when `stop()` says this projection is being replaced."""
         for name, descending in orders if orders is not None else self.every_order():
+            if stop():
+                return
             self.order(name, descending)
         for facet in fields.FACETS:
             self.column(facet.name).counts(None)  # what every facet count reuses (value combinations)
