@@ -13,6 +13,7 @@ from trajectories.importing.errors import ErrorSink
 from trajectories.importing.pipeline import ImportOptions, run_import
 from trajectories.query import TrajectoryQuery
 from trajectories.store import projection as projection_module
+from trajectories.store.engine import QueryEngine
 from trajectories.store.repository import TrajectoryStore
 
 pytestmark = pytest.mark.django_db
@@ -28,15 +29,15 @@ def held_builds(monkeypatch):
     """Background builds wait until the test lets them go."""
     release = threading.Event()
     started = threading.Event()
-    load = projection_module.Projection.load.__func__
+    follow = QueryEngine._next
 
-    def held(cls, dataset, **kwargs):
+    def held(self, *args):
         if threading.current_thread().name == "trajsite-projection":
             started.set()
             assert release.wait(30)
-        return load(cls, dataset, **kwargs)
+        return follow(self, *args)
 
-    monkeypatch.setattr(projection_module.Projection, "load", classmethod(held))
+    monkeypatch.setattr(QueryEngine, "_next", held)
     return started, release
 
 
@@ -158,3 +159,51 @@ def test_a_new_version_with_the_same_rows_is_served_without_reading_them(store, 
     page = store.page(query=TrajectoryQuery())
     assert page.count == 5 and page.version > version
     assert store.engine.builds == built, "the rows were not read again"
+
+
+def test_an_import_is_followed_by_reading_only_the_rows_it_added(store, record, write_jsonl):
+    def batch(tag: str, count: int) -> list[dict]:
+        return [
+            record(
+                trajectory_id=f"{tag}{i}",
+                agent_name=f"agent-{tag}",  # a value the projection has not seen
+                tags=[f"tag-{tag}", "shared"],
+                analysis={"is_success": i % 2 == 0, "category": f"cat-{tag}"},
+                steps=[{"role": "assistant", "content": "x", "tool_calls": [{"id": "c", "name": f"tool-{tag}"}]}],
+            )
+            for i in range(count)
+        ]
+
+    _add(store.uri, write_jsonl(batch("m", 6), "m.jsonl"))
+    everything = TrajectoryQuery(page_size=1000, ordering=(("trajectory_id", False),))
+    assert store.page(query=everything).count == 6
+    for tag in ("b", "a", "z"):  # new ids sort before, between and after the ones held
+        _add(store.uri, write_jsonl(batch(tag, 4), f"{tag}.jsonl"))
+        fresh = TrajectoryStore(uri=store.uri)  # reads the whole version
+        assert store.page(query=everything).rows == fresh.page(query=everything).rows
+        assert store.facets() == fresh.facets()
+        for query in (TrajectoryQuery.where(agent_name=f"agent-{tag}"), TrajectoryQuery.where(category=f"cat-{tag}"),
+                      TrajectoryQuery.where(tags="shared"), TrajectoryQuery.where(is_success=True)):  # fmt: skip
+            assert store.page(query=query).rows == fresh.page(query=query).rows, query
+        assert store.get(trajectory_id=f"{tag}1") == fresh.get(trajectory_id=f"{tag}1")
+    assert store.engine.appends == 3
+
+
+def test_rows_imported_while_the_previous_version_answers_keep_their_annotations(
+    store, record, write_jsonl, held_builds
+):
+    started, release = held_builds
+    store.engine.background_rows = 0
+    _add(store.uri, write_jsonl([record(trajectory_id=f"a{i}") for i in range(4)], "a.jsonl"))
+    assert store.page(query=TrajectoryQuery()).count == 4
+    judged = [record(trajectory_id=f"n{i}", analysis={"is_success": False, "category": "late"}) for i in range(3)]
+    _add(store.uri, write_jsonl(judged, "n.jsonl"))
+    # The previous version answers, and follows the annotations written with the new rows meanwhile.
+    assert store.page(query=TrajectoryQuery.where(category="late")).count == 0
+    assert started.wait(10)
+    release.set()
+    _wait(lambda: store.page(query=TrajectoryQuery()).count == 7)
+    assert store.engine.appends == 1
+    assert sorted(row["trajectory_id"] for row in store.page(query=TrajectoryQuery.where(category="late")).rows) == [
+        "n0", "n1", "n2",
+    ]  # fmt: skip

@@ -142,6 +142,18 @@ class Coded:
         codes = np.where(self.codes >= index, self.codes + 1, self.codes).astype(np.int32)
         return Coded(codes=codes, uniques=pa.array([*values[:index], value, *values[index:]], pa.string())), index
 
+    def appended(self, other: Coded) -> Coded:
+        """This column followed by `other`'s rows, in one code space (still in string order)."""
+        if len(other.uniques) and not pc.all(pc.is_in(other.uniques, value_set=self.uniques)).as_py():
+            union = pc.unique(pa.concat_arrays([self.uniques, other.uniques]))
+            union = union.take(pc.sort_indices(union))
+            mine = _code_map(self.uniques, union)
+            codes = mine[self.codes]
+        else:
+            union, codes = self.uniques, self.codes
+        theirs = _code_map(other.uniques, union)
+        return Coded(codes=np.concatenate([codes, theirs[other.codes]]).astype(np.int32), uniques=union)
+
     def _python_uniques(self) -> list[str]:
         # Decoding a page from a Python list beats an Arrow round trip per column.
         cached = self.__dict__.get("_values")
@@ -176,6 +188,15 @@ class ListColumn:
         coded = Coded(codes=coded.codes[order], uniques=coded.uniques)
         offsets = np.searchsorted(entry_rows, np.arange(rows + 1)).astype(np.int64)
         return cls(rows=entry_rows.astype(np.int32), coded=coded, offsets=offsets)
+
+    def appended(self, other: ListColumn) -> ListColumn:
+        """This column followed by `other`'s rows."""
+        before = len(self.offsets) - 1
+        return ListColumn(
+            rows=np.concatenate([self.rows, other.rows + before]).astype(np.int32),
+            coded=self.coded.appended(other.coded),
+            offsets=np.concatenate([self.offsets, other.offsets[1:] + self.offsets[-1]]),
+        )
 
     def with_lists(self, positions: np.ndarray, lists: list[list[str]], *, rows: int) -> ListColumn | None:
         """A copy where the rows at `positions` hold `lists` instead; None when that cannot be patched."""
@@ -312,6 +333,9 @@ class IdColumn:
     def load(cls, array: pa.ChunkedArray | pa.Array, *, rows: int, index: np.ndarray | None = None) -> IdColumn:
         return cls(array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array)
 
+    def appended(self, other: IdColumn) -> IdColumn:
+        return IdColumn(pa.concat_arrays([self.array, other.array]))
+
     def mask(self, match: Match, rows: int) -> np.ndarray:
         if isinstance(match, ContainsMatch):
             return self.contains(match.text, ignore_case=True)
@@ -425,6 +449,9 @@ class NumberColumn:
             loaded = scattered
         return cls(values=loaded, kind=kind)
 
+    def appended(self, other: NumberColumn) -> NumberColumn:
+        return NumberColumn(values=np.concatenate([self.values, other.values]), kind=self.kind)
+
     def present(self) -> np.ndarray:
         return ~np.isnan(self.values) if self.kind is Kind.FLOAT else self.values != INT_NULL
 
@@ -479,6 +506,9 @@ class FlagColumn:
         values[np.arange(rows) if index is None else index] = loaded
         return cls(values=values, kind=kind)
 
+    def appended(self, other: FlagColumn) -> FlagColumn:
+        return FlagColumn(values=np.concatenate([self.values, other.values]), kind=self.kind)
+
     def mask(self, match: BoolMatch, rows: int) -> np.ndarray:
         return self.values == (-1 if match.value is None else int(match.value))
 
@@ -502,6 +532,12 @@ def _text_predicate(uniques: pa.Array, match: TextMatch) -> pa.Array:
     for pattern in match.patterns:
         result = pc.or_(result, pc.match_substring_regex(uniques, wildcard_regex(pattern)))
     return result
+
+
+def _code_map(uniques: pa.Array, union: pa.Array) -> np.ndarray:
+    """For each code of `uniques` its code in `union` (a sorted superset), and -1 (null) kept as -1."""
+    mapped = pc.index_in(uniques, value_set=union).to_numpy(zero_copy_only=False).astype(np.int32)
+    return np.append(mapped, np.int32(-1))  # index -1 (a null code) picks the appended -1
 
 
 def _narrow(codes: np.ndarray, count: int) -> np.ndarray:

@@ -59,6 +59,7 @@ class QueryEngine:
         self._building = False  # a background build is under way
         self._building_lock = threading.Lock()
         self.builds = 0
+        self.appends = 0  # new versions followed by reading only their new fragments
 
     def current(self) -> Projection:
         trajectories, annotations = self._open_tables()
@@ -125,10 +126,10 @@ class QueryEngine:
         started = time.perf_counter()
         try:
             if rows_of is None:
-                projection = Projection.load(dataset, annotation_dataset=annotation_dataset)
+                serving = self._projection
+                projection = self._next(serving, dataset, annotation_dataset)
                 # Ready to serve once it has the orders the current one was asked for; the rest are
                 # built after the swap.
-                serving = self._projection
                 in_use = serving.orders_in_use() if serving is not None else []
                 projection.warm(orders=[*DEFAULT_ORDERING, ("trajectory_id", False), *in_use])
             else:
@@ -179,9 +180,20 @@ class QueryEngine:
         trajectories, annotations = self._open_tables()
         return projection if _versions(projection) == (trajectories.version, annotations.version) else None
 
+    def _next(self, serving: Projection | None, dataset, annotation_dataset) -> Projection:
+        """The projection of `dataset`: `serving` followed by the rows of the fragments an import
+        appended (read alone), else the whole version read."""
+        projection = serving.appended(dataset) if serving is not None else None
+        if projection is None:
+            return Projection.load(dataset, annotation_dataset=annotation_dataset)
+        self.appends += 1
+        ids = projection.ids.array
+        followed = projection.annotations.followed(annotation_dataset, trajectory_ids=ids)
+        return projection.with_annotations(followed or AnnotationColumns.read(annotation_dataset, trajectory_ids=ids))
+
     def _build(self, trajectories, annotations) -> Projection:
         started = time.perf_counter()
-        projection = Projection.load(trajectories.to_lance(), annotation_dataset=annotations.to_lance())
+        projection = self._next(self._projection, trajectories.to_lance(), annotations.to_lance())
         self.builds += 1
         _return_freed_memory()
         log.info(

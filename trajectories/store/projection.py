@@ -25,13 +25,15 @@ from trajectories.fields import ANNOTATIONS, KEY, TRAJECTORIES, Kind
 from trajectories.query import TrajectoryQuery
 
 from .columns import Coded, FlagColumn, IdColumn, ListColumn, NumberColumn
-from .schema import ANNOTATION_COLUMNS
+from .schema import ANNOTATION_COLUMNS, ANNOTATION_SCHEMA
 
 _CACHED_MASKS = 8
 # Rows of a sort order first read for a filtered page (then four times more at each step).
 _SCAN_STEP = 16_384
 # Annotation rows read to follow a new version; past this a full read is as cheap.
 _FOLLOW_ROWS = 100_000
+# New trajectory rows appended to a projection; past this a full build is as cheap.
+APPEND_ROWS = 200_000
 _COLUMN_TYPES = {
     Kind.ID: IdColumn,
     Kind.TEXT: Coded,
@@ -67,43 +69,77 @@ class AnnotationColumns:
 
     @classmethod
     def read(cls, dataset, *, trajectory_ids: pa.Array) -> AnnotationColumns:
-        """Every annotation row of `dataset` (a LanceDataset pinned at one version)."""
-        fragments = frozenset(fragment.fragment_id for fragment in dataset.get_fragments())
+        """Every annotation row of `dataset` (a LanceDataset pinned at one version). A fragment counts
+        as read when all its rows found their trajectory: the rest are read again once they do."""
+        fragments = dataset.get_fragments()
         table = dataset.to_table(columns=list(ANNOTATION_COLUMNS))
-        return cls.load(table, version=dataset.version, trajectory_ids=trajectory_ids, fragments=fragments)
+        loaded, matched = cls._loaded(table, version=dataset.version, trajectory_ids=trajectory_ids)
+        bounds = np.cumsum([0, *(fragment.count_rows() for fragment in fragments)])
+        if bounds[-1] != table.num_rows:
+            return loaded  # a layout not understood: no fragment counts as read, the next change reads all
+        seen = frozenset(
+            fragment.fragment_id
+            for fragment, start, stop in zip(fragments, bounds[:-1], bounds[1:], strict=True)
+            if matched[start:stop].all()
+        )
+        return replace(loaded, fragments=seen)
 
     @classmethod
-    def load(
-        cls, table: pa.Table, *, version: int, trajectory_ids: pa.Array, fragments: frozenset[int] = frozenset()
-    ) -> AnnotationColumns:
+    def load(cls, table: pa.Table, *, version: int, trajectory_ids: pa.Array) -> AnnotationColumns:
+        return cls._loaded(table, version=version, trajectory_ids=trajectory_ids)[0]
+
+    @classmethod
+    def _loaded(
+        cls, table: pa.Table, *, version: int, trajectory_ids: pa.Array
+    ) -> tuple[AnnotationColumns, np.ndarray]:
         rows = len(trajectory_ids)
         positions = pc.index_in(table.column(KEY), value_set=trajectory_ids)
-        table = table.filter(positions.is_valid())
+        matched = positions.is_valid()
+        table = table.filter(matched)
         index = positions.drop_null().to_numpy().astype(np.int64)
         columns = {f.name: load_column(f, table.column(f.name), rows=rows, index=index) for f in _ANNOTATED}
-        return cls(version=version, columns=columns, fragments=fragments)
+        return cls(version=version, columns=columns), matched.to_numpy(zero_copy_only=False)
 
     def followed(self, dataset, *, trajectory_ids: pa.Array) -> AnnotationColumns | None:
         """These columns moved on to `dataset`'s version by reading only the fragments added since;
         None when that is not possible (a compaction rewrote fragments) or not cheaper."""
         fragments = {fragment.fragment_id: fragment for fragment in dataset.get_fragments()}
-        if not self.fragments or not self.fragments <= fragments.keys():
-            return None
+        if not self.fragments <= fragments.keys():
+            return None  # compacted: fragments were rewritten
         added = [fragment for key, fragment in fragments.items() if key not in self.fragments]
         if sum(fragment.count_rows() for fragment in added) > _FOLLOW_ROWS:
             return None
-        ids = frozenset(fragments)
         if not added:
-            return AnnotationColumns(version=dataset.version, columns=self.columns, fragments=ids)
+            return AnnotationColumns(version=dataset.version, columns=self.columns, fragments=self.fragments)
         # Rows replaced by a later fragment are deleted where they were: each id is read once, as it is now.
-        table = pa.concat_tables([fragment.to_table(columns=list(ANNOTATION_COLUMNS)) for fragment in added])
+        pieces = [fragment.to_table(columns=list(ANNOTATION_COLUMNS)) for fragment in added]
+        table = pa.concat_tables(pieces)
         found = pc.index_in(trajectory_ids, value_set=table.column(KEY))
         positions = np.flatnonzero(found.is_valid().to_numpy(zero_copy_only=False))
-        if not len(positions):  # rows of trajectories this projection does not hold yet (an import)
-            return AnnotationColumns(version=dataset.version, columns=self.columns, fragments=ids)
-        rows = table.take(found.drop_null()).to_pylist()
-        patched = self.patched(positions, rows, version=dataset.version)
-        return None if patched is None else replace(patched, fragments=ids)
+        taken = found.drop_null().to_numpy()
+        # A fragment counts as read once all its rows found their trajectory here; rows of trajectories
+        # this projection does not hold yet (an import landing) are read again once it holds them.
+        matched = np.zeros(table.num_rows, dtype=bool)
+        matched[taken] = True
+        bounds = np.cumsum([0, *(piece.num_rows for piece in pieces)])
+        complete = {
+            fragment.fragment_id
+            for fragment, start, stop in zip(added, bounds[:-1], bounds[1:], strict=True)
+            if matched[start:stop].all()
+        }
+        seen = self.fragments | complete
+        if not len(positions):
+            return AnnotationColumns(version=dataset.version, columns=self.columns, fragments=seen)
+        patched = self.patched(positions, table.take(pa.array(taken)).to_pylist(), version=dataset.version)
+        return None if patched is None else replace(patched, fragments=seen)
+
+    def appended(self, rows: int) -> AnnotationColumns:
+        """These columns followed by `rows` rows never annotated (blank)."""
+        empty = pa.table({name: pa.array([], type=ANNOTATION_SCHEMA.field(name).type) for name in ANNOTATION_COLUMNS})
+        blank = {f.name: load_column(f, empty.column(f.name), rows=rows, index=np.empty(0, dtype=np.int64))
+                 for f in _ANNOTATED}  # fmt: skip
+        columns = {name: column.appended(blank[name]) for name, column in self.columns.items()}
+        return AnnotationColumns(version=self.version, columns=columns, fragments=self.fragments)
 
     def patched(self, positions: np.ndarray, rows: list[dict[str, Any]], *, version: int) -> AnnotationColumns | None:
         """A copy with `rows` (whole annotation rows) written at `positions`; None if it cannot be patched."""
@@ -137,6 +173,37 @@ class Projection:
     cache: dict[str, Any] = field(default_factory=dict)
     # Which rows `dataset` holds, by fragment: a later version with the same layout has the same rows.
     layout: tuple = ()
+
+    def appended(self, dataset) -> Projection | None:
+        """This projection followed by the rows `dataset` (a later version) added in new fragments,
+        read alone; None unless that version only appended (no row of this one deleted or moved)."""
+        layout = rows_layout(dataset)
+        if not self.layout or layout[: len(self.layout)] != self.layout or len(layout) == len(self.layout):
+            return None
+        added = {fragment_id for fragment_id, _, _ in layout[len(self.layout) :]}
+        pieces = [
+            fragment.to_table(columns=list(PROJECTED_COLUMNS))
+            for fragment in dataset.get_fragments()
+            if fragment.fragment_id in added
+        ]
+        table = pa.concat_tables(pieces)
+        if table.num_rows > APPEND_ROWS:
+            return None
+        count = table.num_rows
+        new_ids = IdColumn.load(table.column(KEY), rows=count)
+        columns = {
+            name: column.appended(load_column(fields.BY_NAME[name], table.column(name), rows=count))
+            for name, column in self.columns.items()
+        }
+        return Projection(
+            version=dataset.version,
+            dataset=dataset,
+            rows=self.rows + count,
+            ids=self.ids.appended(new_ids),
+            columns=columns,
+            annotations=self.annotations.appended(count),
+            layout=layout,
+        )
 
     def repinned(self, dataset) -> Projection | None:
         """This projection for `dataset`, a later version holding exactly the same rows (an index was
