@@ -207,3 +207,18 @@ def test_rows_imported_while_the_previous_version_answers_keep_their_annotations
     assert sorted(row["trajectory_id"] for row in store.page(query=TrajectoryQuery.where(category="late")).rows) == [
         "n0", "n1", "n2",
     ]  # fmt: skip
+
+
+def test_a_sparse_filter_pages_through_the_sort_order_in_growing_pieces(store, record, write_jsonl, monkeypatch):
+    monkeypatch.setattr(projection_module, "_SCAN_STEP", 2)  # 40 rows read as a large store would be
+    rows = [record(trajectory_id=f"t{i:02}", agent_name="rare" if i % 7 == 0 else "common") for i in range(40)]
+    _add(store.uri, write_jsonl(rows))
+    query = TrajectoryQuery.where(agent_name="rare")
+    for page in (1, 2, 3):
+        chosen = TrajectoryQuery(**{**query.__dict__, "ordering": (("trajectory_id", False),), "page": page,
+                                    "page_size": 2})  # fmt: skip
+        found = store.page(query=chosen)
+        expected = ["t00", "t07", "t14", "t21", "t28", "t35"][(page - 1) * 2 : page * 2]
+        assert ([row["trajectory_id"] for row in found.rows], found.count) == (expected, 6)
+    # The default order (newest first) ties on created_at here: by id.
+    assert [row["trajectory_id"] for row in store.page(query=query).rows] == ["t00", "t07", "t14", "t21", "t28", "t35"]

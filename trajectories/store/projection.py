@@ -423,16 +423,15 @@ def _first_matching(order: np.ndarray, mask: np.ndarray, start: int, stop: int) 
     """order[matching][start:stop], reading the order only as far as the page: an early page of a
     million rows looks at the first few thousand."""
     found: list[np.ndarray] = []
-    seen = 0
+    seen = begin = 0
     step = _SCAN_STEP
-    for begin in range(0, len(order), step):
+    while begin < len(order) and seen < stop:
         piece = order[begin : begin + step]
         hits = piece[mask[piece]]
         found.append(hits)
         seen += len(hits)
-        if seen >= stop:
-            break
-        step = min(step * 4, len(order))
+        begin += len(piece)
+        step *= 4
     matching = np.concatenate(found) if found else np.empty(0, dtype=order.dtype)
     return matching[start:stop]
 
