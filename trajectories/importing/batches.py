@@ -10,10 +10,12 @@ import pyarrow as pa
 
 from trajectories.store import TRAJECTORY_SCHEMA, AnnotationChange
 
-from .errors import Location
+from .errors import FieldError, Location
 from .validation import Validated
 
 _TRAJECTORY_NAMES = TRAJECTORY_SCHEMA.names
+# A later record of an id this import already took, under on_duplicate="error" (else it is counted).
+DUPLICATE_IN_IMPORT = FieldError("trajectory_id", "duplicate of an earlier record in this import")
 # A batch also closes early past this many bytes of steps, so huge rollouts cannot pile up in memory.
 MAX_BATCH_BYTES = 128 * 1024 * 1024
 

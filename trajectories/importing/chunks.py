@@ -25,7 +25,7 @@ import pyarrow as pa
 from trajectories.store import TRAJECTORY_SCHEMA
 
 from . import adapters, readers
-from .batches import MAX_BATCH_BYTES, Batch, BatchBuilder
+from .batches import DUPLICATE_IN_IMPORT, MAX_BATCH_BYTES, Batch, BatchBuilder
 from .discovery import apply_context, records_of
 from .errors import FieldError, Location, RecordError
 from .mapping import Mapping
@@ -248,7 +248,7 @@ class _ChunkRun:
     def _duplicate(self, location: Location) -> None:
         if self.plan.on_duplicate == "error":
             self.outcome.valid -= 1
-            self._reject(location, [FieldError("trajectory_id", "duplicate of an earlier record in this import")])
+            self._reject(location, [DUPLICATE_IN_IMPORT])
         else:
             self.outcome.duplicates += 1
 

@@ -27,7 +27,7 @@ from trajectories.signals import trajectories_changed
 from trajectories.store import TrajectoryStore
 
 from . import adapters, chunks, readers
-from .batches import MAX_BATCH_BYTES, Batch, PendingWrite
+from .batches import DUPLICATE_IN_IMPORT, MAX_BATCH_BYTES, Batch, PendingWrite
 from .errors import ErrorSink, FieldError, Location
 from .mapping import Mapping
 from .validation import Defaults
@@ -255,7 +255,7 @@ class ImportRun:
 def _in_batch_duplicate(location: Location, options, errors: ErrorSink, progress: ImportProgress) -> None:
     if options.on_duplicate == "error":
         progress.valid -= 1
-        errors.reject(location, [FieldError("trajectory_id", "duplicate of an earlier record in this import")])
+        errors.reject(location, [DUPLICATE_IN_IMPORT])
     else:
         progress.in_import_duplicates += 1
 

@@ -74,15 +74,10 @@ class AnnotationColumns:
         fragments = dataset.get_fragments()
         table = dataset.to_table(columns=list(ANNOTATION_COLUMNS))
         loaded, matched = cls._loaded(table, version=dataset.version, trajectory_ids=trajectory_ids)
-        bounds = np.cumsum([0, *(fragment.count_rows() for fragment in fragments)])
-        if bounds[-1] != table.num_rows:
+        sizes = [fragment.count_rows() for fragment in fragments]
+        if sum(sizes) != table.num_rows:
             return loaded  # a layout not understood: no fragment counts as read, the next change reads all
-        seen = frozenset(
-            fragment.fragment_id
-            for fragment, start, stop in zip(fragments, bounds[:-1], bounds[1:], strict=True)
-            if matched[start:stop].all()
-        )
-        return replace(loaded, fragments=seen)
+        return replace(loaded, fragments=_fully_matched(fragments, sizes, matched))
 
     @classmethod
     def load(cls, table: pa.Table, *, version: int, trajectory_ids: pa.Array) -> AnnotationColumns:
@@ -121,13 +116,7 @@ class AnnotationColumns:
         # this projection does not hold yet (an import landing) are read again once it holds them.
         matched = np.zeros(table.num_rows, dtype=bool)
         matched[taken] = True
-        bounds = np.cumsum([0, *(piece.num_rows for piece in pieces)])
-        complete = {
-            fragment.fragment_id
-            for fragment, start, stop in zip(added, bounds[:-1], bounds[1:], strict=True)
-            if matched[start:stop].all()
-        }
-        seen = self.fragments | complete
+        seen = self.fragments | _fully_matched(added, [piece.num_rows for piece in pieces], matched)
         if not len(positions):
             return AnnotationColumns(version=dataset.version, columns=self.columns, fragments=seen)
         patched = self.patched(positions, table.take(pa.array(taken)).to_pylist(), version=dataset.version)
@@ -409,6 +398,17 @@ class Projection:
     def _sort_key(self, name: str, descending: bool, positions: np.ndarray) -> list[np.ndarray]:
         """Keys for np.lexsort, least significant first: the value, then its null flag."""
         return self.column(name).sort_key(positions, descending)
+
+
+def _fully_matched(fragments: list, sizes: list[int], matched: np.ndarray) -> frozenset[int]:
+    """The ids of the fragments (whose rows lie back to back in `matched`, `sizes` each) whose every
+    row found its trajectory."""
+    bounds = np.cumsum([0, *sizes])
+    return frozenset(
+        fragment.fragment_id
+        for fragment, start, stop in zip(fragments, bounds[:-1], bounds[1:], strict=True)
+        if matched[start:stop].all()
+    )
 
 
 def rows_layout(dataset) -> tuple:
