@@ -79,6 +79,7 @@ def dataset(django_db_setup, django_db_blocker, tmp_path_factory):
     from django.conf import settings
     from django.core.management import call_command
 
+    from trajectories.models import ImportJob
     from trajectories.store import reset_store
 
     records = _records()
@@ -91,6 +92,8 @@ def dataset(django_db_setup, django_db_blocker, tmp_path_factory):
     reset_store()
     with django_db_blocker.unblock():
         call_command("import_trajectories", str(path), "--no-progress", "--batch-size", "700")
+        # Outside any test's transaction: the job row would outlive this module and count in others.
+        ImportJob.objects.all().delete()
     yield [_flat(item) for item in records]
     settings.TRAJSITE_DATA_DIR = previous
     reset_store()
