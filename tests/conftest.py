@@ -62,6 +62,13 @@ def record():
     return make
 
 
+def pytest_configure(config) -> None:
+    # Imports run in this process here: lowering its priority would slow the whole suite on a busy machine.
+    from django.conf import settings
+
+    settings.TRAJSITE_IMPORT_NICE = 0
+
+
 @pytest.fixture(autouse=True)
 def fresh_cache():
     """Each test starts with none of this suite's keys in Redis (its own database and prefix)."""

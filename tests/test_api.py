@@ -223,6 +223,8 @@ def _every_url() -> list[str]:
         f"{LIST}bulk-update/",
         f"{LIST}bulk-delete/",
         "/api/schema/",
+        "/api/stats/",
+        "/api/groups/",
         reverse("trajectories:home"),
         reverse("trajectories:list"),
         reverse("trajectories:detail", args=["t1"]),

@@ -37,18 +37,28 @@ def test_only_the_store_imports_lancedb():
     assert offenders == []
 
 
-def test_the_catalogue_and_the_parser_stand_alone():
+def test_the_catalogue_and_the_parsers_stand_alone():
     assert [m for m, _ in _imports(PACKAGE / "fields.py") if m.startswith("trajectories")] == []
+    assert [m for m, _ in _imports(PACKAGE / "priority.py") if m.startswith("trajectories")] == []
     taken = {(m, frozenset(names)) for m, names in _imports(PACKAGE / "query.py") if m.startswith("trajectories")}
     assert all(m == "trajectories.fields" or names == {"fields"} for m, names in taken), taken
+    taken = {(m, frozenset(names)) for m, names in _imports(PACKAGE / "analysis.py") if m.startswith("trajectories")}
+    assert all(m in ("trajectories.fields", "trajectories.query") or names == {"fields"} for m, names in taken), taken
 
 
-def test_the_store_imports_only_the_catalogue_and_the_parser():
+def test_the_store_imports_only_the_catalogue_and_the_parsers():
     for path in _modules("store"):
         outside = {
-            m for m, _ in _imports(path) if m.startswith("trajectories") and not m.startswith("trajectories.store")
+            (m, name)
+            for m, names in _imports(path)
+            if m.startswith("trajectories") and not m.startswith("trajectories.store")
+            for name in (names if m == "trajectories" else [""])
         }
-        assert outside <= {"trajectories", "trajectories.fields", "trajectories.query"}, path.name
+        allowed = {"trajectories.fields", "trajectories.query", "trajectories.analysis"}
+        assert outside <= {(m, "") for m in allowed} | {("trajectories", "fields"), ("trajectories", "priority")}, (
+            path.name,
+            outside,
+        )
 
 
 def test_pages_and_api_read_through_the_read_path():

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from trajectories import cache
+from trajectories.analysis import GroupQuery
 from trajectories.query import TrajectoryQuery
 from trajectories.store import ResultPage, get_store
 
@@ -83,6 +84,25 @@ def trajectory(*, trajectory_id: str) -> dict[str, Any] | None:
 @_cached("neighbours", lambda *, query, trajectory_id: repr((cache.normalised(query), trajectory_id)))
 def neighbours(*, query: TrajectoryQuery, trajectory_id: str) -> Neighbours:
     return Neighbours(*get_store().neighbours(query=query, trajectory_id=trajectory_id))
+
+
+@_cached("stats", lambda *, query, by: repr((_filters(query=query), by)))
+def stats(*, query: TrajectoryQuery, by: str) -> list[dict[str, Any]]:
+    """Per value of grouping key `by` among the matching rows (no value last): count, success rate,
+    means, reward percentiles, share of GRPO groups with no signal (see `store.analytics.stats`)."""
+    return get_store().stats_by(query=query, by=by)
+
+
+@_cached("groups", lambda *, query: repr(query.key()))
+def groups(*, query: GroupQuery) -> tuple[list[dict[str, Any]], int]:
+    """One page of the GRPO groups of the matching rows, and how many groups there are."""
+    return get_store().groups(query=query)
+
+
+@_cached("group", lambda *, training_id, iteration_id, data_id: repr((training_id, iteration_id, data_id)))
+def group(*, training_id: str | None, iteration_id: int | None, data_id: str) -> list[dict[str, Any]]:
+    """The list rows of one GRPO group, by ascending reward."""
+    return get_store().group(training_id=training_id, iteration_id=iteration_id, data_id=data_id)
 
 
 def matching_ids(*, query: TrajectoryQuery) -> list[str]:

@@ -148,6 +148,8 @@ TRAJSITE_IMPORT_MAX_JSON_VALUES = env_int("TRAJSITE_IMPORT_MAX_JSON_VALUES", 2_0
 # process does it alone (starting workers costs about a second).
 TRAJSITE_IMPORT_WORKERS = env_int("TRAJSITE_IMPORT_WORKERS", os.cpu_count() or 1)
 TRAJSITE_IMPORT_PARALLEL_BYTES = env_int("TRAJSITE_IMPORT_PARALLEL_BYTES", 32 * 1024 * 1024)
+# CPU priority (nice) of an import and its workers: on a shared machine people's pages go first.
+TRAJSITE_IMPORT_NICE = env_int("TRAJSITE_IMPORT_NICE", 10)
 # Off: every read goes to the store (benchmarks of the uncached path; debugging).
 TRAJSITE_CACHE = env_bool("TRAJSITE_CACHE", True)
 # How stale a read may be when no cache generation says data changed (0: check LanceDB every request).

@@ -4,12 +4,15 @@ from rest_framework.routers import DefaultRouter
 
 from trajectories import links  # noqa: F401  (registers the "traj" path converter)
 
+from .analytics import GroupViewSet, StatsViewSet
 from .viewsets import TrajectoryViewSet
 
 app_name = "api"
 
 router = DefaultRouter(use_regex_path=False)
 router.register("trajectories", TrajectoryViewSet, basename="trajectory")
+router.register("stats", StatsViewSet, basename="stats")
+router.register("groups", GroupViewSet, basename="group")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

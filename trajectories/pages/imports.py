@@ -20,6 +20,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.text import get_valid_filename
 from django.views.decorators.http import require_POST
 
+from trajectories import priority
 from trajectories.auth import DELETE_PERMISSION, can_delete
 from trajectories.importing.adapters import AUTO, FORMAT_CHOICES, MAPPING
 from trajectories.importing.errors import ErrorSink
@@ -175,6 +176,7 @@ def _run_in_background(job_id: int, options: ImportOptions) -> None:
 
 
 def _run_upload(job_id: int, options: ImportOptions) -> None:
+    priority.lower_this_thread(settings.TRAJSITE_IMPORT_NICE)  # this thread only: the server's requests go first
     close_old_connections()
     job = ImportJob.objects.get(pk=job_id)
     report = report_path(job_id)

@@ -99,6 +99,10 @@ class Coded:
         none += int(per_code[0])
         return [*counted, (None, none)] if none else counted
 
+    def keys(self) -> tuple[np.ndarray, list]:
+        """Per row a group number (-1: no value) and each number's value, in value order."""
+        return self.codes, self._python_uniques()
+
     def _shifted(self) -> np.ndarray:
         """Codes + 1 (null = 0) as bincount takes them, made once per column."""
         shifted = self.__dict__.get("_shifted_cache")
@@ -454,6 +458,28 @@ class NumberColumn:
 
     def present(self) -> np.ndarray:
         return ~np.isnan(self.values) if self.kind is Kind.FLOAT else self.values != INT_NULL
+
+    def keys(self) -> tuple[np.ndarray, list]:
+        """Per row a group number (-1: no value) and each number's value, in value order; made once."""
+        cached = self.__dict__.get("_keys_cache")
+        if cached is None:
+            present = self.present()
+            uniques, inverse = np.unique(self.values[present], return_inverse=True)
+            codes = np.full(len(self.values), -1, dtype=np.int32)
+            codes[present] = inverse
+            cached = self.__dict__["_keys_cache"] = (codes, uniques.tolist())
+        return cached
+
+    def floats(self) -> np.ndarray:
+        """The values as float64, NaN for no value (what means and percentiles take)."""
+        if self.kind is Kind.FLOAT:
+            return self.values
+        cached = self.__dict__.get("_floats_cache")
+        if cached is None:
+            cached = self.values.astype(np.float64)
+            cached[self.values == INT_NULL] = np.nan
+            self.__dict__["_floats_cache"] = cached
+        return cached
 
     def mask(self, match: NumberMatch, rows: int) -> np.ndarray:
         values = self.values

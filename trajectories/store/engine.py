@@ -6,7 +6,7 @@ import contextlib
 import contextvars
 import ctypes
 import logging
-import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from trajectories import fields
+from trajectories import fields, priority
+from trajectories.analysis import GroupQuery
 from trajectories.query import DEFAULT_ORDERING, TrajectoryQuery
 
+from . import analytics
 from .projection import PROJECTED_COLUMNS, AnnotationColumns, Projection
 from .schema import TRAJECTORY_SCHEMA
 
@@ -122,7 +124,10 @@ class QueryEngine:
         thread.start()
 
     def _background_build(self, dataset, annotation_dataset, rows_of: Projection | None) -> None:
-        _yield_to_requests()
+        with _requests_first():
+            self._build_and_swap(dataset, annotation_dataset, rows_of)
+
+    def _build_and_swap(self, dataset, annotation_dataset, rows_of: Projection | None) -> None:
         started = time.perf_counter()
         try:
             if rows_of is None:
@@ -275,6 +280,28 @@ class QueryEngine:
             return cached
         return self._facets(projection, mask)
 
+    def stats(self, query: TrajectoryQuery, *, by: str) -> list[dict[str, Any]]:
+        projection = self.current()
+        return analytics.stats(projection, by=by, mask=projection.mask(query))
+
+    def groups(self, query: GroupQuery) -> tuple[list[dict[str, Any]], int]:
+        projection = self.current()
+        return analytics.group_page(
+            projection,
+            mask=projection.mask(query.rows),
+            flags=query.flags,
+            ordering=query.ordering,
+            k=query.k,
+            offset=query.offset,
+            limit=query.page_size,
+        )
+
+    def group(self, *, training_id: str | None, iteration_id: int | None, data_id: str) -> list[dict[str, Any]]:
+        """The list rows of one GRPO group, by ascending reward (no reward last), then id."""
+        projection = self.current()
+        rows = analytics.group_rows(projection, training_id=training_id, iteration_id=iteration_id, data_id=data_id)
+        return projection.rows_at(rows)
+
     def _facets(self, projection: Projection, mask: np.ndarray | None) -> dict[str, list[tuple[str | None, int]]]:
         positions = None if mask is None else np.flatnonzero(mask)
         return {name: projection.column(name).counts(mask, positions) for name in FACET_FIELDS}
@@ -309,15 +336,36 @@ def _name(dataset) -> str:
 
 
 def _warm(projection: Projection) -> None:
-    _yield_to_requests()
-    projection.warm()
+    with _requests_first():
+        projection.warm()
 
 
-def _yield_to_requests() -> None:
-    """Lowest CPU priority for this thread (Linux schedules threads alone): on a busy machine the
-    requests it would slow down go first."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+# Python hands the GIL to a waiting thread only after this long; a request waiting behind a build
+# would wait that long at each of its own I/O or GIL releases. Shorter while a build runs.
+_BUILD_SWITCH_SECONDS = 0.0005
+_builds_running = 0
+_usual_switch = sys.getswitchinterval()
+_switch_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _requests_first() -> Iterator[None]:
+    """Background work on this thread gives way to requests: lowest CPU priority for the thread (the
+    OS), short GIL turns for the process (Python) while it runs."""
+    global _builds_running, _usual_switch
+    priority.lower_this_thread(priority.BUILD_NICE)
+    with _switch_lock:
+        if _builds_running == 0:
+            _usual_switch = sys.getswitchinterval()
+            sys.setswitchinterval(min(_usual_switch, _BUILD_SWITCH_SECONDS))
+        _builds_running += 1
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _builds_running -= 1
+            if _builds_running == 0:
+                sys.setswitchinterval(_usual_switch)
 
 
 def _return_freed_memory() -> None:

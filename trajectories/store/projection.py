@@ -157,7 +157,7 @@ class Projection:
     columns: dict[str, Any]  # the projected trajectory fields but the key
     annotations: AnnotationColumns
     _orders: dict[tuple, np.ndarray] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
     # Answers that depend only on this projection (e.g. unfiltered facets).
     cache: dict[str, Any] = field(default_factory=dict)
     # Which rows `dataset` holds, by fragment: a later version with the same layout has the same rows.
@@ -223,7 +223,7 @@ class Projection:
         """The same rows with other annotations; sort orders of unchanged columns are kept."""
         orders = {key: order for key, order in self._orders.items() if not set(key) & ANNOTATION_FIELDS}
         return Projection(
-            **{**self.__dict__, "annotations": annotations, "_orders": orders, "_lock": threading.Lock(), "cache": {}}
+            **{**self.__dict__, "annotations": annotations, "_orders": orders, "_lock": threading.RLock(), "cache": {}}
         )
 
     def column(self, name: str):
@@ -394,6 +394,18 @@ class Projection:
                     order = np.lexsort([self.ids.rank, *keys]).astype(np.int32)
                     self._orders[key] = order
         return order
+
+    def derived(self, key: tuple[str, str], build):
+        """What `build()` makes from this projection's rows, made once (it is kept across annotation
+        edits: nothing derived here may depend on annotations)."""
+        key = ("derived", *key)
+        found = self._orders.get(key)
+        if found is None:
+            with self._lock:
+                found = self._orders.get(key)
+                if found is None:
+                    found = self._orders[key] = build()
+        return found
 
     def _sort_key(self, name: str, descending: bool, positions: np.ndarray) -> list[np.ndarray]:
         """Keys for np.lexsort, least significant first: the value, then its null flag."""

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lancedb.index import BTree
 
+from trajectories.analysis import GroupQuery
 from trajectories.query import TrajectoryQuery
 
 from . import commits
@@ -256,6 +257,18 @@ class TrajectoryStore:
 
     def matching_ids(self, *, query: TrajectoryQuery) -> list[str]:
         return self.engine.matching_ids(query)
+
+    def stats_by(self, *, query: TrajectoryQuery, by: str) -> list[dict[str, Any]]:
+        self.reads += 1
+        return self.engine.stats(query, by=by)
+
+    def groups(self, *, query: GroupQuery) -> tuple[list[dict[str, Any]], int]:
+        self.reads += 1
+        return self.engine.groups(query)
+
+    def group(self, *, training_id: str | None, iteration_id: int | None, data_id: str) -> list[dict[str, Any]]:
+        self.reads += 1
+        return self.engine.group(training_id=training_id, iteration_id=iteration_id, data_id=data_id)
 
     # --- writes -----------------------------------------------------------------------------
 

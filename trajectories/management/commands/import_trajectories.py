@@ -8,6 +8,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from trajectories import priority
 from trajectories.importing import adapters
 from trajectories.importing.errors import ErrorSink
 from trajectories.importing.jobs import (
@@ -89,6 +90,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         job, import_options = self._job(options)
+        priority.lower_this_thread(settings.TRAJSITE_IMPORT_NICE)  # its worker processes inherit it
         errors = ErrorSink(keep=options["max_errors"], report_path=options["error_report"])
         display = None
         if not options["no_progress"]:

@@ -1,0 +1,149 @@
+"""The questions of training-step analytics, parsed from a list URL plus their own parameters.
+
+    by=<grouping key>                stats: what to split by (a field marked `group` in the catalogue)
+    zero_signal|all_failed|all_passed|high_spread=true|false
+                                     groups: keep the groups with (or without) that flag
+    ordering=<group field>,...       groups: "-" for descending (default: run, iteration, data id)
+    k=<n>                            groups: pass@k (default 1)
+
+Every other parameter is a list parameter (`parse_query`): stats and groups cover exactly the rows
+the same list shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trajectories import fields
+from trajectories.query import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    ORDERING_VAR,
+    PAGE_SIZE_VAR,
+    PAGE_VAR,
+    QueryError,
+    TrajectoryQuery,
+    parse_query,
+)
+
+BY_VAR = "by"
+K_VAR = "k"
+FLAGS = ("zero_signal", "all_failed", "all_passed", "high_spread")
+GROUP_KEY = ("training_id", "iteration_id", "data_id")
+GROUP_SORTS = (*GROUP_KEY, "size", "reward_mean", "reward_std", "reward_min", "reward_max", "successes", "pass_at_k")
+DEFAULT_BY = "iteration_id"
+MAX_K = 64
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+
+
+@dataclass(frozen=True)
+class GroupQuery:
+    """Which GRPO groups of the rows `rows` selects, in which order, which page."""
+
+    rows: TrajectoryQuery
+    flags: tuple[tuple[str, bool], ...] = ()
+    ordering: tuple[tuple[str, bool], ...] = ()  # empty: by (run, iteration, data id)
+    k: int = 1
+    page: int = 1
+    page_size: int = DEFAULT_PAGE_SIZE
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.page_size
+
+    def key(self) -> tuple:
+        return (self.rows.filter_key(), self.flags, self.ordering, self.k, self.page, self.page_size)
+
+
+def rows_of(by: str, value) -> list[tuple[str, str]] | None:
+    """List parameters that select exactly the rows whose `by` is `value` (None: no value); None when
+    no list filter can say it."""
+    field = fields.get(by)
+    if value is None:
+        return [(field.empty_param, "true")] if field.empty_param else None
+    if isinstance(value, str) and "*" in value and field.filter is fields.Filter.EXACT:
+        return None  # "*" is a wildcard to the list's exact filter
+    return [(field.param, str(value))]
+
+
+def rows_of_group(row: dict) -> list[tuple[str, str]] | None:
+    """List parameters that select exactly one GRPO group's rows."""
+    found: list[tuple[str, str]] = []
+    for name in GROUP_KEY:
+        params = rows_of(name, row[name])
+        if params is None:
+            return None
+        found += params
+    return found
+
+
+def parse_by(params) -> str:
+    by = _one(_lists(params), BY_VAR) or DEFAULT_BY
+    if by not in fields.GROUP_KEYS:
+        raise QueryError(BY_VAR, f"{by!r} is not a grouping key; one of {', '.join(fields.GROUP_KEYS)}")
+    return by
+
+
+def parse_stats(params) -> tuple[TrajectoryQuery, str]:
+    """The rows (list parameters) and the grouping key of a stats question."""
+    values = _lists(params)
+    rows = parse_query({key: items for key, items in values.items() if key not in _STATS_OWN})
+    return rows, parse_by(values)
+
+
+def parse_groups(params) -> GroupQuery:
+    values = _lists(params)
+    rows = parse_query({key: items for key, items in values.items() if key not in _GROUPS_OWN})
+    flags = []
+    for name in FLAGS:
+        text = _one(values, name)
+        if text:
+            if text.lower() not in _TRUE | _FALSE:
+                raise QueryError(name, f"{text!r} is not true or false")
+            flags.append((name, text.lower() in _TRUE))
+    return GroupQuery(
+        rows=rows,
+        flags=tuple(flags),
+        ordering=_group_ordering(_one(values, ORDERING_VAR)),
+        k=_int(_one(values, K_VAR), K_VAR, default=1, high=MAX_K),
+        page=_int(_one(values, PAGE_VAR), PAGE_VAR, default=1, high=10**9),
+        page_size=_int(_one(values, PAGE_SIZE_VAR), PAGE_SIZE_VAR, default=DEFAULT_PAGE_SIZE, high=MAX_PAGE_SIZE),
+    )
+
+
+def _group_ordering(text: str | None) -> tuple[tuple[str, bool], ...]:
+    if not text:
+        return ()
+    ordering = []
+    for part in text.split(","):
+        name = part.strip().removeprefix("-")
+        if name not in GROUP_SORTS:
+            raise QueryError(ORDERING_VAR, f"{name!r} does not sort groups; one of {', '.join(GROUP_SORTS)}")
+        ordering.append((name, part.strip().startswith("-")))
+    return tuple(ordering)
+
+
+def _int(text: str | None, name: str, *, default: int, high: int) -> int:
+    if not text:
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= high:
+        raise QueryError(name, f"{text!r} is not a whole number from 1 to {high}")
+    return int(text)
+
+
+_STATS_OWN = frozenset({BY_VAR, PAGE_VAR, PAGE_SIZE_VAR, ORDERING_VAR})
+_GROUPS_OWN = frozenset({*FLAGS, K_VAR, ORDERING_VAR, PAGE_VAR, PAGE_SIZE_VAR})
+
+
+def _lists(params) -> dict[str, list[str]]:
+    """A QueryDict or a dict of values or lists, as a dict of lists."""
+    if hasattr(params, "getlist"):
+        return {key: params.getlist(key) for key in params}
+    return {key: [value] if isinstance(value, str) else list(value) for key, value in params.items()}
+
+
+def _one(values: dict[str, list[str]], key: str) -> str | None:
+    items = [item for item in values.get(key) or [] if item != ""]
+    if len(items) > 1:
+        raise QueryError(key, "give this parameter once")
+    return items[0] if items else None

@@ -1,0 +1,106 @@
+"""Training-step analytics over the API: `/api/stats/` (measures per grouping key) and `/api/groups/`
+(GRPO groups), for exactly the rows the same list parameters select."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import permissions, viewsets
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from trajectories import analysis, fields, reads
+from trajectories.query import QueryError
+
+from .filters import TrajectoryQueryFilter
+from .pagination import StorePagination
+
+
+def _parsed(parse, request):
+    try:
+        return parse(request.query_params)
+    except QueryError as error:
+        raise ValidationError({error.parameter: [error.message]}) from error
+
+
+def _list_url(request, params: list[tuple[str, str]] | None) -> str | None:
+    if params is None:
+        return None
+    return request.build_absolute_uri(reverse("api:trajectory-list")) + "?" + urlencode(params)
+
+
+_BY = OpenApiParameter(
+    analysis.BY_VAR, str, enum=list(fields.GROUP_KEYS), description=f"Grouping key (default {analysis.DEFAULT_BY})."
+)
+
+
+class StatsViewSet(viewsets.ViewSet):
+    permission_classes = [permissions.IsAdminUser]
+    filter_backends = [TrajectoryQueryFilter]
+
+    @extend_schema(parameters=[_BY], responses={200: dict})
+    def list(self, request, format=None):
+        """Per value of `by` among the trajectories the list parameters select, in value order (no
+        value last): `count`, `success_rate` (successes / judged, null when none judged),
+        `<measure>_mean` of every numeric measure, `<reward>_p10/_p50/_p90` of every reward, and
+        `zero_signal_share` (of the GRPO groups with two or more rewarded samples, the share whose
+        rewards are all equal). `trajectories` links to the list of exactly those rows."""
+        query, by = _parsed(analysis.parse_stats, request)
+        results = reads.stats(query=query, by=by)
+        base = [(key, value) for key, value in request.query_params.lists() for value in value]
+        base = [(key, value) for key, value in base if key not in (analysis.BY_VAR, "format")]
+        for row in results:
+            params = analysis.rows_of(by, row["key"])
+            row["trajectories"] = _list_url(request, None if params is None else [*base, *params])
+        return Response({"by": by, "results": results})
+
+
+@dataclass(frozen=True)
+class _Page:
+    rows: list
+    count: int
+
+
+class _Groups:
+    def page(self, query: analysis.GroupQuery) -> _Page:
+        return _Page(*reads.groups(query=query))
+
+
+class _GroupFilter(TrajectoryQueryFilter):
+    def filter_queryset(self, request, queryset, view):
+        view.trajectory_query = _parsed(analysis.parse_groups, request)
+        return queryset
+
+
+_SORTS = ", ".join(analysis.GROUP_SORTS)
+
+
+class GroupViewSet(viewsets.GenericViewSet):
+    permission_classes = [permissions.IsAdminUser]
+    pagination_class = StorePagination
+    filter_backends = [_GroupFilter]
+
+    def get_queryset(self):
+        return _Groups()
+
+    @extend_schema(
+        parameters=[
+            *(OpenApiParameter(name, bool, description=f"Only groups with (true) or without (false) {name}.")
+              for name in analysis.FLAGS),
+            OpenApiParameter("ordering", str, description=f"Comma-separated, '-' descending: {_SORTS}."),
+            OpenApiParameter(analysis.K_VAR, int, description=f"k of pass@k (1-{analysis.MAX_K}, default 1)."),
+        ],
+        responses={200: dict},
+    )  # fmt: skip
+    def list(self, request, format=None):
+        """GRPO groups (trajectories sharing training run, iteration and data id) among the
+        trajectories the list parameters select: size, reward mean/std (population)/min/max,
+        successes, pass@k, and the flags zero_signal (two or more rewarded samples, all equal),
+        all_failed, all_passed, high_spread (rewards span 0.5 or more)."""
+        rows = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        for row in rows:
+            row["trajectories"] = _list_url(request, analysis.rows_of_group(row))
+        return self.get_paginated_response(rows)

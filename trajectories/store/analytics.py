@@ -1,0 +1,369 @@
+"""Training-step analytics over the projection: measures per grouping key, and GRPO groups.
+
+Both work on the rows a list's filters select (the same mask facets count), in memory. Percentiles
+need each key's values in order: the field's cached sort order, cut to the selected rows, is
+regrouped by key with a stable sort (a radix sort while keys fit in 16 bits), so values stay ordered
+inside each key and no per-query full sort is made. A GRPO group is the rows sharing (training run,
+iteration, data id); the projection keeps each row's group number and the rows in group order once.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+import numpy as np
+
+from trajectories import fields
+from trajectories.fields import Kind
+
+from .columns import ListColumn, NumberColumn
+from .projection import Projection
+
+QUANTILES = (("p10", 0.10), ("p50", 0.50), ("p90", 0.90))
+GROUP_FIELDS = ("training_id", "iteration_id", "data_id")
+# Numeric measures: a mean each; rewards also percentiles.
+NUMBERS = tuple(name for name in fields.MEASURES if fields.get(name).kind in (Kind.INT, Kind.FLOAT))
+SUCCESS = "is_success"
+REWARD = "reward"
+# A group whose rewards span at least this much is flagged "high spread".
+HIGH_SPREAD = 0.5
+MAX_PASS_K = 64
+
+
+@dataclass(frozen=True)
+class Elements:
+    """What one grouping counts: selected rows (a row of a list field once per value it holds) with
+    the number of their key's value; the last number stands for "no value"."""
+
+    rows: np.ndarray
+    codes: np.ndarray
+    labels: list  # the value of each number but the last (None)
+
+
+def key_elements(projection: Projection, by: str, rows: np.ndarray) -> Elements:
+    """`rows` (in their order) as elements of grouping key `by`."""
+    column = projection.column(by)
+    if isinstance(column, ListColumn):
+        return _list_elements(column, rows)
+    codes, labels = column.keys()
+    picked = codes[rows]
+    return Elements(rows=rows, codes=np.where(picked < 0, len(labels), picked), labels=labels)
+
+
+def _list_elements(column: ListColumn, rows: np.ndarray) -> Elements:
+    labels = column.coded._python_uniques()
+    starts, stops = column.offsets[rows], column.offsets[rows + 1]
+    sizes = stops - starts
+    # A row with no values counts once, as "no value".
+    counted = np.maximum(sizes, 1)
+    element_rows = np.repeat(rows, counted)
+    first = np.repeat(np.cumsum(counted) - counted, counted)
+    entry = np.repeat(starts, counted) + (np.arange(len(element_rows)) - first)
+    has = np.repeat(sizes > 0, counted)
+    codes = np.full(len(element_rows), len(labels), dtype=np.int64)
+    codes[has] = column.coded.codes[entry[has]]
+    return Elements(rows=element_rows, codes=codes, labels=labels)
+
+
+def selected_rows(projection: Projection, mask: np.ndarray | None) -> np.ndarray:
+    return np.arange(projection.rows) if mask is None else np.flatnonzero(mask)
+
+
+def stats(projection: Projection, *, by: str, mask: np.ndarray | None) -> list[dict]:
+    """Per value of `by` among the selected rows, in value order (no value last): count, success rate,
+    means of every numeric measure, p10/p50/p90 of every reward, and the GRPO groups with no signal."""
+    elements = key_elements(projection, by, selected_rows(projection, mask))
+    size = len(elements.labels) + 1
+    codes = elements.codes
+    count = np.bincount(codes, minlength=size)
+    measures: dict[str, np.ndarray] = {}
+    for name in NUMBERS:
+        values = _floats(projection, name)[elements.rows]
+        present = ~np.isnan(values)
+        counted = np.bincount(codes[present], minlength=size)
+        total = np.bincount(codes[present], weights=values[present], minlength=size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            measures[f"{name}_mean"] = np.where(counted > 0, total / np.maximum(counted, 1), np.nan)
+    for name in fields.REWARDS:
+        measures.update(_percentiles(projection, name, by=by, mask=mask, size=size))
+    flags = projection.column(SUCCESS).values[elements.rows]
+    successes = np.bincount(codes, weights=flags == 1, minlength=size)
+    judged = np.bincount(codes, weights=flags >= 0, minlength=size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        measures["success_rate"] = np.where(judged > 0, successes / np.maximum(judged, 1), np.nan)
+    groups, zero = _zero_signal_by_key(projection, by=by, mask=mask, size=size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        measures["zero_signal_share"] = np.where(groups > 0, zero / np.maximum(groups, 1), np.nan)
+    results = []
+    for code in np.flatnonzero(count).tolist():
+        row = {"key": elements.labels[code] if code < len(elements.labels) else None, "count": int(count[code])}
+        row["successes"] = int(successes[code])
+        row["judged"] = int(judged[code])
+        row["groups"] = int(groups[code])
+        row["zero_signal_groups"] = int(zero[code])
+        for name, values in measures.items():
+            row[name] = _number(values[code])
+        results.append(row)
+    return results
+
+
+def _floats(projection: Projection, name: str) -> np.ndarray:
+    column = projection.column(name)
+    assert isinstance(column, NumberColumn)
+    return column.floats()
+
+
+def _percentiles(projection: Projection, name: str, *, by: str, mask, size: int) -> dict[str, np.ndarray]:
+    """p10/p50/p90 of `name` per key value, linear between ranks (numpy's default)."""
+    values = _floats(projection, name)
+    present = int(np.count_nonzero(~np.isnan(values)))
+    order = projection.order(name, False)[:present]  # nulls sort last: the rest hold a value
+    if mask is not None:
+        order = order[mask[order]]
+    elements = key_elements(projection, by, order.astype(np.int64))
+    grouped = _regrouped(elements.codes, size)
+    ordered = values[elements.rows[grouped]]
+    counts = np.bincount(elements.codes, minlength=size)
+    starts = np.cumsum(counts) - counts
+    found = {}
+    for label, q in QUANTILES:
+        found[f"{name}_{label}"] = _quantile(ordered, starts, counts, q)
+    return found
+
+
+def _regrouped(codes: np.ndarray, size: int) -> np.ndarray:
+    """The stable order that brings equal codes together (values keep their order inside each)."""
+    narrow = codes.astype(np.uint16) if size <= np.iinfo(np.uint16).max else codes
+    return np.argsort(narrow, kind="stable")
+
+
+def _quantile(ordered: np.ndarray, starts: np.ndarray, counts: np.ndarray, q: float) -> np.ndarray:
+    """Per group (`counts` sorted values from `starts` in `ordered`) its q-quantile, NaN when empty."""
+    result = np.full(len(counts), np.nan)
+    has = counts > 0
+    if not has.any() or not len(ordered):
+        return result
+    position = (counts[has] - 1) * q
+    low = np.floor(position).astype(np.int64)
+    high = np.minimum(low + 1, counts[has] - 1)
+    below, above = ordered[starts[has] + low], ordered[starts[has] + high]
+    result[has] = below + (above - below) * (position - low)
+    return result
+
+
+def _number(value: float) -> float | None:
+    return None if value != value else float(value)
+
+
+# --- GRPO groups -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GroupIndex:
+    """Per row its group number, and all rows in group order, ascending reward inside each (no
+    reward last); group numbers follow (training run, iteration, data id) order."""
+
+    numbers: np.ndarray
+    order: np.ndarray
+    count: int
+
+
+def group_index(projection: Projection) -> GroupIndex:
+    return projection.derived(("groups", "index"), lambda: _group_index(projection))
+
+
+def _group_index(projection: Projection) -> GroupIndex:
+    combined = np.zeros(projection.rows, dtype=np.int64)
+    for name in GROUP_FIELDS:
+        codes, labels = projection.column(name).keys()
+        # Shift so no value (-1) sorts last, as everywhere in lists.
+        base = len(labels) + 1
+        combined = combined * base + np.where(codes < 0, len(labels), codes)
+    _, numbers = np.unique(combined, return_inverse=True)
+    numbers = numbers.astype(np.int32)
+    by_reward = projection.order(REWARD, False)
+    order = by_reward[np.argsort(numbers[by_reward], kind="stable")].astype(np.int64)
+    return GroupIndex(numbers=numbers, order=order, count=int(numbers.max(initial=-1)) + 1)
+
+
+@dataclass(frozen=True)
+class Groups:
+    """The groups of the selected rows, one entry per group in every array, in group order."""
+
+    first: np.ndarray  # a row of the group (its key values)
+    size: np.ndarray
+    rewarded: np.ndarray  # samples with a reward
+    reward_mean: np.ndarray
+    reward_std: np.ndarray
+    reward_min: np.ndarray
+    reward_max: np.ndarray
+    successes: np.ndarray
+    judged: np.ndarray
+
+    @property
+    def zero_signal(self) -> np.ndarray:
+        """Two or more rewarded samples, all with the same reward: nothing to learn from."""
+        return (self.rewarded >= 2) & (self.reward_min == self.reward_max)
+
+    @property
+    def all_failed(self) -> np.ndarray:
+        return (self.judged == self.size) & (self.successes == 0)
+
+    @property
+    def all_passed(self) -> np.ndarray:
+        return self.successes == self.size
+
+    @property
+    def high_spread(self) -> np.ndarray:
+        return (self.rewarded >= 2) & (self.reward_max - self.reward_min >= HIGH_SPREAD)
+
+    def pass_at(self, k: int) -> np.ndarray:
+        """The unbiased pass@k estimate (1 - C(n-c, k) / C(n, k)) with n samples, c successes; k is
+        capped at n (a group of 3 answers pass@8 as "any of its 3 passed")."""
+        n = self.size.astype(np.float64)
+        failures = n - self.successes
+        k_here = np.minimum(k, self.size)
+        missed = np.ones(len(n))
+        for i in range(min(k, MAX_PASS_K)):
+            active = i < k_here
+            missed = np.where(active, missed * np.clip(failures - i, 0, None) / np.maximum(n - i, 1), missed)
+        return 1.0 - missed
+
+
+def groups_of(projection: Projection, *, mask: np.ndarray | None) -> Groups:
+    index = group_index(projection)
+    rows = index.order if mask is None else index.order[mask[index.order]]
+    return _measured(projection, rows, index.numbers[rows])
+
+
+def _measured(projection: Projection, rows: np.ndarray, numbers: np.ndarray) -> Groups:
+    """Group measures of `rows`, which come grouped (equal `numbers` together) and by ascending reward
+    inside each group, no reward last."""
+    if not len(rows):
+        empty = np.empty(0)
+        return Groups(*(empty.astype(np.int64),) * 3, *(empty,) * 4, *(empty.astype(np.int64),) * 2)
+    starts = np.flatnonzero(np.r_[True, numbers[1:] != numbers[:-1]])
+    size = np.diff(np.r_[starts, len(rows)])
+    rewards = _floats(projection, REWARD)[rows]
+    present = ~np.isnan(rewards)
+    filled = np.where(present, rewards, 0.0)
+    rewarded = np.add.reduceat(present.astype(np.int64), starts)
+    total = np.add.reduceat(filled, starts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(rewarded > 0, total / np.maximum(rewarded, 1), np.nan)
+        deviation = np.where(present, rewards - np.repeat(mean, size), 0.0)
+        std = np.where(rewarded > 0, np.sqrt(np.add.reduceat(deviation**2, starts) / np.maximum(rewarded, 1)), np.nan)
+    low = np.where(rewarded > 0, rewards[starts], np.nan)
+    high = np.where(rewarded > 0, rewards[starts + np.maximum(rewarded - 1, 0)], np.nan)
+    flags = projection.column(SUCCESS).values[rows]
+    successes = np.add.reduceat((flags == 1).astype(np.int64), starts)
+    judged = np.add.reduceat((flags >= 0).astype(np.int64), starts)
+    return Groups(rows[starts], size, rewarded, mean, std, low, high, successes, judged)
+
+
+def _zero_signal_by_key(projection: Projection, *, by: str, mask, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per key value: its GRPO groups with two or more rewarded samples (counting, for each value,
+    only the samples that have it), and how many of those have no signal."""
+    index = group_index(projection)
+    rows = index.order if mask is None else index.order[mask[index.order]]
+    elements = key_elements(projection, by, rows)
+    # Regrouped by key, each key's rows stay in group order, by reward inside each group.
+    grouped = _regrouped(elements.codes, size)
+    rows, codes = elements.rows[grouped], elements.codes[grouped]
+    numbers = index.numbers[rows].astype(np.int64) * size + codes
+    measured = _measured(projection, rows, numbers)
+    keys = codes[np.flatnonzero(np.r_[True, numbers[1:] != numbers[:-1]])] if len(rows) else codes
+    signal_capable = measured.rewarded >= 2
+    groups = np.bincount(keys, weights=signal_capable, minlength=size).astype(np.int64)
+    zero = np.bincount(keys, weights=measured.zero_signal, minlength=size).astype(np.int64)
+    return groups, zero
+
+
+def group_page(
+    projection: Projection,
+    *,
+    mask: np.ndarray | None,
+    flags: tuple[tuple[str, bool], ...] = (),
+    ordering: tuple[tuple[str, bool], ...] = (),
+    k: int = 1,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[dict], int]:
+    """One page of the groups of the selected rows with `flags` as asked, in `ordering` (ties and the
+    default: run, iteration, data id), and the count of such groups."""
+    groups = groups_of(projection, mask=mask)
+    measures = _group_measures(groups, k)
+    keep = np.ones(len(groups.size), dtype=bool)
+    for name, wanted in flags:
+        keep &= measures[name] == wanted
+    chosen = np.flatnonzero(keep)
+    if ordering:
+        keys = [chosen]  # lexsort: least significant first; the group order breaks ties
+        for name, descending in reversed(ordering):
+            values = _group_sort_values(projection, groups, measures, name)[chosen]
+            missing = np.isnan(values)
+            keys += [-values if descending else values, missing]
+        chosen = chosen[np.lexsort(keys)]
+    page = chosen[offset : offset + limit]
+    return [_group_row(projection, groups, measures, index) for index in page.tolist()], len(chosen)
+
+
+def _group_measures(groups: Groups, k: int) -> dict[str, np.ndarray]:
+    return {
+        "size": groups.size,
+        "reward_mean": groups.reward_mean,
+        "reward_std": groups.reward_std,
+        "reward_min": groups.reward_min,
+        "reward_max": groups.reward_max,
+        "successes": groups.successes,
+        "judged": groups.judged,
+        "pass_at_k": groups.pass_at(k),
+        "zero_signal": groups.zero_signal,
+        "all_failed": groups.all_failed,
+        "all_passed": groups.all_passed,
+        "high_spread": groups.high_spread,
+    }
+
+
+def _group_sort_values(projection: Projection, groups: Groups, measures, name: str) -> np.ndarray:
+    if name in GROUP_FIELDS:
+        codes = projection.column(name).keys()[0]
+        picked = codes[groups.first]
+        return np.where(picked < 0, np.nan, picked).astype(np.float64)
+    return measures[name].astype(np.float64)
+
+
+def _group_row(projection: Projection, groups: Groups, measures, index: int) -> dict:
+    first = np.array([groups.first[index]])
+    row = {name: projection.column(name).values_at(first)[0] for name in GROUP_FIELDS}
+    for name, values in measures.items():
+        value = values[index]
+        if values.dtype == bool:
+            row[name] = bool(value)
+        elif values.dtype.kind in "iu":
+            row[name] = int(value)
+        else:
+            row[name] = _number(value)
+    return row
+
+
+def group_rows(projection: Projection, *, training_id, iteration_id, data_id) -> np.ndarray:
+    """The rows of one group, by ascending reward (no reward last)."""
+    index = group_index(projection)
+    match = np.ones(projection.rows, dtype=bool)
+    for name, value in zip(GROUP_FIELDS, (training_id, iteration_id, data_id), strict=True):
+        codes, labels = projection.column(name).keys()
+        if value is None:
+            match &= codes < 0
+        else:
+            found = _code_of(labels, value)
+            if found is None:
+                return np.empty(0, dtype=np.int64)
+            match &= codes == found
+    return index.order[match[index.order]]
+
+
+def _code_of(labels: list, value) -> int | None:
+    place = bisect.bisect_left(labels, value)
+    return place if place < len(labels) and labels[place] == value else None
