@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.tables import percentile, print_table  # noqa: E402
+from benchmarks.tables import machine_reference, percentile, print_table  # noqa: E402
 from trajectories.query import SORT_FIELDS  # noqa: E402
 
 MANAGE = [sys.executable, str(ROOT / "manage.py")]
@@ -172,6 +172,7 @@ def _measure_detail(store, client, projection, repeat):
 
 
 def _print(size, build, grown, rows) -> None:
+    print(machine_reference())
     print(
         f"machine: {os.cpu_count()} cores; {size:,} trajectories; projection build {build:.2f} s, +{grown:,.0f} MB RSS"
     )

@@ -43,6 +43,8 @@ def _records() -> list[dict]:
             del item["iteration_id"]
         if index % 13 == 0:
             item["tags"] = ["hard"] if index % 2 else ["hard", "review"]
+        if index % 29 == 0 and "agent_name" in item:  # a group with two agents
+            item["agent_name"] = "other-agent"
         if item["data_id"].endswith("3"):  # whole groups with one reward: no signal
             item["reward"] = 0.25
     return records

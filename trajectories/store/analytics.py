@@ -10,6 +10,7 @@ iteration, data id); the projection keeps each row's group number and the rows i
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,39 +74,74 @@ def selected_rows(projection: Projection, mask: np.ndarray | None) -> np.ndarray
 def stats(projection: Projection, *, by: str, mask: np.ndarray | None) -> list[dict]:
     """Per value of `by` among the selected rows, in value order (no value last): count, success rate,
     means of every numeric measure, p10/p50/p90 of every reward, and the GRPO groups with no signal."""
-    elements = key_elements(projection, by, selected_rows(projection, mask))
-    size = len(elements.labels) + 1
-    codes = elements.codes
+    column = projection.column(by)
+    if isinstance(column, ListColumn):
+        elements = key_elements(projection, by, selected_rows(projection, mask))
+        codes, labels = elements.codes, elements.labels
+        rows = elements.rows
+
+        def pick(values: np.ndarray) -> np.ndarray:
+            return values[rows]
+    else:
+        every, labels = _row_keys(column)
+        codes = every if mask is None else every[mask]
+
+        def pick(values: np.ndarray) -> np.ndarray:
+            return values if mask is None else values[mask]
+
+    size = len(labels) + 1
+    codes = codes.astype(np.intp, copy=False)  # what bincount takes: converted once, not per measure
     count = np.bincount(codes, minlength=size)
     measures: dict[str, np.ndarray] = {}
     for name in NUMBERS:
-        values = _floats(projection, name)[elements.rows]
-        present = ~np.isnan(values)
-        counted = np.bincount(codes[present], minlength=size)
-        total = np.bincount(codes[present], weights=values[present], minlength=size)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            measures[f"{name}_mean"] = np.where(counted > 0, total / np.maximum(counted, 1), np.nan)
+        column = projection.column(name)
+        if column.has_nulls():
+            counted = np.bincount(codes, weights=pick(column.presence()), minlength=size)
+            total = np.bincount(codes, weights=pick(column.filled()), minlength=size)
+        else:
+            counted, total = count, np.bincount(codes, weights=pick(column.floats()), minlength=size)
+        measures[f"{name}_mean"] = _ratio(total, counted)
     for name in fields.REWARDS:
         measures.update(_percentiles(projection, name, by=by, mask=mask, size=size))
-    flags = projection.column(SUCCESS).values[elements.rows]
+    flags = pick(projection.column(SUCCESS).values)
     successes = np.bincount(codes, weights=flags == 1, minlength=size)
     judged = np.bincount(codes, weights=flags >= 0, minlength=size)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        measures["success_rate"] = np.where(judged > 0, successes / np.maximum(judged, 1), np.nan)
+    measures["success_rate"] = _ratio(successes, judged)
     groups, zero = _zero_signal_by_key(projection, by=by, mask=mask, size=size)
+    measures["zero_signal_share"] = _ratio(zero, groups)
+    present_codes = np.flatnonzero(count)
+    columns = {
+        "count": count[present_codes].tolist(),
+        "successes": successes[present_codes].astype(np.int64).tolist(),
+        "judged": judged[present_codes].astype(np.int64).tolist(),
+        "groups": groups[present_codes].tolist(),
+        "zero_signal_groups": zero[present_codes].tolist(),
+        **{name: _nullable(values[present_codes]) for name, values in measures.items()},
+    }
+    columns = {"key": [labels[code] if code < len(labels) else None for code in present_codes.tolist()], **columns}
+    names = list(columns)
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
-        measures["zero_signal_share"] = np.where(groups > 0, zero / np.maximum(groups, 1), np.nan)
-    results = []
-    for code in np.flatnonzero(count).tolist():
-        row = {"key": elements.labels[code] if code < len(elements.labels) else None, "count": int(count[code])}
-        row["successes"] = int(successes[code])
-        row["judged"] = int(judged[code])
-        row["groups"] = int(groups[code])
-        row["zero_signal_groups"] = int(zero[code])
-        for name, values in measures.items():
-            row[name] = _number(values[code])
-        results.append(row)
-    return results
+        return np.where(denominator > 0, numerator / np.maximum(denominator, 1), np.nan)
+
+
+def _nullable(values: np.ndarray) -> list[float | None]:
+    return [None if value != value else value for value in values.astype(np.float64).tolist()]
+
+
+def _row_keys(column) -> tuple[np.ndarray, list]:
+    """Per row its key number with "no value" as the last number (bincount's input), made once per
+    column (an annotation edit makes a new column)."""
+    cached = column.__dict__.get("_row_keys_cache")
+    if cached is None:
+        codes, labels = column.keys()
+        shifted = np.where(codes < 0, len(labels), codes)
+        shifted = shifted.astype(np.uint16 if len(labels) < np.iinfo(np.uint16).max else np.int32)
+        cached = column.__dict__["_row_keys_cache"] = (shifted, labels)
+    return cached
 
 
 def _floats(projection: Projection, name: str) -> np.ndarray:
@@ -117,19 +153,36 @@ def _floats(projection: Projection, name: str) -> np.ndarray:
 def _percentiles(projection: Projection, name: str, *, by: str, mask, size: int) -> dict[str, np.ndarray]:
     """p10/p50/p90 of `name` per key value, linear between ranks (numpy's default)."""
     values = _floats(projection, name)
-    present = int(np.count_nonzero(~np.isnan(values)))
-    order = projection.order(name, False)[:present]  # nulls sort last: the rest hold a value
-    if mask is not None:
-        order = order[mask[order]]
-    elements = key_elements(projection, by, order.astype(np.int64))
-    grouped = _regrouped(elements.codes, size)
-    ordered = values[elements.rows[grouped]]
-    counts = np.bincount(elements.codes, minlength=size)
+    column = projection.column(by)
+    if isinstance(column, ListColumn) or fields.get(by).table == fields.ANNOTATIONS:
+        present = int(np.count_nonzero(~np.isnan(values)))
+        order = projection.order(name, False)[:present]  # nulls sort last: the rest hold a value
+        if mask is not None:
+            order = order[mask[order]]
+        elements = key_elements(projection, by, order.astype(np.int64))
+        rows = elements.rows[_regrouped(elements.codes, size)]
+        counts = np.bincount(elements.codes, minlength=size)
+    else:
+        rows = _key_value_order(projection, by, name)
+        if mask is not None:
+            rows = rows[mask[rows]]
+        counts = np.bincount(_row_keys(column)[0][rows], minlength=size)
     starts = np.cumsum(counts) - counts
-    found = {}
-    for label, q in QUANTILES:
-        found[f"{name}_{label}"] = _quantile(ordered, starts, counts, q)
-    return found
+    ordered = values[rows]
+    return {f"{name}_{label}": _quantile(ordered, starts, counts, q) for label, q in QUANTILES}
+
+
+def _key_value_order(projection: Projection, by: str, name: str) -> np.ndarray:
+    """The rows with a value of `name`, grouped by `by` (a trajectory field), ascending value inside
+    each group: made once per projection, then a filter is one pass over it."""
+
+    def build() -> np.ndarray:
+        values = _floats(projection, name)
+        order = projection.order(name, False)[: int(np.count_nonzero(~np.isnan(values)))]
+        codes = _row_keys(projection.column(by))[0]
+        return order[np.argsort(codes[order], kind="stable")]
+
+    return projection.derived(("by-value", f"{by}:{name}"), build)
 
 
 def _regrouped(codes: np.ndarray, size: int) -> np.ndarray:
@@ -169,8 +222,45 @@ class GroupIndex:
     count: int
 
 
+def warm(projection: Projection) -> None:
+    """Build what the first stats or group request would otherwise wait for (off the request path)."""
+    group_index(projection)
+    for name in fields.GROUP_KEYS:
+        column = projection.column(name)
+        if isinstance(column, NumberColumn):
+            column.keys()
+    for name in NUMBERS:
+        _floats(projection, name)
+        if name in fields.REWARDS:
+            projection.order(name, False)
+
+
+def _constant_in_groups(projection: Projection, by: str) -> bool:
+    """Whether every GRPO group has one value of `by` (a trajectory field: run, iteration, agent...),
+    so a group's key is its first row's; checked once per projection."""
+    if isinstance(projection.column(by), ListColumn) or fields.get(by).table == fields.ANNOTATIONS:
+        return False
+
+    def check() -> bool:
+        index = group_index(projection)
+        codes = _row_keys(projection.column(by))[0][index.order]
+        numbers = index.numbers[index.order]
+        same_group = numbers[1:] == numbers[:-1]
+        return bool(np.all(codes[1:][same_group] == codes[:-1][same_group]))
+
+    return projection.derived(("constant", by), check)
+
+
 def group_index(projection: Projection) -> GroupIndex:
-    return projection.derived(("groups", "index"), lambda: _group_index(projection))
+    return projection.derived(_GROUP_INDEX, lambda: _group_index(projection))
+
+
+def in_use(projection: Projection) -> bool:
+    """Whether analytics were asked of this projection (the next one prepares them before serving)."""
+    return projection.has_derived(_GROUP_INDEX)
+
+
+_GROUP_INDEX = ("groups", "index")
 
 
 def _group_index(projection: Projection) -> GroupIndex:
@@ -262,11 +352,30 @@ def _measured(projection: Projection, rows: np.ndarray, numbers: np.ndarray) -> 
     return Groups(rows[starts], size, rewarded, mean, std, low, high, successes, judged)
 
 
+def _signal(projection: Projection, rows: np.ndarray, numbers: np.ndarray):
+    """For rows grouped as in `_measured`: each group's first row, whether it has two or more rewards,
+    and whether those are all equal (only what the zero-signal share needs)."""
+    if not len(rows):
+        return rows, np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
+    starts = np.flatnonzero(np.r_[True, numbers[1:] != numbers[:-1]])
+    rewards = _floats(projection, REWARD)[rows]
+    rewarded = np.add.reduceat((~np.isnan(rewards)).astype(np.int32), starts)
+    capable = rewarded >= 2
+    zero = capable & (rewards[starts] == rewards[starts + np.maximum(rewarded - 1, 0)])
+    return rows[starts], capable, zero
+
+
 def _zero_signal_by_key(projection: Projection, *, by: str, mask, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Per key value: its GRPO groups with two or more rewarded samples (counting, for each value,
     only the samples that have it), and how many of those have no signal."""
+    column = projection.column(by)
     index = group_index(projection)
     rows = index.order if mask is None else index.order[mask[index.order]]
+    if _constant_in_groups(projection, by):
+        first, capable, zero = _signal(projection, rows, index.numbers[rows])
+        keys = _row_keys(column)[0][first]
+        return (np.bincount(keys, weights=capable, minlength=size).astype(np.int64),
+                np.bincount(keys, weights=zero, minlength=size).astype(np.int64))  # fmt: skip
     elements = key_elements(projection, by, rows)
     # Regrouped by key, each key's rows stay in group order, by reward inside each group.
     grouped = _regrouped(elements.codes, size)
@@ -367,3 +476,68 @@ def group_rows(projection: Projection, *, training_id, iteration_id, data_id) ->
 def _code_of(labels: list, value) -> int | None:
     place = bisect.bisect_left(labels, value)
     return place if place < len(labels) and labels[place] == value else None
+
+
+# --- histograms and mixes ----------------------------------------------------------------------
+
+MAX_BINS = 24
+
+
+@dataclass(frozen=True)
+class Bin:
+    low: float
+    high: float  # inclusive: the largest value the bin holds
+    count: int
+    exact: bool  # one value: low == high
+
+
+def histogram(projection: Projection, *, name: str, mask: np.ndarray | None, bins: int = MAX_BINS) -> list[Bin]:
+    """Counts of `name`'s values among the selected rows. Each bin is an inclusive [low, high] range
+    a list filter can state exactly: one bin per value when there are few, else equal widths whose
+    upper bound is the largest number below the next bin's start (integers: whole ranges)."""
+    values = _floats(projection, name)
+    values = values if mask is None else values[mask]
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return []
+    distinct = np.unique(values)
+    if len(distinct) <= bins:
+        counts = np.searchsorted(distinct, values)
+        per = np.bincount(counts, minlength=len(distinct))
+        return [Bin(float(v), float(v), int(c), True) for v, c in zip(distinct, per, strict=True)]
+    low, high = float(distinct[0]), float(distinct[-1])
+    integer = fields.get(name).kind is Kind.INT
+    if integer:
+        width = max(1, math.ceil((high - low + 1) / bins))
+        edges = np.arange(low, high + width + 1, width, dtype=np.float64)
+    else:
+        edges = np.linspace(low, high, bins + 1)
+    places = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
+    per = np.bincount(places, minlength=len(edges) - 1)
+    found = []
+    for index in range(len(edges) - 1):
+        start = float(edges[index])
+        last = index == len(edges) - 2
+        if integer:
+            stop = float(edges[index + 1] - 1)
+        else:
+            stop = high if last else float(np.nextafter(edges[index + 1], -np.inf))
+        found.append(Bin(start, stop, int(per[index]), False))
+    return found
+
+
+def mix(projection: Projection, *, by: str, of: str, mask: np.ndarray | None) -> tuple[list, list, np.ndarray]:
+    """Rows per (value of `by`, value of `of`) among the selected rows: `by`'s values (no value last),
+    `of`'s values (no value last) and the counts, one row per `by` value."""
+    rows = selected_rows(projection, mask)
+    outer = key_elements(projection, by, rows)
+    inner = key_elements(projection, of, outer.rows)
+    # Each outer element became one inner element per `of` value of its row (at least one).
+    column = projection.column(of)
+    if isinstance(column, ListColumn):
+        outer_codes = np.repeat(outer.codes, np.maximum(np.diff(column.offsets)[outer.rows], 1))
+    else:
+        outer_codes = outer.codes
+    width = len(inner.labels) + 1
+    counts = np.bincount(outer_codes * width + inner.codes, minlength=(len(outer.labels) + 1) * width)
+    return [*outer.labels, None], [*inner.labels, None], counts.reshape(len(outer.labels) + 1, width)

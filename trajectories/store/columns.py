@@ -470,6 +470,26 @@ class NumberColumn:
             cached = self.__dict__["_keys_cache"] = (codes, uniques.tolist())
         return cached
 
+    def has_nulls(self) -> bool:
+        cached = self.__dict__.get("_has_nulls_cache")
+        if cached is None:
+            cached = self.__dict__["_has_nulls_cache"] = not bool(self.present().all())
+        return cached
+
+    def presence(self) -> np.ndarray:
+        """1.0 where a value is present, else 0.0 (weights that count values per group); made once."""
+        cached = self.__dict__.get("_presence_cache")
+        if cached is None:
+            cached = self.__dict__["_presence_cache"] = self.present().astype(np.float64)
+        return cached
+
+    def filled(self) -> np.ndarray:
+        """The values as float64 with 0 for no value (weights that sum per group); made once."""
+        cached = self.__dict__.get("_filled_cache")
+        if cached is None:
+            cached = self.__dict__["_filled_cache"] = np.nan_to_num(self.floats(), nan=0.0)
+        return cached
+
     def floats(self) -> np.ndarray:
         """The values as float64, NaN for no value (what means and percentiles take)."""
         if self.kind is Kind.FLOAT:

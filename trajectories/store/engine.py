@@ -6,7 +6,6 @@ import contextlib
 import contextvars
 import ctypes
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -137,6 +136,8 @@ class QueryEngine:
                 # built after the swap.
                 in_use = serving.orders_in_use() if serving is not None else []
                 projection.warm(orders=[*DEFAULT_ORDERING, ("trajectory_id", False), *in_use])
+                if serving is not None and analytics.in_use(serving):
+                    analytics.warm(projection)
             else:
                 read = AnnotationColumns.read(annotation_dataset, trajectory_ids=rows_of.ids.array)
                 projection = rows_of.with_annotations(read)
@@ -157,7 +158,10 @@ class QueryEngine:
         finally:
             self._building = False  # the next version may start building: it stops the warming below
         if rows_of is None:
-            projection.warm(stop=lambda: self._building or self._projection is not projection)
+            stop = lambda: self._building or self._projection is not projection  # noqa: E731
+            projection.warm(stop=stop)
+            if not stop():
+                analytics.warm(projection)
 
     def _warm_in_background(self, projection: Projection) -> None:
         if projection.rows >= WARM_ROWS:
@@ -338,34 +342,16 @@ def _name(dataset) -> str:
 def _warm(projection: Projection) -> None:
     with _requests_first():
         projection.warm()
-
-
-# Python hands the GIL to a waiting thread only after this long; a request waiting behind a build
-# would wait that long at each of its own I/O or GIL releases. Shorter while a build runs.
-_BUILD_SWITCH_SECONDS = 0.0005
-_builds_running = 0
-_usual_switch = sys.getswitchinterval()
-_switch_lock = threading.Lock()
+        analytics.warm(projection)
 
 
 @contextlib.contextmanager
 def _requests_first() -> Iterator[None]:
-    """Background work on this thread gives way to requests: lowest CPU priority for the thread (the
-    OS), short GIL turns for the process (Python) while it runs."""
-    global _builds_running, _usual_switch
+    """Background work on this thread gives way to requests: lowest CPU priority for the thread.
+    (Shorter GIL turns were tried: requests then waited more often behind the build's long numpy
+    calls, and the worst request during an import doubled.)"""
     priority.lower_this_thread(priority.BUILD_NICE)
-    with _switch_lock:
-        if _builds_running == 0:
-            _usual_switch = sys.getswitchinterval()
-            sys.setswitchinterval(min(_usual_switch, _BUILD_SWITCH_SECONDS))
-        _builds_running += 1
-    try:
-        yield
-    finally:
-        with _switch_lock:
-            _builds_running -= 1
-            if _builds_running == 0:
-                sys.setswitchinterval(_usual_switch)
+    yield
 
 
 def _return_freed_memory() -> None:

@@ -407,6 +407,9 @@ class Projection:
                     found = self._orders[key] = build()
         return found
 
+    def has_derived(self, key: tuple[str, str]) -> bool:
+        return ("derived", *key) in self._orders
+
     def _sort_key(self, name: str, descending: bool, positions: np.ndarray) -> list[np.ndarray]:
         """Keys for np.lexsort, least significant first: the value, then its null flag."""
         return self.column(name).sort_key(positions, descending)
