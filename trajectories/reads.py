@@ -93,6 +93,24 @@ def stats(*, query: TrajectoryQuery, by: str) -> list[dict[str, Any]]:
     return get_store().stats_by(query=query, by=by)
 
 
+@_cached("histograms", lambda *, query, names: repr((_filters(query=query), names)))
+def histograms(*, query: TrajectoryQuery, names: tuple[str, ...]) -> dict[str, list]:
+    """Per measure in `names`, bins (inclusive low/high, count) of its values among the matching rows."""
+    return get_store().histograms(query=query, names=names)
+
+
+@_cached("mix", lambda *, query, by, of: repr((_filters(query=query), by, of)))
+def mix(*, query: TrajectoryQuery, by: str, of: str) -> tuple[list, list, list[list[int]]]:
+    """Rows per (value of `by`, value of `of`) among the matching rows (no value last in both)."""
+    return get_store().mix(query=query, by=by, of=of)
+
+
+@_cached("curves", lambda *, query, split, by: repr((_filters(query=query), split, by)))
+def curves(*, query: TrajectoryQuery, split: str, by: str) -> list[dict[str, Any]]:
+    """Per value of `split`, count, reward mean and success rate by `by` (dashboards, overlays)."""
+    return get_store().curves(query=query, split=split, by=by)
+
+
 @_cached("groups", lambda *, query: repr(query.key()))
 def groups(*, query: GroupQuery) -> tuple[list[dict[str, Any]], int]:
     """One page of the GRPO groups of the matching rows, and how many groups there are."""

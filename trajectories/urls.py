@@ -2,7 +2,7 @@ from django.urls import path
 
 from trajectories import links  # noqa: F401  (registers the "traj" path converter)
 
-from .pages import actions, detail, home, imports, listing
+from .pages import actions, compare, detail, groups, home, imports, listing, stats
 
 app_name = "trajectories"
 
@@ -10,6 +10,10 @@ urlpatterns = [
     path("", home.home, name="home"),
     path("trajectories/", listing.trajectory_list, name="list"),
     path("trajectories/actions/", actions.bulk_action, name="actions"),
+    path("trajectories/stats/", stats.stats_page, name="stats"),
+    path("trajectories/groups/", groups.group_list, name="groups"),
+    path("trajectories/group/", groups.group_page, name="group"),
+    path("trajectories/compare/", compare.compare_page, name="compare"),
     path("trajectories/import/", imports.import_page, name="import"),
     path("trajectories/import/<int:job_id>/", imports.import_job, name="import-job"),
     path("trajectories/import/<int:job_id>/status/", imports.import_job_status, name="import-job-status"),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
-from trajectories import reads, selection, services
+from trajectories import comparing, reads, selection, services
 from trajectories.auth import require_delete
 
 from . import serializers as s
@@ -113,6 +113,30 @@ class TrajectoryViewSet(viewsets.GenericViewSet):
         # as `<field>_empty=true`; the API's facet lists stay lists of values.
         return Response(
             {name: [{"value": v, "count": c} for v, c in values if v is not None] for name, values in facets.items()}
+        )
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("ids", str, many=True, description="2 to 4 trajectory ids (repeat the parameter).")
+        ],
+        responses={200: dict},
+    )
+    @action(detail=False, methods=["get"], pagination_class=None)
+    def compare(self, request, format=None):
+        """Two to four trajectories side by side: `diff` (per field, the values and whether they differ),
+        `rows` (step indices aligned by equal tool calls, first trajectory first; null is a gap) and
+        `diverges_at` (per other trajectory, the first's step where its tool calls part ways)."""
+        try:
+            found = comparing.compare(trajectory_ids=request.query_params.getlist("ids"))
+        except comparing.CompareError as error:
+            raise ValidationError({"ids": [str(error)]}) from error
+        return Response(
+            {
+                "trajectories": [record["trajectory_id"] for record in found.records],
+                "diff": [{"field": name, "values": values, "differs": differs} for name, values, differs in found.diff],
+                "rows": found.rows,
+                "diverges_at": found.diverges_at,
+            }
         )
 
     def _get(self, trajectory_id: str) -> dict:

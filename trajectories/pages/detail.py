@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import orjson
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
@@ -56,7 +58,48 @@ def _context(request: HttpRequest, trajectory_id: str) -> dict:
         "list_count": around.count,
         "categories": [value for value, _ in reads.facets()["category"] if value is not None][:CATEGORY_SUGGESTIONS],
         "rewards": [(name, record.get(name)) for name in fields.REWARDS],
+        "group": _group(record),
     }
+
+
+GROUP_SHOWN = 64
+
+
+def _compare_url(*ids: str) -> str:
+    return reverse("trajectories:compare") + "?" + urlencode([("ids", trajectory_id) for trajectory_id in ids])
+
+
+def _group(record: dict) -> dict | None:
+    """The record's GRPO group at a glance: its spread, its samples, links to compare with them."""
+    members = reads.group(
+        training_id=record.get("training_id"), iteration_id=record.get("iteration_id"), data_id=record["data_id"]
+    )
+    if len(members) < 2:
+        return None
+    rewards = [row["reward"] for row in members if row["reward"] is not None]
+    me = record["trajectory_id"]
+    identity = [("data_id", record["data_id"])]
+    if record.get("training_id") is not None:
+        identity.append(("training_id", record["training_id"]))
+    question = [("data_id", record["data_id"]), ("by", "iteration_id")]
+    if record.get("training_id") is not None:
+        question.insert(1, ("training_id", record["training_id"]))
+    if record.get("iteration_id") is not None:
+        identity.append(("iteration_id", str(record["iteration_id"])))
+    return {
+        "size": len(members),
+        "reward_min": min(rewards) if rewards else None,
+        "reward_max": max(rewards) if rewards else None,
+        "reward_mean": sum(rewards) / len(rewards) if rewards else None,
+        "successes": sum(1 for row in members if row["is_success"]),
+        "samples": [
+            {**row, "me": row["trajectory_id"] == me,
+             "compare_url": _compare_url(me, row["trajectory_id"])}
+            for row in members[:GROUP_SHOWN]
+        ],
+        "url": reverse("trajectories:group") + "?" + urlencode(identity),
+        "question_url": reverse("trajectories:stats") + "?" + urlencode(question),
+    }  # fmt: skip
 
 
 @staff_member_required

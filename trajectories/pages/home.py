@@ -1,17 +1,42 @@
-"""The overview: counts per training run and agent, latest imports, bookmarked trajectories."""
+"""The overview: a dashboard of training runs (size, latest reward and success, curves by iteration),
+agents, categories, latest imports, bookmarked trajectories."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 
 from trajectories import reads
 from trajectories.models import ImportJob
 from trajectories.query import TrajectoryQuery
 
+from . import charts
 from .htmlcache import render_cached
 
 _BOOKMARKS_SHOWN = 10
+_RUNS_SHOWN = 30
+
+
+def _run(curve: dict) -> dict:
+    """One training run's row: size, iterations, the latest iteration's reward and success, curves."""
+    points = [point for point in curve["points"] if point["key"] is not None]
+    latest = points[-1] if points else None
+    key = curve["key"]
+    rows = [("training_id_empty", "true")] if key is None else [("training_id", key)]
+    return {
+        "key": key,
+        "count": curve["count"],
+        "iterations": len(points),
+        "latest": latest,
+        "reward_curve": charts.sparkline([point["reward_mean"] for point in points]),
+        "success_curve": charts.sparkline([point["success_rate"] for point in points], y_range=(0.0, 1.0)),
+        "list_url": reverse("trajectories:list") + "?" + urlencode(rows),
+        "stats_url": reverse("trajectories:stats") + "?" + urlencode([*rows, ("by", "iteration_id")]),
+        "groups_url": reverse("trajectories:groups") + "?" + urlencode(rows),
+    }
 
 
 @staff_member_required
@@ -21,10 +46,12 @@ def home(request: HttpRequest) -> HttpResponse:
 
 def _context() -> dict:
     facets = reads.facets()
+    runs = [_run(curve) for curve in reads.curves(query=TrajectoryQuery(), split="training_id", by="iteration_id")]
     bookmarked = reads.page(query=TrajectoryQuery.where(is_bookmarked=True).replace(page_size=_BOOKMARKS_SHOWN))
     return {
         "total": reads.total(),
-        "runs": facets["training_id"],
+        "runs": sorted(runs, key=lambda run: (run["key"] is None, -run["count"]))[:_RUNS_SHOWN],
+        "run_count": len(runs),
         "agents": facets["agent_name"],
         "categories": [pair for pair in facets["category"] if pair[0] is not None][:10],
         "bookmarked": bookmarked.rows,

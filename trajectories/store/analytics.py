@@ -526,18 +526,65 @@ def histogram(projection: Projection, *, name: str, mask: np.ndarray | None, bin
     return found
 
 
-def mix(projection: Projection, *, by: str, of: str, mask: np.ndarray | None) -> tuple[list, list, np.ndarray]:
-    """Rows per (value of `by`, value of `of`) among the selected rows: `by`'s values (no value last),
-    `of`'s values (no value last) and the counts, one row per `by` value."""
-    rows = selected_rows(projection, mask)
-    outer = key_elements(projection, by, rows)
-    inner = key_elements(projection, of, outer.rows)
-    # Each outer element became one inner element per `of` value of its row (at least one).
-    column = projection.column(of)
+@dataclass(frozen=True)
+class Pairs:
+    """Selected rows as (outer value, inner value) elements: a row counts once per pair of values."""
+
+    rows: np.ndarray
+    outer: np.ndarray
+    inner: np.ndarray
+    outer_labels: list  # with None (no value) last
+    inner_labels: list
+
+    def counts(self, weights: np.ndarray | None = None) -> np.ndarray:
+        width = len(self.inner_labels)
+        flat = np.bincount(self.outer * width + self.inner, weights=weights, minlength=len(self.outer_labels) * width)
+        return flat.reshape(len(self.outer_labels), width)
+
+
+def pairs(projection: Projection, *, outer: str, inner: str, mask: np.ndarray | None) -> Pairs:
+    first = key_elements(projection, outer, selected_rows(projection, mask))
+    second = key_elements(projection, inner, first.rows)
+    # Each outer element became one inner element per value of its row (at least one).
+    column = projection.column(inner)
+    codes = first.codes
     if isinstance(column, ListColumn):
-        outer_codes = np.repeat(outer.codes, np.maximum(np.diff(column.offsets)[outer.rows], 1))
-    else:
-        outer_codes = outer.codes
-    width = len(inner.labels) + 1
-    counts = np.bincount(outer_codes * width + inner.codes, minlength=(len(outer.labels) + 1) * width)
-    return [*outer.labels, None], [*inner.labels, None], counts.reshape(len(outer.labels) + 1, width)
+        codes = np.repeat(codes, np.maximum(np.diff(column.offsets)[first.rows], 1))
+    return Pairs(second.rows, codes.astype(np.intp), second.codes.astype(np.intp), [*first.labels, None],
+                 [*second.labels, None])  # fmt: skip
+
+
+def mix(projection: Projection, *, by: str, of: str, mask: np.ndarray | None) -> tuple[list, list, np.ndarray]:
+    """Rows per (value of `by`, value of `of`) among the selected rows: `by`'s values and `of`'s values
+    (no value last in both), and the counts, one row per `by` value."""
+    found = pairs(projection, outer=by, inner=of, mask=mask)
+    return found.outer_labels, found.inner_labels, found.counts()
+
+
+def curves(projection: Projection, *, split: str, by: str, mask: np.ndarray | None) -> list[dict]:
+    """Per value of `split` (no value last) with rows, the points of `by` it has, in order: count,
+    reward mean and success rate (the small curves of a dashboard; several series on one chart)."""
+    found = pairs(projection, outer=split, inner=by, mask=mask)
+    count = found.counts()
+    rewards = projection.column(REWARD)
+    rewarded = found.counts(rewards.presence()[found.rows])
+    total = found.counts(rewards.filled()[found.rows])
+    flags = projection.column(SUCCESS).values[found.rows]
+    successes = found.counts((flags == 1).astype(np.float64))
+    judged = found.counts((flags >= 0).astype(np.float64))
+    means, rates = _ratio(total, rewarded), _ratio(successes, judged)
+    series = []
+    for outer in np.flatnonzero(count.sum(axis=1)).tolist():
+        points = np.flatnonzero(count[outer])
+        series.append(
+            {
+                "key": found.outer_labels[outer],
+                "count": int(count[outer].sum()),
+                "points": [
+                    {"key": found.inner_labels[i], "count": int(count[outer, i]),
+                     "reward_mean": _number(means[outer, i]), "success_rate": _number(rates[outer, i])}
+                    for i in points.tolist()
+                ],
+            }
+        )  # fmt: skip
+    return series

@@ -288,6 +288,20 @@ class QueryEngine:
         projection = self.current()
         return analytics.stats(projection, by=by, mask=projection.mask(query))
 
+    def histograms(self, query: TrajectoryQuery, *, names: tuple[str, ...]) -> dict[str, list[analytics.Bin]]:
+        projection = self.current()
+        mask = projection.mask(query)
+        return {name: analytics.histogram(projection, name=name, mask=mask) for name in names}
+
+    def mix(self, query: TrajectoryQuery, *, by: str, of: str) -> tuple[list, list, list[list[int]]]:
+        projection = self.current()
+        outer, inner, counts = analytics.mix(projection, by=by, of=of, mask=projection.mask(query))
+        return outer, inner, counts.tolist()
+
+    def curves(self, query: TrajectoryQuery, *, split: str, by: str) -> list[dict[str, Any]]:
+        projection = self.current()
+        return analytics.curves(projection, split=split, by=by, mask=projection.mask(query))
+
     def groups(self, query: GroupQuery) -> tuple[list[dict[str, Any]], int]:
         projection = self.current()
         return analytics.group_page(

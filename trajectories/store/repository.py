@@ -262,6 +262,18 @@ class TrajectoryStore:
         self.reads += 1
         return self.engine.stats(query, by=by)
 
+    def histograms(self, *, query: TrajectoryQuery, names: tuple[str, ...]):
+        self.reads += 1
+        return self.engine.histograms(query, names=names)
+
+    def mix(self, *, query: TrajectoryQuery, by: str, of: str):
+        self.reads += 1
+        return self.engine.mix(query, by=by, of=of)
+
+    def curves(self, *, query: TrajectoryQuery, split: str, by: str) -> list[dict[str, Any]]:
+        self.reads += 1
+        return self.engine.curves(query, split=split, by=by)
+
     def groups(self, *, query: GroupQuery) -> tuple[list[dict[str, Any]], int]:
         self.reads += 1
         return self.engine.groups(query)

@@ -1,0 +1,235 @@
+"""The Stats view of any list: charts by a grouping key (a run's page is this view of one run by
+iteration), histograms, a table of the numbers and the same as CSV. Every mark links to the list
+filtered to exactly it."""
+
+from __future__ import annotations
+
+import csv
+import io
+from urllib.parse import urlencode
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import render
+from django.urls import reverse
+
+from trajectories import analysis, fields, reads
+from trajectories import query as q
+
+from . import charts
+from .htmlcache import render_cached
+
+SERIES_VAR = "series"
+MAX_SERIES = 6
+MAX_CHART_KEYS = 400  # beyond this, charts show the first keys; the table and the CSV have them all
+MAX_TABLE_ROWS = 500
+MIX_OF = "category"
+MIX_SHOWN = 7
+HISTOGRAMS = ("reward", "step_count", "exec_time")
+CSV_COLUMNS = (
+    "key", "count", "reward_mean", "reward_p10", "reward_p50", "reward_p90", "toolcall_reward_mean",
+    "toolcall_reward_p10", "toolcall_reward_p50", "toolcall_reward_p90", "res_reward_mean", "res_reward_p10",
+    "res_reward_p50", "res_reward_p90", "success_rate", "successes", "judged", "zero_signal_share", "groups",
+    "zero_signal_groups", "step_count_mean", "tool_call_count_mean", "exec_time_mean",
+)  # fmt: skip
+
+
+@staff_member_required
+def stats_page(request: HttpRequest) -> HttpResponse:
+    params = request.GET.copy()
+    series = params.pop(SERIES_VAR, [None])[-1] or None
+    wants_csv = params.pop("format", [None])[-1] == "csv"
+    try:
+        query, by = analysis.parse_stats(params)
+        if series is not None and series not in fields.GROUP_KEYS:
+            raise q.QueryError(SERIES_VAR, f"{series!r} is not a grouping key")
+    except q.QueryError as error:
+        context = {"error": error, "by": params.get(analysis.BY_VAR), "keys": fields.GROUP_KEYS}
+        return render(request, "trajectories/stats.html", context, status=400)
+    if wants_csv:
+        return _csv(reads.stats(query=query, by=by), by)
+    return render_cached(
+        request,
+        "trajectories/stats.html",
+        lambda: _context(params, query, by, series),
+        page="stats",
+        url=request.get_full_path(),
+    )
+
+
+def _context(params: QueryDict, query: q.TrajectoryQuery, by: str, series: str | None) -> dict:
+    results = reads.stats(query=query, by=by)
+    rows_params = [(name, value) for name, values in params.lists() if name != analysis.BY_VAR for value in values]
+    shown = results[:MAX_CHART_KEYS]
+    links = [_list_link(rows_params, analysis.rows_of(by, row["key"])) for row in shown]
+    tips = [_tip(by, row) for row in shown]
+    xs = [row["key"] for row in shown]
+    context = {
+        "by": by,
+        "by_label": fields.get(by).label,
+        "series": series,
+        "query": query,
+        "results": [{**row, "link": _list_link(rows_params, analysis.rows_of(by, row["key"]))}
+                    for row in results[:MAX_TABLE_ROWS]],
+        "result_count": len(results),
+        "table_cut": len(results) > MAX_TABLE_ROWS,
+        "chart_cut": len(results) > MAX_CHART_KEYS,
+        "chart_keys": MAX_CHART_KEYS,
+        "links": links,
+        "list_url": reverse("trajectories:list") + ("?" + urlencode(rows_params) if rows_params else ""),
+        "groups_url": reverse("trajectories:groups") + ("?" + urlencode(rows_params) if rows_params else ""),
+        "csv_url": "?" + urlencode([*_pairs(params), ("format", "csv")]),
+        "by_urls": [(key, fields.get(key).label, _with(params, by=key), key == by) for key in fields.GROUP_KEYS],
+        "series_urls": [(key, fields.get(key).label, _with(params, series=key), key == series)
+                        for key in fields.GROUP_KEYS if key != by],
+        "no_series_url": _with(params),
+        "filters": q.describe_filters(query),
+    }  # fmt: skip
+    rate = (0.0, 1.0)
+    made = [
+        charts.Chart("Trajectories", xs, links, tips, [_series("count", shown)], kind="bars"),
+        *[_band_chart(name, xs, links, tips, shown) for name in fields.REWARDS],
+        charts.Chart("Success rate", xs, links, tips, [_series("success_rate", shown)], y_range=rate),
+        charts.Chart("Share of GRPO groups with no signal", xs, links, tips, [_series("zero_signal_share", shown)],
+                     y_range=rate),
+        charts.Chart("Mean steps and tool calls", xs, links, tips,
+                     [_series("step_count_mean", shown, 0, "steps"),
+                      _series("tool_call_count_mean", shown, 1, "tool calls")]),
+        charts.Chart("Mean exec time (s)", xs, links, tips, [_series("exec_time_mean", shown)]),
+    ]  # fmt: skip
+    context["charts"] = [
+        {"title": chart.title, "svg": charts.render(chart), "legend": _legend(chart)} for chart in made
+    ]
+    context["mix"] = _mix_chart(query, by, xs, links, tips)
+    context["histograms"] = _histograms(query, rows_params)
+    if series is not None:
+        context["overlays"] = _overlays(query, by, series, rows_params)
+    return context
+
+
+def _legend(chart: charts.Chart) -> list[tuple[str, str]]:
+    return [(s.label, s.colour) for s in chart.series] if len(chart.series) > 1 else []
+
+
+def _pairs(params: QueryDict) -> list[tuple[str, str]]:
+    return [(name, value) for name, values in params.lists() for value in values]
+
+
+def _with(params: QueryDict, **changes) -> str:
+    pairs = [(name, value) for name, value in _pairs(params) if name not in changes and name != SERIES_VAR]
+    pairs += [(name, value) for name, value in changes.items() if value is not None]
+    return "?" + urlencode(pairs)
+
+
+def _list_link(rows_params: list[tuple[str, str]], extra: list[tuple[str, str]] | None) -> str | None:
+    if extra is None:
+        return None
+    return reverse("trajectories:list") + "?" + urlencode([*rows_params, *extra])
+
+
+def _tip(by: str, row: dict) -> str:
+    key = "(none)" if row["key"] is None else row["key"]
+    parts = [f"{fields.get(by).label} {key}", f"{row['count']:,} trajectories"]
+    if row["reward_mean"] is not None:
+        parts.append(f"reward {row['reward_mean']:.3f} (p10 {row['reward_p10']:.3f}, p90 {row['reward_p90']:.3f})")
+    if row["success_rate"] is not None:
+        parts.append(f"success {row['success_rate']:.1%}")
+    return " · ".join(parts)
+
+
+def _series(name: str, rows: list[dict], colour: int = 0, label: str | None = None) -> charts.Series:
+    return charts.Series(label or name, [row[name] for row in rows], colour=charts.PALETTE[colour])
+
+
+def _band_chart(name: str, xs, links, tips, rows) -> charts.Chart:
+    series = charts.Series(
+        f"{name} mean",
+        [row[f"{name}_mean"] for row in rows],
+        band=([row[f"{name}_p10"] for row in rows], [row[f"{name}_p90"] for row in rows]),
+    )
+    return charts.Chart(f"{fields.get(name).label}: mean with p10-p90", xs, links, tips, [series])
+
+
+def _mix_chart(query: q.TrajectoryQuery, by: str, xs, links, tips) -> dict | None:
+    outer, inner, counts = reads.mix(query=query, by=by, of=MIX_OF)
+    by_key = {key: counts[index] for index, key in enumerate(outer)}
+    totals = [sum(row[i] for row in counts) for i in range(len(inner))]
+    ranked = sorted((i for i in range(len(inner)) if totals[i]), key=lambda i: -totals[i])
+    top, rest = ranked[:MIX_SHOWN], ranked[MIX_SHOWN:]
+    if not top:
+        return None
+    stacks = []
+    for colour, i in enumerate(top):
+        label = "(none)" if inner[i] is None else inner[i]
+        stacks.append(
+            charts.Series(label, [by_key.get(x, [0] * len(inner))[i] for x in xs], colour=charts.PALETTE[colour])
+        )
+    if rest:
+        values = [sum(by_key.get(x, [0] * len(inner))[i] for i in rest) for x in xs]
+        stacks.append(charts.Series("other", values, colour="#999999"))
+    chart = charts.Chart(f"{fields.get(MIX_OF).label} mix", xs, links, tips, kind="stacked", stacks=stacks)
+    return {"svg": charts.render(chart), "legend": [(s.label, s.colour) for s in stacks]}
+
+
+def _histograms(query: q.TrajectoryQuery, rows_params: list[tuple[str, str]]) -> list[dict]:
+    found = []
+    for name, bins in reads.histograms(query=query, names=HISTOGRAMS).items():
+        if not bins:
+            continue
+        xs, links, tips = [], [], []
+        for item in bins:
+            xs.append(_bin_label(item))
+            extra = [(name, repr(item.low))] if item.exact else [(f"{name}_min", repr(item.low)),
+                                                                    (f"{name}_max", repr(item.high))]  # fmt: skip
+            links.append(_list_link(rows_params, extra))
+            tips.append(f"{fields.get(name).label} {_bin_label(item)}: {item.count:,} trajectories")
+        series = charts.Series("count", [float(item.count) for item in bins])
+        chart = charts.Chart(f"{fields.get(name).label} histogram", xs, links, tips, [series], kind="bars")
+        found.append({"title": f"{fields.get(name).label} histogram", "svg": charts.render(chart)})
+    return found
+
+
+def _bin_label(item) -> str:
+    if item.exact:
+        return f"{item.low:g}"
+    return f"{item.low:.3g}–{item.high:.3g}"
+
+
+def _overlays(query: q.TrajectoryQuery, by: str, series: str, rows_params) -> list[dict]:
+    curves = sorted(reads.curves(query=query, split=series, by=by), key=lambda curve: -curve["count"])[:MAX_SERIES]
+    xs = sorted({p["key"] for curve in curves for p in curve["points"] if p["key"] is not None})
+    xs = xs[:MAX_CHART_KEYS]
+    links = [_list_link(rows_params, analysis.rows_of(by, x)) for x in xs]
+    tips = [f"{fields.get(by).label} {x}" for x in xs]
+    found = []
+    for measure, title, y_range in (("reward_mean", "Reward mean", None), ("success_rate", "Success rate", (0.0, 1.0))):
+        lines = []
+        for colour, curve in enumerate(curves):
+            values = {p["key"]: p[measure] for p in curve["points"]}
+            label = "(none)" if curve["key"] is None else str(curve["key"])
+            lines.append(charts.Series(label, [values.get(x) for x in xs], colour=charts.PALETTE[colour]))
+        chart = charts.Chart(f"{title} by {fields.get(series).label}", xs, links, tips, lines, y_range=y_range)
+        found.append(
+            {"title": chart.title, "svg": charts.render(chart), "legend": [(s.label, s.colour) for s in lines]}
+        )
+    return found
+
+
+def _cell(value) -> str | float | int:
+    """A CSV cell; text that a spreadsheet would run as a formula is quoted (keys are untrusted)."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def _csv(results: list[dict], by: str) -> HttpResponse:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([by if column == "key" else column for column in CSV_COLUMNS])
+    for row in results:
+        writer.writerow([_cell(row[column]) for column in CSV_COLUMNS])
+    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="stats-by-{by}.csv"'
+    return response
