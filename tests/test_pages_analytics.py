@@ -56,7 +56,7 @@ def stored(store, record, write_jsonl, run_import):
 
 
 def _hrefs(html: str) -> list[str]:
-    return [unescape(href) for href in re.findall(r'<a href="([^"]+)"', html)]
+    return [unescape(href) for href in re.findall(r'<a [^>]*href="([^"]+)"', html)]
 
 
 def test_stats_page_charts_link_each_iteration_to_exactly_its_rows(staff_client, stored):
