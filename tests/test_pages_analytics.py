@@ -186,3 +186,18 @@ def test_trajectory_page_shows_its_group_and_compares_with_a_sample(staff_client
     compares = [href for href in _hrefs(html) if href.startswith("/trajectories/compare/?")]
     assert len(compares) == 3 and all("ids=run-a%3A1%3Aq1%3A2" in href for href in compares)
     assert staff_client.get(compares[0]).status_code == 200
+
+
+def test_the_list_links_its_stats_and_groups_and_compares_checked_rows(staff_client, stored):
+    html = staff_client.get(
+        "/trajectories/", {"data_id": "q1", "ordering": "-reward", "page_size": "25"}
+    ).content.decode()
+    stats = next(href for href in _hrefs(html) if href.startswith("/trajectories/stats/"))
+    groups = next(href for href in _hrefs(html) if href.startswith("/trajectories/groups/"))
+    assert "ordering" not in stats and "page_size" not in groups and "data_id=q1" in groups
+    assert staff_client.get(stats).status_code == 200 and staff_client.get(groups).status_code == 200
+    chosen = ["run-a:0:q1:0", "run-a:0:q1:1"]
+    response = staff_client.post("/trajectories/actions/", {"action": "compare", "ids": chosen, "query": "data_id=q1"})
+    assert response.status_code == 302 and response["Location"].startswith("/trajectories/compare/?ids=")
+    response = staff_client.post("/trajectories/actions/", {"action": "compare", "ids": chosen[:1], "query": ""})
+    assert response.status_code == 302 and response["Location"].startswith("/trajectories/")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
@@ -13,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from trajectories import annotating, reads, selection, services
+from trajectories import annotating, comparing, reads, selection, services
 from trajectories.auth import require_delete
 from trajectories.exporting import jsonl_lines
 from trajectories.store import AnnotationChange
@@ -50,6 +51,7 @@ ACTIONS = {
         Action("root_cause", "Set root cause…", "set the root cause of", _typed("root_cause"), needs_value=True),
         Action("add_tag", "Add tag…", "add a tag to", _typed("add_tags", tags=True), needs_value=True),
         Action("export", "Export JSONL", "export"),
+        Action("compare", "Compare (2-4 checked)", "compare"),
         Action("delete", "Delete…", "delete", destructive=True),
     )
 }
@@ -85,6 +87,11 @@ def bulk_action(request: HttpRequest) -> HttpResponse:
         return redirect(back)
     if name == "export":
         return _export(list(chosen.ids))
+    if name == "compare":
+        if form.get("select_all") or not comparing.MIN_COMPARED <= chosen.count <= comparing.MAX_COMPARED:
+            messages.error(request, "Compare takes 2 to 4 checked trajectories.")
+            return redirect(back)
+        return redirect(reverse("trajectories:compare") + "?" + urlencode([("ids", i) for i in chosen.ids]))
     # Every change from the page is confirmed on the rows it counted: if they changed before the
     # click (an import, a delete), the page asks again instead of acting on a wider set.
     confirmed_as = f"{name}:{value}"

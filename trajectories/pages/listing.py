@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from urllib.parse import urlencode
 
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
@@ -57,6 +58,7 @@ def _context(request: HttpRequest, state: UrlState, query: q.TrajectoryQuery) ->
         "query": query,
         "state": state,
         "list_params": state.list_params(),
+        "filter_params": urlencode([(n, v) for n, vs in state.params.lists() if n not in q.DISPLAY_ONLY for v in vs]),
         "headers": _headers(state, query, columns),
         "columns": columns,
         "column_choices": [(key, label, key in columns) for key, label, _ in COLUMNS],
