@@ -316,3 +316,64 @@ def test_bad_parameters_are_named(api, path, params, parameter):
 def test_analytics_need_a_staff_login(client, dataset):
     for path in ("/api/stats/", "/api/groups/"):
         assert client.get(path).status_code in (401, 403)
+
+
+def _side(rows: list[dict], data_id: str) -> tuple[int, float | None, float | None]:
+    mine = [row for row in rows if row["data_id"] == data_id]
+    rewards = [row["reward"] for row in mine if row["reward"] is not None]
+    judged = [row["is_success"] for row in mine if row["is_success"] is not None]
+    return (len(mine), float(np.mean(rewards)) if rewards else None,
+            sum(judged) / len(judged) if judged else None)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("shared", "a", "b", "ordering"),
+    [
+        ([], [("a.iteration_id_max", "10")], [("b.iteration_id_min", "30")], "success_delta"),
+        ([("agent_name", "qwen2.5-7b-instruct")], [("a.iteration_id_max", "20")], [("b.iteration_id_min", "21")],
+         "-reward_delta"),
+        ([], [("a.training_id", "grpo-qwen2.5-7b-math")], [("b.training_id_empty", "true")], "data_id"),
+    ],
+)  # fmt: skip
+def test_question_changes_equal_brute_force(api, dataset, shared, a, b, ordering):
+    found, page = [], 1
+    while True:
+        params = [*shared, *a, *b, ("ordering", ordering), ("page_size", "1000"), ("page", str(page))]
+        response = api.get("/api/questions/changes/", params)
+        assert response.status_code == 200, response.content[:300]
+        body = response.json()
+        found += body["results"]
+        if not body["next"]:
+            break
+        page += 1
+    base = [row for row in dataset if _matches(row, shared)]
+    side_a = [row for row in base if _matches(row, [(k[2:], v) for k, v in a])]
+    side_b = [row for row in base if _matches(row, [(k[2:], v) for k, v in b])]
+    expected = []
+    for data_id in sorted({row["data_id"] for row in side_a} & {row["data_id"] for row in side_b}):
+        (a_count, a_reward, a_success), (b_count, b_reward, b_success) = _side(side_a, data_id), _side(side_b, data_id)
+        expected.append({
+            "data_id": data_id, "a_count": a_count, "b_count": b_count, "a_reward_mean": a_reward,
+            "b_reward_mean": b_reward, "a_success_rate": a_success, "b_success_rate": b_success,
+            "success_delta": None if a_success is None or b_success is None else b_success - a_success,
+            "reward_delta": None if a_reward is None or b_reward is None else b_reward - a_reward,
+        })  # fmt: skip
+    name, descending = ordering.removeprefix("-"), ordering.startswith("-")
+    present = sorted((e for e in expected if e[name] is not None), key=lambda e: e[name], reverse=descending)
+    wanted = present + [e for e in expected if e[name] is None]
+    assert expected, "the sides share questions"
+    assert body["count"] == len(expected)
+    assert [row["data_id"] for row in found] == [row["data_id"] for row in wanted]
+    for got, row in zip(found, wanted, strict=True):
+        for key, value in row.items():
+            if isinstance(value, str):
+                assert got[key] == value
+            else:
+                _close(got[key], value, (ordering, row["data_id"], key))
+
+
+def test_question_changes_need_both_sides(api, dataset):
+    response = api.get("/api/questions/changes/", {"a.iteration_id_max": "3"})
+    assert response.status_code == 400 and "b." in response.json()
+    response = api.get("/api/questions/changes/", {"a.iteration_id_max": "x", "b.iteration_id_min": "3"})
+    assert response.status_code == 400 and "a.iteration_id_max" in response.json()

@@ -192,8 +192,8 @@ def test_the_list_links_its_stats_and_groups_and_compares_checked_rows(staff_cli
     html = staff_client.get(
         "/trajectories/", {"data_id": "q1", "ordering": "-reward", "page_size": "25"}
     ).content.decode()
-    stats = next(href for href in _hrefs(html) if href.startswith("/trajectories/stats/"))
-    groups = next(href for href in _hrefs(html) if href.startswith("/trajectories/groups/"))
+    stats = next(href for href in _hrefs(html) if href.startswith("/trajectories/stats/?data_id"))
+    groups = next(href for href in _hrefs(html) if href.startswith("/trajectories/groups/?data_id"))
     assert "ordering" not in stats and "page_size" not in groups and "data_id=q1" in groups
     assert staff_client.get(stats).status_code == 200 and staff_client.get(groups).status_code == 200
     chosen = ["run-a:0:q1:0", "run-a:0:q1:1"]
@@ -201,3 +201,14 @@ def test_the_list_links_its_stats_and_groups_and_compares_checked_rows(staff_cli
     assert response.status_code == 302 and response["Location"].startswith("/trajectories/compare/?ids=")
     response = staff_client.post("/trajectories/actions/", {"action": "compare", "ids": chosen[:1], "query": ""})
     assert response.status_code == 302 and response["Location"].startswith("/trajectories/")
+
+
+def test_questions_that_got_worse_page(staff_client, stored):
+    assert b"a: iterations" in staff_client.get("/trajectories/questions/changes/").content
+    params = {"a.iteration_id_max": "0", "b.iteration_id_min": "2", "a.iteration_id_min": ""}
+    html = staff_client.get("/trajectories/questions/changes/", params).content.decode()
+    assert "3 compared" in html
+    history = [href for href in _hrefs(html) if "series=training_id" in href]
+    assert len(history) == 3 and staff_client.get(history[0]).status_code == 200
+    response = staff_client.get("/trajectories/questions/changes/", {"a.reward_min": "x", "b.iteration_id_min": "1"})
+    assert response.status_code == 400 and b"a.reward_min" in response.content

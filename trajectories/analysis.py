@@ -77,6 +77,69 @@ def rows_of_group(row: dict) -> list[tuple[str, str]] | None:
     return found
 
 
+@dataclass(frozen=True)
+class ChangeQuery:
+    """Which questions moved between side a and side b (each: the shared rows plus its own filters)."""
+
+    rows: TrajectoryQuery
+    a: TrajectoryQuery
+    b: TrajectoryQuery
+    ordering: tuple[str, bool] = ("success_delta", False)
+    min_count: int = 1
+    page: int = 1
+    page_size: int = DEFAULT_PAGE_SIZE
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.page_size
+
+    def key(self) -> tuple:
+        return (self.rows.filter_key(), self.a.filter_key(), self.b.filter_key(), self.ordering, self.min_count,
+                self.page, self.page_size)  # fmt: skip
+
+
+SIDES = ("a", "b")
+CHANGE_SORTS = ("success_delta", "reward_delta", "a_count", "b_count", "data_id")
+MIN_COUNT_VAR = "min_count"
+CHANGE_OWN = frozenset({ORDERING_VAR, PAGE_VAR, PAGE_SIZE_VAR, MIN_COUNT_VAR})
+
+
+def parse_changes(params) -> ChangeQuery:
+    """`a.<list parameter>` and `b.<list parameter>` state the two sides (e.g. a.iteration_id_max=100,
+    b.iteration_id_min=400; or a.training_id=x, b.training_id=y); other list parameters both share."""
+    values = _lists(params)
+    sides: dict[str, dict[str, list[str]]] = {side: {} for side in SIDES}
+    shared: dict[str, list[str]] = {}
+    for key, items in values.items():
+        side, dot, name = key.partition(".")
+        if dot and side in sides:
+            sides[side][name] = items
+        elif key not in CHANGE_OWN:
+            shared[key] = items
+    parsed = {}
+    for side, side_values in sides.items():
+        try:
+            query = parse_query(side_values)
+        except QueryError as error:
+            raise QueryError(f"{side}.{error.parameter}", error.message) from error
+        if not query.is_filtered:
+            raise QueryError(f"{side}.", f"side {side} needs a filter, e.g. {side}.iteration_id_min=100")
+        parsed[side] = query
+    ordering = _one(values, ORDERING_VAR) or "success_delta"
+    name = ordering.removeprefix("-")
+    if name not in CHANGE_SORTS:
+        raise QueryError(ORDERING_VAR, f"{name!r} does not sort questions; one of {', '.join(CHANGE_SORTS)}")
+    return ChangeQuery(
+        rows=parse_query(shared),
+        a=parsed["a"],
+        b=parsed["b"],
+        ordering=(name, ordering.startswith("-")),
+        min_count=_int(_one(values, MIN_COUNT_VAR), MIN_COUNT_VAR, default=1, high=10**6),
+        page=_int(_one(values, PAGE_VAR), PAGE_VAR, default=1, high=10**9),
+        page_size=_int(_one(values, PAGE_SIZE_VAR), PAGE_SIZE_VAR, default=DEFAULT_PAGE_SIZE, high=MAX_PAGE_SIZE),
+    )
+
+
 def parse_by(params) -> str:
     by = _one(_lists(params), BY_VAR) or DEFAULT_BY
     if by not in fields.GROUP_KEYS:

@@ -15,7 +15,7 @@ from django.urls import register_converter
 
 # Names of the routes that sit beside a trajectory's own, under /trajectories/ and /api/trajectories/.
 RESERVED_SEGMENTS = frozenset(
-    {"import", "actions", "facets", "bulk-update", "bulk-delete", "stats", "groups", "group", "compare"}
+    {"import", "actions", "facets", "bulk-update", "bulk-delete", "stats", "groups", "group", "compare", "questions"}
 )
 # What Django's reverse() leaves unquoted in a path (RFC 3986 sub-delimiters and "~:@").
 _REVERSE_SAFE = "!$&'()*+,;=~:@"

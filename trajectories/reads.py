@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from trajectories import cache
-from trajectories.analysis import GroupQuery
+from trajectories.analysis import ChangeQuery, GroupQuery
 from trajectories.query import TrajectoryQuery
 from trajectories.store import ResultPage, get_store
 
@@ -109,6 +109,12 @@ def mix(*, query: TrajectoryQuery, by: str, of: str) -> tuple[list, list, list[l
 def curves(*, query: TrajectoryQuery, split: str, by: str) -> list[dict[str, Any]]:
     """Per value of `split`, count, reward mean and success rate by `by` (dashboards, overlays)."""
     return get_store().curves(query=query, split=split, by=by)
+
+
+@_cached("changes", lambda *, query: repr(query.key()))
+def question_changes(*, query: ChangeQuery) -> tuple[list[dict[str, Any]], int]:
+    """One page of the data ids whose success rate or mean reward moved most from side a to side b."""
+    return get_store().question_changes(query=query)
 
 
 @_cached("groups", lambda *, query: repr(query.key()))

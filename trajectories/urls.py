@@ -2,7 +2,7 @@ from django.urls import path
 
 from trajectories import links  # noqa: F401  (registers the "traj" path converter)
 
-from .pages import actions, compare, detail, groups, home, imports, listing, stats
+from .pages import actions, compare, detail, groups, home, imports, listing, questions, stats
 
 app_name = "trajectories"
 
@@ -14,6 +14,7 @@ urlpatterns = [
     path("trajectories/groups/", groups.group_list, name="groups"),
     path("trajectories/group/", groups.group_page, name="group"),
     path("trajectories/compare/", compare.compare_page, name="compare"),
+    path("trajectories/questions/changes/", questions.question_changes, name="question-changes"),
     path("trajectories/import/", imports.import_page, name="import"),
     path("trajectories/import/<int:job_id>/", imports.import_job, name="import-job"),
     path("trajectories/import/<int:job_id>/status/", imports.import_job_status, name="import-job-status"),

@@ -104,3 +104,42 @@ class GroupViewSet(viewsets.GenericViewSet):
         for row in rows:
             row["trajectories"] = _list_url(request, analysis.rows_of_group(row))
         return self.get_paginated_response(rows)
+
+
+class _Changes:
+    def page(self, query: analysis.ChangeQuery) -> _Page:
+        return _Page(*reads.question_changes(query=query))
+
+
+class _ChangeFilter(TrajectoryQueryFilter):
+    def filter_queryset(self, request, queryset, view):
+        view.trajectory_query = _parsed(analysis.parse_changes, request)
+        return queryset
+
+
+_CHANGE_SORTS = ", ".join(analysis.CHANGE_SORTS)
+
+
+class QuestionChangeViewSet(viewsets.GenericViewSet):
+    permission_classes = [permissions.IsAdminUser]
+    pagination_class = StorePagination
+    filter_backends = [_ChangeFilter]
+
+    def get_queryset(self):
+        return _Changes()
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("a.<list parameter>", str, description="Side a, e.g. a.iteration_id_max=100."),
+            OpenApiParameter("b.<list parameter>", str, description="Side b, e.g. b.iteration_id_min=400."),
+            OpenApiParameter("ordering", str, description=f"One of {_CHANGE_SORTS}; '-' descending."),
+            OpenApiParameter(analysis.MIN_COUNT_VAR, int, description="Rows a question needs per side (default 1)."),
+        ],
+        responses={200: dict},
+    )  # fmt: skip
+    def list(self, request, format=None):
+        """Which questions got worse (or better): per data id present on both sides, success rate and
+        mean reward on side a and side b and their change (b - a). Default order: the largest drop
+        in success rate first. Other list parameters apply to both sides."""
+        rows = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(rows)

@@ -4,7 +4,7 @@ from rest_framework.routers import DefaultRouter
 
 from trajectories import links  # noqa: F401  (registers the "traj" path converter)
 
-from .analytics import GroupViewSet, StatsViewSet
+from .analytics import GroupViewSet, QuestionChangeViewSet, StatsViewSet
 from .viewsets import TrajectoryViewSet
 
 app_name = "api"
@@ -13,6 +13,7 @@ router = DefaultRouter(use_regex_path=False)
 router.register("trajectories", TrajectoryViewSet, basename="trajectory")
 router.register("stats", StatsViewSet, basename="stats")
 router.register("groups", GroupViewSet, basename="group")
+router.register("questions/changes", QuestionChangeViewSet, basename="question-change")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -588,3 +588,66 @@ def curves(projection: Projection, *, split: str, by: str, mask: np.ndarray | No
             }
         )  # fmt: skip
     return series
+
+
+# --- questions across training ------------------------------------------------------------------
+
+
+def question_changes(
+    projection: Projection,
+    *,
+    a: np.ndarray | None,
+    b: np.ndarray | None,
+    ordering: tuple[str, bool] = ("success_delta", False),
+    min_count: int = 1,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[dict], int]:
+    """Per data id with at least `min_count` rows on both sides (`a`, `b`: the rows of each), its
+    success rate and mean reward on each side and the change (b - a); sorted by `ordering` (the
+    default: the largest drop in success first), ties by data id; one page, and how many there are."""
+    column = projection.column("data_id")
+    codes, labels = _row_keys(column)
+    size = len(labels) + 1
+    codes = codes.astype(np.intp)
+    rewards = projection.column(REWARD)
+    flags = projection.column(SUCCESS).values
+    sides = []
+    for mask in (a, b):
+        picked = codes if mask is None else codes[mask]
+
+        def pick(values: np.ndarray, mask=mask) -> np.ndarray:
+            return values if mask is None else values[mask]
+
+        count = np.bincount(picked, minlength=size)
+        rewarded = np.bincount(picked, weights=pick(rewards.presence()), minlength=size)
+        total = np.bincount(picked, weights=pick(rewards.filled()), minlength=size)
+        side_flags = pick(flags)
+        successes = np.bincount(picked, weights=side_flags == 1, minlength=size)
+        judged = np.bincount(picked, weights=side_flags >= 0, minlength=size)
+        sides.append((count, _ratio(total, rewarded), _ratio(successes, judged)))
+    (a_count, a_reward, a_success), (b_count, b_reward, b_success) = sides
+    both = np.flatnonzero((a_count >= min_count) & (b_count >= min_count))
+    measures = {
+        "a_count": a_count[both].astype(np.float64),
+        "b_count": b_count[both].astype(np.float64),
+        "success_delta": (b_success - a_success)[both],
+        "reward_delta": (b_reward - a_reward)[both],
+        "data_id": both.astype(np.float64),  # codes are in data id order
+    }
+    name, descending = ordering
+    values = measures[name]
+    order = np.lexsort([both, -values if descending else values, np.isnan(values)])  # nulls last, ties by id
+    page = both[order][offset : offset + limit]
+    rows = [
+        {
+            "data_id": labels[code] if code < len(labels) else None,
+            "a_count": int(a_count[code]), "b_count": int(b_count[code]),
+            "a_success_rate": _number(a_success[code]), "b_success_rate": _number(b_success[code]),
+            "success_delta": _number(b_success[code] - a_success[code]),
+            "a_reward_mean": _number(a_reward[code]), "b_reward_mean": _number(b_reward[code]),
+            "reward_delta": _number(b_reward[code] - a_reward[code]),
+        }
+        for code in page.tolist()
+    ]  # fmt: skip
+    return rows, len(both)

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from trajectories import fields, priority
-from trajectories.analysis import GroupQuery
+from trajectories.analysis import ChangeQuery, GroupQuery
 from trajectories.query import DEFAULT_ORDERING, TrajectoryQuery
 
 from . import analytics
@@ -301,6 +301,18 @@ class QueryEngine:
     def curves(self, query: TrajectoryQuery, *, split: str, by: str) -> list[dict[str, Any]]:
         projection = self.current()
         return analytics.curves(projection, split=split, by=by, mask=projection.mask(query))
+
+    def question_changes(self, query: ChangeQuery) -> tuple[list[dict[str, Any]], int]:
+        projection = self.current()
+        base = projection.mask(query.rows)
+        sides = []
+        for side in (query.a, query.b):
+            mask = projection.mask(side)
+            sides.append(mask if base is None else base & mask)
+        return analytics.question_changes(
+            projection, a=sides[0], b=sides[1], ordering=query.ordering, min_count=query.min_count,
+            offset=query.offset, limit=query.page_size,
+        )  # fmt: skip
 
     def groups(self, query: GroupQuery) -> tuple[list[dict[str, Any]], int]:
         projection = self.current()

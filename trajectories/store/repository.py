@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lancedb.index import BTree
 
-from trajectories.analysis import GroupQuery
+from trajectories.analysis import ChangeQuery, GroupQuery
 from trajectories.query import TrajectoryQuery
 
 from . import commits
@@ -273,6 +273,10 @@ class TrajectoryStore:
     def curves(self, *, query: TrajectoryQuery, split: str, by: str) -> list[dict[str, Any]]:
         self.reads += 1
         return self.engine.curves(query, split=split, by=by)
+
+    def question_changes(self, *, query: ChangeQuery) -> tuple[list[dict[str, Any]], int]:
+        self.reads += 1
+        return self.engine.question_changes(query)
 
     def groups(self, *, query: GroupQuery) -> tuple[list[dict[str, Any]], int]:
         self.reads += 1
