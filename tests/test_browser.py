@@ -73,6 +73,7 @@ def stored(store, record, write_jsonl, run_import):
             reward=i / 40,
             created_at=1000 + i,
             agent_name="alpha" if i % 2 else "beta",
+            iteration_id=i % 5,
             analysis={"is_success": i % 3 == 0, "category": f"c{i % 3}", "root_cause": ""},
         )
         for i in range(40)
@@ -249,3 +250,30 @@ def test_a_real_shaped_trajectory_page_stays_within_the_window(page, tmp_path, r
     height = page.evaluate("document.documentElement.scrollHeight")
     assert height < 20_000, f"{height} px tall"
     page.screenshot(path=str(ARTIFACTS / "detail-tau2.png"), full_page=True)
+
+
+def test_stats_charts_draw_and_a_click_opens_that_iterations_list(page):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.goto(f"{page.base}/trajectories/stats/?by=iteration_id")
+    charts = page.locator("figure.chart-box svg.chart")
+    assert charts.count() >= 8
+    assert page.locator("figure.chart-box").first.locator("rect.bar").count() == 5  # one bar per iteration
+    page.screenshot(path=str(ARTIFACTS / "stats.png"), full_page=True)
+    point = page.locator("figure.chart-box").nth(1).locator("a").nth(2)  # reward chart, iteration 2
+    assert "Iteration 2" in point.locator("title").text_content()
+    point.click()
+    page.wait_for_url(re.compile(r".*/trajectories/\?.*iteration_id=2$"))
+    assert "8 results" in page.locator("#changelist-search").inner_text()
+
+
+def test_group_page_and_compare_render(page):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.goto(f"{page.base}/trajectories/groups/")
+    page.locator("table.groups-table tbody a").first.click()
+    page.wait_for_url(re.compile(r".*/trajectories/group/\?"))
+    assert page.locator("table.samples-table tbody tr").count() == 8
+    page.screenshot(path=str(ARTIFACTS / "group.png"), full_page=True)
+    page.locator("a:text('compare step by step')").click()
+    page.wait_for_url(re.compile(r".*/trajectories/compare/\?ids="))
+    assert page.locator("table.compare-diff tr.differs").count() >= 1
+    page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)

@@ -113,7 +113,15 @@ def _y_range(chart: Chart) -> tuple[float, float]:
     low, high = min(values), max(values)
     if low == high:
         return low - 0.5, high + 0.5
-    return low, high
+    return _nice(low, high)
+
+
+def _nice(low: float, high: float) -> tuple[float, float]:
+    """The range widened to round numbers (steps of 1, 2 or 5 times a power of ten, four of them)."""
+    raw = (high - low) / 4
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(factor * power for factor in (1, 2, 5, 10) if factor * power >= raw)
+    return math.floor(low / step) * step, math.ceil(high / step) * step
 
 
 def _axes(low: float, high: float, y, xs: list, positions: list[float]) -> list[str]:
