@@ -104,12 +104,15 @@ def test_list_filters_sorts_and_pages(page):
     page.click("#changelist-filter a[title=alpha]")
     page.wait_for_url(re.compile(r".*agent_name=alpha"))
     assert "20 results" in page.locator("#changelist-search").inner_text()
+    page.click("#result_list thead th.column-reward a")  # a number: largest first
+    page.wait_for_url(re.compile(r".*ordering=-reward"))
+    assert _row_ids(page)[:2] == ["t39", "t37"]
     page.click("#result_list thead th.column-reward a")
     page.wait_for_url(re.compile(r".*ordering=reward"))
     assert _row_ids(page)[:3] == ["t01", "t03", "t05"]
     page.click("#result_list thead th.column-reward a")
     page.wait_for_url(re.compile(r".*ordering=-reward"))
-    assert _row_ids(page)[:2] == ["t39", "t37"]
+    assert "Agent: alpha" in page.locator(".active-filters").inner_text()  # chips in words
     page.click(".active-filters a[aria-label='remove agent_name']")
     page.wait_for_url(re.compile(r".*/trajectories/\?ordering=-reward$"))
     page.click(".paginator a:text-is('25')")
@@ -277,3 +280,19 @@ def test_group_page_and_compare_render(page):
     page.wait_for_url(re.compile(r".*/trajectories/compare/\?ids="))
     assert page.locator("table.compare-diff tr.differs").count() >= 1
     page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+
+
+def test_the_list_fits_1400_pixels_with_long_names(page, record, write_jsonl, run_import):
+    long = "grpo-qwen2.5-72b-instruct-math-and-code-mixture-run-2026-11-28-seed-1234"
+    run_import(write_jsonl([record(trajectory_id=f"long-{i}-" + "x" * 60, training_id=long, agent_name=long + "-agent",
+                                   data_id="question-" + "y" * 60, created_at=9000 + i) for i in range(30)],
+                           name="long.jsonl"))  # fmt: skip
+    page.goto(f"{page.base}/trajectories/")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "no horizontal scroll"
+    results = page.locator("#changelist .results")
+    assert results.evaluate("box => box.scrollWidth <= box.clientWidth"), "the table fits: nothing scrolls sideways"
+    heights = page.locator("#result_list tbody tr").evaluate_all("rows => rows.map(r => r.offsetHeight)")
+    assert max(heights) < 40, "names stay on one line"
+    cell = page.locator("#result_list td.field-training_id").first
+    assert cell.get_attribute("title") == long  # the whole name on hover
+    page.screenshot(path=str(ARTIFACTS / "list-dense.png"), full_page=False)

@@ -40,6 +40,18 @@ _FORMATS = {
 }
 
 
+def _tone(key: str, value) -> str:
+    """A colour class for rewards (five steps over 0-1) and success: scanning a page for good and bad."""
+    if value is None:
+        return ""
+    field = fields.BY_NAME.get(key)
+    if field is not None and field.display is Display.REWARD and isinstance(value, int | float):
+        return f" tone-{min(4, max(0, int(value * 5)))}"
+    if key == "is_success":
+        return " tone-yes" if value else " tone-no"
+    return ""
+
+
 def table_rows(rows: list[dict[str, Any]], columns: tuple[str, ...], list_params: str) -> list[SafeString]:
     detail_prefix = reverse("trajectories:list")
     suffix = f"?{list_params}" if list_params else ""
@@ -56,7 +68,8 @@ def table_rows(rows: list[dict[str, Any]], columns: tuple[str, ...], list_params
                 shown = trajectory_id if len(trajectory_id) <= 48 else trajectory_id[:47] + "…"
                 parts.append(f'<th class="field-trajectory_id"><a href="{escape(href)}">{escape(shown)}</a></th>')
             else:
-                parts.append(f'<td class="field-{key}">{escape(cell_text(row, key))}</td>')
+                text = escape(cell_text(row, key))
+                parts.append(f'<td class="field-{key}{_tone(key, row.get(key))}" title="{text}">{text}</td>')
         parts.append("</tr>")
         rendered.append(mark_safe("".join(parts)))
     return rendered

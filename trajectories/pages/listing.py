@@ -71,7 +71,7 @@ def _context(request: HttpRequest, state: UrlState, query: q.TrajectoryQuery) ->
         "search_hidden": _hidden(state, {q.SEARCH_VAR}),
         "columns_hidden": _hidden(state, {COLUMNS_VAR}),
         "active_filters": [
-            (name, value, state.without(name, str(value) if q.multi_valued(name) else None))
+            (name, value, state.without(name, str(value) if q.multi_valued(name) else None), chip_words(name, value))
             for name, value in q.describe_filters(query)
         ],
         "emptied_by": _emptied_by(request.GET) if result.count == 0 and query.is_filtered else [],
@@ -81,6 +81,32 @@ def _context(request: HttpRequest, state: UrlState, query: q.TrajectoryQuery) ->
         "can_delete": can_delete(request.user),
         "actions": ACTIONS.values(),
     }
+
+
+_BOOLEAN_WORDS = {"true": "yes", "false": "no", "null": "not judged"}
+
+
+def chip_words(parameter: str, value) -> str:
+    """A filter in words for its chip: "Success: no", "Reward ≥ 0.5", "no Training run"."""
+    if parameter == q.SEARCH_VAR:
+        return f"search: {value}"
+    for suffix, words in ((q.MIN_SUFFIX, "≥"), (q.MAX_SUFFIX, "≤")):
+        field = fields.BY_PARAM.get(parameter.removesuffix(suffix))
+        if parameter.endswith(suffix) and field is not None:
+            return f"{field.label} {words} {value:g}" if isinstance(value, float) else f"{field.label} {words} {value}"
+    field = fields.BY_PARAM.get(parameter.removesuffix(fields.EMPTY_SUFFIX))
+    if parameter.endswith(fields.EMPTY_SUFFIX) and field is not None:
+        return f"no {field.label}" if value == "true" else f"has {field.label}"
+    field = fields.BY_PARAM.get(parameter)
+    if field is None:
+        return f"{parameter}: {value}"
+    if field.filter is fields.Filter.BOOLEAN:
+        return f"{field.label}: {_BOOLEAN_WORDS.get(str(value), value)}"
+    if field.filter is fields.Filter.CONTAINS:
+        return f"{field.label} contains “{value}”"
+    if isinstance(value, float):
+        return f"{field.label}: {value:g}"
+    return f"{field.label}: {value}"
 
 
 def _without_empty(params: QueryDict) -> QueryDict:
@@ -101,8 +127,11 @@ def _headers(state: UrlState, query: q.TrajectoryQuery, columns: tuple[str, ...]
         header = {"key": key, "label": label, "sorted": None, "url": None}
         if sort_field:
             header["sorted"] = ("desc" if descending else "asc") if sort_field == primary else None
-            flip = sort_field == primary and not descending
-            header["url"] = state.url(ordering=("-" if flip else "") + sort_field)
+            if sort_field == primary:
+                first_descending = not descending
+            else:  # a first click on a number (or a date, a flag) shows the largest first
+                first_descending = fields.get(sort_field).kind not in (fields.Kind.ID, fields.Kind.TEXT)
+            header["url"] = state.url(ordering=("-" if first_descending else "") + sort_field)
         headers.append(header)
     return headers
 

@@ -26,11 +26,14 @@ MAX_TABLE_ROWS = 500
 MIX_OF = "category"
 MIX_SHOWN = 7
 HISTOGRAMS = ("reward", "step_count", "exec_time")
+_OTHER_MEANS = tuple(
+    f"{f.name}_mean"
+    for f in map(fields.get, fields.MEASURES)
+    if f.kind in (fields.Kind.INT, fields.Kind.FLOAT) and f.name not in fields.REWARDS
+)
 CSV_COLUMNS = (
-    "key", "count", "reward_mean", "reward_p10", "reward_p50", "reward_p90", "toolcall_reward_mean",
-    "toolcall_reward_p10", "toolcall_reward_p50", "toolcall_reward_p90", "res_reward_mean", "res_reward_p10",
-    "res_reward_p50", "res_reward_p90", "success_rate", "successes", "judged", "zero_signal_share", "groups",
-    "zero_signal_groups", "step_count_mean", "tool_call_count_mean", "exec_time_mean",
+    "key", "count", *(f"{name}_{part}" for name in fields.REWARDS for part in ("mean", "p10", "p50", "p90")),
+    "success_rate", "successes", "judged", "zero_signal_share", "groups", "zero_signal_groups", *_OTHER_MEANS,
 )  # fmt: skip
 
 
