@@ -7,7 +7,8 @@ through Django's test client with the cache off. `cold` is the first request aft
 built (it builds the group index and the sort orders it needs: off the request path in a server,
 where they are warmed after each build); p50/p95 over repeated requests after it. Targets of the
 training-steps issue: stats of a run or any filtered set <= 100 ms; a group list page <= 50 ms; one
-data_id across training <= 50 ms.
+data_id across training <= 50 ms; which questions got worse between two ranges <= 200 ms; compare of
+two 40-step trajectories <= 50 ms (pages are timed too: the same targets).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from benchmarks.tables import machine_reference, percentile, print_table  # noqa
 
 RUN = "training_id=grpo-qwen2.5-7b-math"
 AGENT = "agent_name=qwen2.5-7b-instruct"
+CHANGES = "/api/questions/changes/"
+PAIR = "ids=bench-compare-a&ids=bench-compare-b"
+QUESTION = "data_id=q00017&by=iteration_id"
 QUESTIONS = [
     # (label, URL, target ms for p95)
     ("stats, every row, by iteration", "/api/stats/?by=iteration_id", 100),
@@ -39,6 +43,14 @@ QUESTIONS = [
     ("groups of one run, zero signal", f"/api/groups/?{RUN}&zero_signal=true", 50),
     ("groups, by -reward_std, page 50", "/api/groups/?ordering=-reward_std&page=50", 50),
     ("groups, iterations 400-450, pass@4", "/api/groups/?iteration_id_min=400&iteration_id_max=450&k=4", 50),
+    ("questions worse: iterations <=100 vs >=400", f"{CHANGES}?a.iteration_id_max=100&b.iteration_id_min=400", 200),
+    ("questions worse: two agents", f"{CHANGES}?a.{AGENT}&b.agent_name=llama-3.1-8b-instruct", 200),
+    ("compare two 40-step trajectories (API)", f"/api/trajectories/compare/?{PAIR}", 50),
+    ("page: stats of one run by iteration", f"/trajectories/stats/?{RUN}&by=iteration_id", 100),
+    ("page: one data_id across training, by run", f"/trajectories/stats/?{QUESTION}&series=training_id", 50),
+    ("page: groups, page 1", "/trajectories/groups/", 50),
+    ("page: one group", "/trajectories/group/?training_id=grpo-qwen2.5-7b-math&iteration_id=400&data_id=q00017", 50),
+    ("page: compare two 40-step trajectories", f"/trajectories/compare/?{PAIR}", 50),
 ]  # fmt: skip
 
 
@@ -61,10 +73,46 @@ def main() -> None:
         }
     )
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "trajsite.settings")
+    _add_compared(args.workdir)
     import django
 
     django.setup()
     _run(args.repeat)
+
+
+def _answers(body: dict) -> int:
+    return body["count"] if "count" in body else len(body.get("results", body.get("rows", [])))
+
+
+def _add_compared(workdir: Path) -> None:
+    """Two 40-step trajectories that share their first tool calls, for the compare questions (once)."""
+    import subprocess
+
+    import orjson
+
+    path = workdir / "compare-pair.jsonl"
+    if path.exists():
+        return
+    lines = []
+    for name, twist in (("bench-compare-a", 10), ("bench-compare-b", 14)):
+        steps = [{"role": "user", "content": "Find the bug."}]
+        for index in range(19):
+            command = f"grep -n bug file{index}.py" if index < twist else f"python -m pytest -x tests/t{index}.py"
+            steps.append(
+                {
+                    "role": "assistant",
+                    "content": f"step {index}",
+                    "tool_calls": [{"id": f"c{index}", "name": "bash", "arguments": {"command": command}}],
+                }
+            )
+            output = "\n".join(f"line {n}" for n in range(30))
+            steps.append({"role": "tool", "tool_call_id": f"c{index}", "content": output})
+        steps.append({"role": "assistant", "content": "Fixed."})
+        lines.append(orjson.dumps({"trajectory_id": name, "data_id": "bench", "training_id": "bench", "steps": steps}))
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v0"], check=True)
+    subprocess.run([*manage, "import_trajectories", str(path), "--no-progress"], check=True, stdout=subprocess.DEVNULL)
 
 
 def _run(repeat: int) -> None:
@@ -96,8 +144,11 @@ def _run(repeat: int) -> None:
         response = client.get(url)
         cold = (time.perf_counter() - started) * 1000
         assert response.status_code == 200, (url, response.status_code, response.content[:300])
-        body = response.json()
-        answers = body.get("count", len(body.get("results", [])))
+        if response["Content-Type"].startswith("application/json"):
+            body = response.json()
+            answers = f"{_answers(body):,}"
+        else:
+            answers = f"{len(response.content) // 1024:,} KB"
         times = []
         for _ in range(repeat):
             started = time.perf_counter()
@@ -107,7 +158,7 @@ def _run(repeat: int) -> None:
         rows.append(
             (
                 label,
-                f"{answers:,}",
+                answers,
                 f"{cold:.1f}",
                 f"{statistics.median(times):.1f}",
                 f"{p95:.1f}",

@@ -232,6 +232,7 @@ def _every_url() -> list[str]:
         reverse("trajectories:detail", args=["t1"]),
         reverse("trajectories:actions"),
         reverse("trajectories:stats"),
+        reverse("trajectories:pivot"),
         reverse("trajectories:groups"),
         reverse("trajectories:group"),
         reverse("trajectories:compare"),

@@ -212,3 +212,19 @@ def test_questions_that_got_worse_page(staff_client, stored):
     assert len(history) == 3 and staff_client.get(history[0]).status_code == 200
     response = staff_client.get("/trajectories/questions/changes/", {"a.reward_min": "x", "b.iteration_id_min": "1"})
     assert response.status_code == 400 and b"a.reward_min" in response.content
+
+
+def test_pivot_cells_link_to_exactly_their_rows(staff_client, stored):
+    html = staff_client.get("/trajectories/stats/pivot/", {"rows": "data_id", "cell": "count", "buckets": "2"}).content
+    text = html.decode()
+    assert "0–1" in text and ">2<" in text  # iterations 0-2 in two ranges
+    links = [href for href in _hrefs(text) if "iteration_id_min=" in href]
+    assert len(links) == 6  # three questions (one more has no iteration) x two ranges
+    for href in links:
+        shown = re.search(
+            rf'<a href="{re.escape(href.replace("&", "&amp;"))}" title="(\d+) trajectories">(\d+)</a>', text
+        )
+        listed = staff_client.get("/api/trajectories/", [("page_size", "1"), *_query(href)]).json()["count"]
+        assert int(shown.group(2)) == listed, href
+    assert XSS.encode() not in html
+    assert staff_client.get("/trajectories/stats/pivot/", {"rows": "reward"}).status_code == 400

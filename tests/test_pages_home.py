@@ -19,7 +19,9 @@ def test_overview_counts_runs_agents_and_bookmarks(staff_client, store, record, 
     )
     body = staff_client.get(reverse("trajectories:home")).content.decode()
     assert "Trajectories: 2" in body
-    assert 'href="/trajectories/?training_id=run-b">run-b</a></th><td>1</td>' in body
+    assert "Training runs (2)" in body
+    assert 'href="/trajectories/stats/?training_id=run-b&amp;by=iteration_id" title="run-b">run-b</a>' in body
+    assert '<td><a href="/trajectories/?training_id=run-b">1</a></td>' in body
     assert "Bookmarked (1)" in body and 'href="/trajectories/a/?is_bookmarked=true"' in body
 
 
@@ -30,7 +32,8 @@ def test_trajectories_with_no_run_or_agent_are_counted_and_reachable(
                record(trajectory_id="anon-2", training_id=None, agent_name=None)]  # fmt: skip
     run_import(write_jsonl(records))
     body = staff_client.get(reverse("trajectories:home")).content.decode()
-    assert '<a href="/trajectories/?training_id_empty=true" class="no-value">(no run)</a></th><td>2</td>' in body
+    assert '<a href="/trajectories/?training_id_empty=true" class="no-value">(no run)</a></th>' in body
+    assert '<td><a href="/trajectories/?training_id_empty=true">2</a></td>' in body
     assert '<a href="/trajectories/?agent_name_empty=true" class="no-value">(no agent)</a></th><td>2</td>' in body
     listed = staff_client.get("/trajectories/?agent_name_empty=true").content.decode()
     assert 'value="anon-1"' in listed and 'value="anon-2"' in listed and 'value="named"' not in listed

@@ -119,9 +119,9 @@ def test_a_detail_page_reads_the_generation_and_versions_once(pages, stored, mon
     url = f"/trajectories/{id_path(stored[5]['trajectory_id'])}/?ordering=-reward"
     counted = _measure(monkeypatch, lambda: pages.get(url))
     # Session, generation; a miss and a store each for the HTML, the trajectory, its neighbours,
-    # and the category suggestions (facets).
-    assert counted.redis.count("GET") == 6
-    assert counted.redis.count("SET") == 4
+    # the category suggestions (facets) and its GRPO group.
+    assert counted.redis.count("GET") == 7
+    assert counted.redis.count("SET") == 5
     assert counted.version_checks == 1
     again = _measure(monkeypatch, lambda: pages.get(url))
     assert again.redis == ["GET", "GET", "GET"]

@@ -105,6 +105,14 @@ def mix(*, query: TrajectoryQuery, by: str, of: str) -> tuple[list, list, list[l
     return get_store().mix(query=query, by=by, of=of)
 
 
+@_cached(
+    "pivot", lambda *, query, rows_by, columns_by, buckets: repr((_filters(query=query), rows_by, columns_by, buckets))
+)
+def pivot(*, query: TrajectoryQuery, rows_by: str, columns_by: str, buckets: int) -> dict[str, Any]:
+    """Count, mean reward and success rate per (value of `rows_by`, range of `columns_by`)."""
+    return get_store().pivot(query=query, rows_by=rows_by, columns_by=columns_by, buckets=buckets)
+
+
 @_cached("curves", lambda *, query, split, by: repr((_filters(query=query), split, by)))
 def curves(*, query: TrajectoryQuery, split: str, by: str) -> list[dict[str, Any]]:
     """Per value of `split`, count, reward mean and success rate by `by` (dashboards, overlays)."""

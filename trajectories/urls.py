@@ -11,6 +11,7 @@ urlpatterns = [
     path("trajectories/", listing.trajectory_list, name="list"),
     path("trajectories/actions/", actions.bulk_action, name="actions"),
     path("trajectories/stats/", stats.stats_page, name="stats"),
+    path("trajectories/stats/pivot/", stats.pivot_page, name="pivot"),
     path("trajectories/groups/", groups.group_list, name="groups"),
     path("trajectories/group/", groups.group_page, name="group"),
     path("trajectories/compare/", compare.compare_page, name="compare"),

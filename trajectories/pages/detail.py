@@ -99,6 +99,7 @@ def _group(record: dict) -> dict | None:
         ],
         "url": reverse("trajectories:group") + "?" + urlencode(identity),
         "question_url": reverse("trajectories:stats") + "?" + urlencode(question),
+        "other_groups_url": reverse("trajectories:groups") + "?" + urlencode(question[:-1]),
     }  # fmt: skip
 
 

@@ -81,6 +81,7 @@ def _context(params: QueryDict, query: q.TrajectoryQuery, by: str, series: str |
         "links": links,
         "list_url": reverse("trajectories:list") + ("?" + urlencode(rows_params) if rows_params else ""),
         "groups_url": reverse("trajectories:groups") + ("?" + urlencode(rows_params) if rows_params else ""),
+        "pivot_url": reverse("trajectories:pivot") + ("?" + urlencode(rows_params) if rows_params else ""),
         "csv_url": "?" + urlencode([*_pairs(params), ("format", "csv")]),
         "by_urls": [(key, fields.get(key).label, _with(params, by=key), key == by) for key in fields.GROUP_KEYS],
         "series_urls": [(key, fields.get(key).label, _with(params, series=key), key == series)
@@ -236,3 +237,81 @@ def _csv(results: list[dict], by: str) -> HttpResponse:
     response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="stats-by-{by}.csv"'
     return response
+
+
+PIVOT_ROWS = ("agent_name", "category", "tools", "data_id", "training_id", "tags")
+PIVOT_CELLS = (("reward_mean", "mean reward"), ("success_rate", "success rate"), ("count", "trajectories"))
+PIVOT_ROWS_SHOWN = 60
+
+
+@staff_member_required
+def pivot_page(request: HttpRequest) -> HttpResponse:
+    """Rows: a grouping key; columns: iteration ranges; cells: mean reward, success rate or count."""
+    params = request.GET.copy()
+    rows_by = params.pop("rows", ["agent_name"])[-1]
+    cell = params.pop("cell", ["reward_mean"])[-1]
+    buckets_text = params.pop("buckets", ["12"])[-1]
+    try:
+        if rows_by not in PIVOT_ROWS:
+            raise q.QueryError("rows", f"{rows_by!r} is not one of {', '.join(PIVOT_ROWS)}")
+        if cell not in dict(PIVOT_CELLS):
+            raise q.QueryError("cell", f"{cell!r} is not one of {', '.join(dict(PIVOT_CELLS))}")
+        if not buckets_text.isdigit() or not 1 <= int(buckets_text) <= 50:
+            raise q.QueryError("buckets", f"{buckets_text!r} is not a whole number from 1 to 50")
+        query = q.parse_query(params)
+    except q.QueryError as error:
+        return render(request, "trajectories/pivot.html", {"error": error}, status=400)
+    return render_cached(
+        request,
+        "trajectories/pivot.html",
+        lambda: _pivot_context(params, query, rows_by, cell, int(buckets_text)),
+        page="pivot",
+        url=request.get_full_path(),
+    )
+
+
+def _pivot_context(params: QueryDict, query: q.TrajectoryQuery, rows_by: str, cell: str, buckets: int) -> dict:
+    found = reads.pivot(query=query, rows_by=rows_by, columns_by="iteration_id", buckets=buckets)
+    base = _pairs(params)
+    totals = [sum(row) for row in found["count"]]
+    order = sorted(range(len(totals)), key=lambda i: (-totals[i], i))[:PIVOT_ROWS_SHOWN]
+    rows = []
+    for index in order:
+        if not totals[index]:
+            continue
+        key = found["rows"][index]
+        key_params = analysis.rows_of(rows_by, key)
+        cells = []
+        for column, (low, high) in enumerate(found["buckets"]):
+            value = found[cell][index][column]
+            count = found["count"][index][column]
+            link = None
+            if key_params is not None and count:
+                link = _list_link(base, [*key_params, ("iteration_id_min", str(low)), ("iteration_id_max", str(high))])
+            cells.append({"value": value, "count": count, "link": link, "tone": _tone(cell, value)})
+        rows.append({"key": key, "total": totals[index], "cells": cells})
+    own = {"rows": rows_by, "cell": cell, "buckets": str(buckets)}
+    return {
+        "rows": rows,
+        "buckets": found["buckets"],
+        "rows_by": rows_by,
+        "rows_label": fields.get(rows_by).label,
+        "cell": cell,
+        "cell_label": dict(PIVOT_CELLS)[cell],
+        "row_choices": [(key, fields.get(key).label, _with_pivot(base, own, rows=key), key == rows_by)
+                        for key in PIVOT_ROWS],
+        "cell_choices": [(key, label, _with_pivot(base, own, cell=key), key == cell) for key, label in PIVOT_CELLS],
+        "cut": sum(1 for total in totals if total) > PIVOT_ROWS_SHOWN,
+        "filters": q.describe_filters(query),
+        "stats_url": reverse("trajectories:stats") + "?" + urlencode([*base, ("by", "iteration_id")]),
+    }  # fmt: skip
+
+
+def _with_pivot(base: list[tuple[str, str]], own: dict[str, str], **changes: str) -> str:
+    return "?" + urlencode([*base, *{**own, **changes}.items()])
+
+
+def _tone(cell: str, value) -> str:
+    if value is None or cell == "count":
+        return ""
+    return f"tone-{min(4, max(0, int(value * 5)))}"

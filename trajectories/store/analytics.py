@@ -651,3 +651,40 @@ def question_changes(
         for code in page.tolist()
     ]  # fmt: skip
     return rows, len(both)
+
+
+# --- pivot ------------------------------------------------------------------------------------
+
+
+def pivot(projection: Projection, *, rows_by: str, columns_by: str, mask: np.ndarray | None, buckets: int) -> dict:
+    """Rows: the values of `rows_by` (no value last); columns: `columns_by` (a number: iteration) cut
+    into at most `buckets` equal ranges of whole numbers; per cell the count, the mean reward and the
+    success rate. Each bucket is an inclusive (low, high) range."""
+    found = pairs(projection, outer=rows_by, inner=columns_by, mask=mask)
+    values = found.inner_labels[:-1]  # sorted numbers; None (no value) is the last code
+    if not values:
+        return {"rows": found.outer_labels, "buckets": [], "count": [], "reward_mean": [], "success_rate": []}
+    low, high = int(values[0]), int(values[-1])
+    width = max(1, math.ceil((high - low + 1) / buckets))
+    starts = list(range(low, high + 1, width))
+    bucket_of = np.array([(int(v) - low) // width for v in values] + [len(starts)], dtype=np.intp)
+    width_all = len(starts) + 1  # the last column: no value
+    inner = bucket_of[found.inner]
+    combined = found.outer * width_all + inner
+    size = len(found.outer_labels) * width_all
+
+    def per_cell(weights: np.ndarray | None) -> np.ndarray:
+        return np.bincount(combined, weights=weights, minlength=size).reshape(len(found.outer_labels), width_all)
+
+    rewards = projection.column(REWARD)
+    flags = projection.column(SUCCESS).values[found.rows]
+    count = per_cell(None)
+    reward_mean = _ratio(per_cell(rewards.filled()[found.rows]), per_cell(rewards.presence()[found.rows]))
+    success_rate = _ratio(per_cell((flags == 1).astype(np.float64)), per_cell((flags >= 0).astype(np.float64)))
+    return {
+        "rows": found.outer_labels,
+        "buckets": [(start, min(start + width - 1, high)) for start in starts],
+        "count": count[:, :-1].tolist(),
+        "reward_mean": [_nullable(row) for row in reward_mean[:, :-1]],
+        "success_rate": [_nullable(row) for row in success_rate[:, :-1]],
+    }

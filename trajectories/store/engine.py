@@ -298,6 +298,12 @@ class QueryEngine:
         outer, inner, counts = analytics.mix(projection, by=by, of=of, mask=projection.mask(query))
         return outer, inner, counts.tolist()
 
+    def pivot(self, query: TrajectoryQuery, *, rows_by: str, columns_by: str, buckets: int) -> dict[str, Any]:
+        projection = self.current()
+        return analytics.pivot(
+            projection, rows_by=rows_by, columns_by=columns_by, mask=projection.mask(query), buckets=buckets
+        )
+
     def curves(self, query: TrajectoryQuery, *, split: str, by: str) -> list[dict[str, Any]]:
         projection = self.current()
         return analytics.curves(projection, split=split, by=by, mask=projection.mask(query))

@@ -270,6 +270,10 @@ class TrajectoryStore:
         self.reads += 1
         return self.engine.mix(query, by=by, of=of)
 
+    def pivot(self, *, query: TrajectoryQuery, rows_by: str, columns_by: str, buckets: int) -> dict[str, Any]:
+        self.reads += 1
+        return self.engine.pivot(query, rows_by=rows_by, columns_by=columns_by, buckets=buckets)
+
     def curves(self, *, query: TrajectoryQuery, split: str, by: str) -> list[dict[str, Any]]:
         self.reads += 1
         return self.engine.curves(query, split=split, by=by)
