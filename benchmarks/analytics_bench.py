@@ -19,6 +19,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -49,7 +50,7 @@ QUESTIONS = [
     ("page: stats of one run by iteration", f"/trajectories/stats/?{RUN}&by=iteration_id", 100),
     ("page: one data_id across training, by run", f"/trajectories/stats/?{QUESTION}&series=training_id", 50),
     ("page: groups, page 1", "/trajectories/groups/", 50),
-    ("page: one group", "/trajectories/group/?training_id=grpo-qwen2.5-7b-math&iteration_id=400&data_id=q00017", 50),
+    ("page: one group (8 samples)", "{group}", 50),
     ("page: compare two 40-step trajectories", f"/trajectories/compare/?{PAIR}", 50),
 ]  # fmt: skip
 
@@ -138,8 +139,11 @@ def _run(repeat: int) -> None:
         f"group index {indexed:.2f} s (built once per projection, in the background in a server)",
         file=sys.stderr,
     )
+    first = client.get(f"/api/groups/?{RUN}&iteration_id_min=400&page_size=1").json()["results"][0]
+    group = "/trajectories/group/?" + urlencode({key: first[key] for key in ("training_id", "iteration_id", "data_id")})
     rows = []
     for label, url, target in QUESTIONS:
+        url = url.replace("{group}", group)
         started = time.perf_counter()
         response = client.get(url)
         cold = (time.perf_counter() - started) * 1000

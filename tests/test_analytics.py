@@ -377,3 +377,27 @@ def test_question_changes_need_both_sides(api, dataset):
     assert response.status_code == 400 and "b." in response.json()
     response = api.get("/api/questions/changes/", {"a.iteration_id_max": "x", "b.iteration_id_min": "3"})
     assert response.status_code == 400 and "a.iteration_id_max" in response.json()
+
+
+@pytest.mark.parametrize("params", [[], [("agent_name", "qwen2.5-7b-instruct"), ("iteration_id_min", "10")]])
+def test_stats_in_iteration_ranges_equal_brute_force(api, dataset, params):
+    rows = [row for row in dataset if _matches(row, params)]
+    iterations = sorted({row["iteration_id"] for row in rows if row["iteration_id"] is not None})
+    low, high = iterations[0], iterations[-1]
+    width = math.ceil((high - low + 1) / 7)
+    body = api.get("/api/stats/", [*params, ("by", "iteration_id"), ("buckets", "7")]).json()
+    expected = {}
+    for row in rows:
+        bucket = None if row["iteration_id"] is None else low + (row["iteration_id"] - low) // width * width
+        expected.setdefault(bucket, []).append(row)
+    keys = [*sorted(k for k in expected if k is not None), *([None] if None in expected else [])]
+    assert [r["key"] for r in body["results"]] == keys
+    for result in body["results"]:
+        members = expected[result["key"]]
+        if result["key"] is not None:
+            assert result["key_max"] == min(result["key"] + width - 1, high)
+            assert api.get(result["trajectories"] + "&page_size=1").json()["count"] == len(members)
+        # The range's measures, recomputed over its rows as one key.
+        merged = _expected_stats([{**m, "range": "all"} for m in members], "range")["all"]
+        for name, value in merged.items():
+            _close(result[name], value, (params, result["key"], name))

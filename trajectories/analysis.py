@@ -27,6 +27,8 @@ from trajectories.query import (
 )
 
 BY_VAR = "by"
+BUCKETS_VAR = "buckets"
+MAX_BUCKETS = 1000
 K_VAR = "k"
 FLAGS = ("zero_signal", "all_failed", "all_passed", "high_spread")
 GROUP_KEY = ("training_id", "iteration_id", "data_id")
@@ -147,6 +149,25 @@ def parse_by(params) -> str:
     return by
 
 
+def parse_buckets(params) -> int | None:
+    """`buckets=N`: a numeric key (iteration, epoch) in at most N ranges; none by default."""
+    text = _one(_lists(params), BUCKETS_VAR)
+    return None if text is None else _int(text, BUCKETS_VAR, default=1, high=MAX_BUCKETS)
+
+
+def narrowed(shared: list[tuple[str, str]], extra: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`shared` list parameters and `extra` ones together; a range in `extra` replaces the same bound
+    in `shared` (the ranges charted lie inside the rows `shared` selects, so this only narrows)."""
+    bounds = {name for name, _ in extra if name.endswith(("_min", "_max"))}
+    return [*((name, value) for name, value in shared if name not in bounds), *extra]
+
+
+def rows_of_range(by: str, low: int, high: int) -> list[tuple[str, str]]:
+    """List parameters selecting the rows whose `by` (a number) lies in [low, high]."""
+    param = fields.get(by).param
+    return [(f"{param}_min", str(low)), (f"{param}_max", str(high))]
+
+
 def parse_stats(params) -> tuple[TrajectoryQuery, str]:
     """The rows (list parameters) and the grouping key of a stats question."""
     values = _lists(params)
@@ -194,7 +215,7 @@ def _int(text: str | None, name: str, *, default: int, high: int) -> int:
     return int(text)
 
 
-_STATS_OWN = frozenset({BY_VAR, PAGE_VAR, PAGE_SIZE_VAR, ORDERING_VAR})
+_STATS_OWN = frozenset({BY_VAR, BUCKETS_VAR, PAGE_VAR, PAGE_SIZE_VAR, ORDERING_VAR})
 _GROUPS_OWN = frozenset({*FLAGS, K_VAR, ORDERING_VAR, PAGE_VAR, PAGE_SIZE_VAR})
 
 

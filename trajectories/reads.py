@@ -86,11 +86,12 @@ def neighbours(*, query: TrajectoryQuery, trajectory_id: str) -> Neighbours:
     return Neighbours(*get_store().neighbours(query=query, trajectory_id=trajectory_id))
 
 
-@_cached("stats", lambda *, query, by: repr((_filters(query=query), by)))
-def stats(*, query: TrajectoryQuery, by: str) -> list[dict[str, Any]]:
+@_cached("stats", lambda *, query, by, buckets=None: repr((_filters(query=query), by, buckets)))
+def stats(*, query: TrajectoryQuery, by: str, buckets: int | None = None) -> list[dict[str, Any]]:
     """Per value of grouping key `by` among the matching rows (no value last): count, success rate,
-    means, reward percentiles, share of GRPO groups with no signal (see `store.analytics.stats`)."""
-    return get_store().stats_by(query=query, by=by)
+    means, reward percentiles, share of GRPO groups with no signal (see `store.analytics.stats`);
+    with `buckets`, a numeric key's values in that many ranges."""
+    return get_store().stats_by(query=query, by=by, buckets=buckets)
 
 
 @_cached("histograms", lambda *, query, names: repr((_filters(query=query), names)))
@@ -99,10 +100,10 @@ def histograms(*, query: TrajectoryQuery, names: tuple[str, ...]) -> dict[str, l
     return get_store().histograms(query=query, names=names)
 
 
-@_cached("mix", lambda *, query, by, of: repr((_filters(query=query), by, of)))
-def mix(*, query: TrajectoryQuery, by: str, of: str) -> tuple[list, list, list[list[int]]]:
+@_cached("mix", lambda *, query, by, of, buckets=None: repr((_filters(query=query), by, of, buckets)))
+def mix(*, query: TrajectoryQuery, by: str, of: str, buckets: int | None = None) -> tuple[list, list, list[list[int]]]:
     """Rows per (value of `by`, value of `of`) among the matching rows (no value last in both)."""
-    return get_store().mix(query=query, by=by, of=of)
+    return get_store().mix(query=query, by=by, of=of, buckets=buckets)
 
 
 @_cached(
@@ -113,10 +114,10 @@ def pivot(*, query: TrajectoryQuery, rows_by: str, columns_by: str, buckets: int
     return get_store().pivot(query=query, rows_by=rows_by, columns_by=columns_by, buckets=buckets)
 
 
-@_cached("curves", lambda *, query, split, by: repr((_filters(query=query), split, by)))
-def curves(*, query: TrajectoryQuery, split: str, by: str) -> list[dict[str, Any]]:
+@_cached("curves", lambda *, query, split, by, buckets=None: repr((_filters(query=query), split, by, buckets)))
+def curves(*, query: TrajectoryQuery, split: str, by: str, buckets: int | None = None) -> list[dict[str, Any]]:
     """Per value of `split`, count, reward mean and success rate by `by` (dashboards, overlays)."""
-    return get_store().curves(query=query, split=split, by=by)
+    return get_store().curves(query=query, split=split, by=by, buckets=buckets)
 
 
 @_cached("changes", lambda *, query: repr(query.key()))

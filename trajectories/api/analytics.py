@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -26,14 +26,30 @@ def _parsed(parse, request):
         raise ValidationError({error.parameter: [error.message]}) from error
 
 
-def _list_url(request, params: list[tuple[str, str]] | None) -> str | None:
-    if params is None:
-        return None
-    return request.build_absolute_uri(reverse("api:trajectory-list")) + "?" + urlencode(params)
+class _ListLinks:
+    """List URLs of exactly some rows: the list's address and the shared parameters made once, not per
+    result (thousands of iterations would otherwise spend longer on links than on the numbers)."""
+
+    def __init__(self, request, shared: list[tuple[str, str]] = ()) -> None:
+        self.prefix = request.build_absolute_uri(reverse("api:trajectory-list")) + "?"
+        self.pairs = list(shared)
+        self.shared = urlencode(shared)
+        self.bounded = {name for name, _ in shared if name.endswith(("_min", "_max"))}
+
+    def __call__(self, params: list[tuple[str, str]] | None) -> str | None:
+        if params is None:
+            return None
+        if self.bounded & {name for name, _ in params}:
+            return self.prefix + urlencode(analysis.narrowed(self.pairs, params))
+        extra = "&".join(f"{quote_plus(name)}={quote_plus(value)}" for name, value in params)  # urlencode, faster
+        return self.prefix + (f"{self.shared}&{extra}" if self.shared else extra)
 
 
 _BY = OpenApiParameter(
     analysis.BY_VAR, str, enum=list(fields.GROUP_KEYS), description=f"Grouping key (default {analysis.DEFAULT_BY})."
+)
+_BUCKETS = OpenApiParameter(
+    analysis.BUCKETS_VAR, int, description="A numeric key in at most this many ranges (`key` to `key_max`)."
 )
 
 
@@ -41,7 +57,7 @@ class StatsViewSet(viewsets.ViewSet):
     permission_classes = [permissions.IsAdminUser]
     filter_backends = [TrajectoryQueryFilter]
 
-    @extend_schema(parameters=[_BY], responses={200: dict})
+    @extend_schema(parameters=[_BY, _BUCKETS], responses={200: dict})
     def list(self, request, format=None):
         """Per value of `by` among the trajectories the list parameters select, in value order (no
         value last): `count`, `success_rate` (successes / judged, null when none judged),
@@ -49,12 +65,16 @@ class StatsViewSet(viewsets.ViewSet):
         `zero_signal_share` (of the GRPO groups with two or more rewarded samples, the share whose
         rewards are all equal). `trajectories` links to the list of exactly those rows."""
         query, by = _parsed(analysis.parse_stats, request)
-        results = reads.stats(query=query, by=by)
+        buckets = _parsed(analysis.parse_buckets, request)
+        results = reads.stats(query=query, by=by, buckets=buckets)
         base = [(key, value) for key, value in request.query_params.lists() for value in value]
-        base = [(key, value) for key, value in base if key not in (analysis.BY_VAR, "format")]
+        own = (analysis.BY_VAR, analysis.BUCKETS_VAR, "format")
+        links = _ListLinks(request, [(key, value) for key, value in base if key not in own])
         for row in results:
-            params = analysis.rows_of(by, row["key"])
-            row["trajectories"] = _list_url(request, None if params is None else [*base, *params])
+            if "key_max" in row and row["key"] is not None:
+                row["trajectories"] = links(analysis.rows_of_range(by, row["key"], row["key_max"]))
+            else:
+                row["trajectories"] = links(analysis.rows_of(by, row["key"]))
         return Response({"by": by, "results": results})
 
 
@@ -101,8 +121,9 @@ class GroupViewSet(viewsets.GenericViewSet):
         successes, pass@k, and the flags zero_signal (two or more rewarded samples, all equal),
         all_failed, all_passed, high_spread (rewards span 0.5 or more)."""
         rows = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        links = _ListLinks(request)
         for row in rows:
-            row["trajectories"] = _list_url(request, analysis.rows_of_group(row))
+            row["trajectories"] = links(analysis.rows_of_group(row))
         return self.get_paginated_response(rows)
 
 

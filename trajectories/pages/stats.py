@@ -21,7 +21,8 @@ from .htmlcache import render_cached
 
 SERIES_VAR = "series"
 MAX_SERIES = 6
-MAX_CHART_KEYS = 400  # beyond this, charts show the first keys; the table and the CSV have them all
+CHART_BUCKETS = 200  # a numeric key with more values is charted as this many ranges
+MAX_CHART_KEYS = 400  # beyond this, charts show the first keys; the CSV has them all
 MAX_TABLE_ROWS = 500
 MIX_OF = "category"
 MIX_SHOWN = 7
@@ -61,10 +62,13 @@ def stats_page(request: HttpRequest) -> HttpResponse:
 
 
 def _context(params: QueryDict, query: q.TrajectoryQuery, by: str, series: str | None) -> dict:
-    results = reads.stats(query=query, by=by)
+    # A long run's thousands of iterations are charted (and tabled) as CHART_BUCKETS ranges; the CSV
+    # and the API have every value.
+    results = reads.stats(query=query, by=by, buckets=CHART_BUCKETS)
+    bucketed = any("key_max" in row for row in results)
     rows_params = [(name, value) for name, values in params.lists() if name != analysis.BY_VAR for value in values]
     shown = results[:MAX_CHART_KEYS]
-    links = [_list_link(rows_params, analysis.rows_of(by, row["key"])) for row in shown]
+    links = [_list_link(rows_params, _rows_of(by, row)) for row in shown]
     tips = [_tip(by, row) for row in shown]
     xs = [row["key"] for row in shown]
     context = {
@@ -72,8 +76,9 @@ def _context(params: QueryDict, query: q.TrajectoryQuery, by: str, series: str |
         "by_label": fields.get(by).label,
         "series": series,
         "query": query,
-        "results": [{**row, "link": _list_link(rows_params, analysis.rows_of(by, row["key"]))}
+        "results": [{**row, "link": _list_link(rows_params, _rows_of(by, row)), "label": _label(row)}
                     for row in results[:MAX_TABLE_ROWS]],
+        "bucketed": bucketed,
         "result_count": len(results),
         "table_cut": len(results) > MAX_TABLE_ROWS,
         "chart_cut": len(results) > MAX_CHART_KEYS,
@@ -111,6 +116,20 @@ def _context(params: QueryDict, query: q.TrajectoryQuery, by: str, series: str |
     return context
 
 
+def _rows_of(by: str, row: dict) -> list[tuple[str, str]] | None:
+    if row.get("key_max") is not None and row["key"] is not None:
+        return analysis.rows_of_range(by, row["key"], row["key_max"])
+    return analysis.rows_of(by, row["key"])
+
+
+def _label(row: dict) -> str:
+    if row["key"] is None:
+        return "(none)"
+    if row.get("key_max") is not None and row["key_max"] != row["key"]:
+        return f"{row['key']}–{row['key_max']}"
+    return str(row["key"])
+
+
 def _legend(chart: charts.Chart) -> list[tuple[str, str]]:
     return [(s.label, s.colour) for s in chart.series] if len(chart.series) > 1 else []
 
@@ -128,12 +147,11 @@ def _with(params: QueryDict, **changes) -> str:
 def _list_link(rows_params: list[tuple[str, str]], extra: list[tuple[str, str]] | None) -> str | None:
     if extra is None:
         return None
-    return reverse("trajectories:list") + "?" + urlencode([*rows_params, *extra])
+    return reverse("trajectories:list") + "?" + urlencode(analysis.narrowed(rows_params, extra))
 
 
 def _tip(by: str, row: dict) -> str:
-    key = "(none)" if row["key"] is None else row["key"]
-    parts = [f"{fields.get(by).label} {key}", f"{row['count']:,} trajectories"]
+    parts = [f"{fields.get(by).label} {_label(row)}", f"{row['count']:,} trajectories"]
     if row["reward_mean"] is not None:
         parts.append(f"reward {row['reward_mean']:.3f} (p10 {row['reward_p10']:.3f}, p90 {row['reward_p90']:.3f})")
     if row["success_rate"] is not None:
@@ -155,8 +173,8 @@ def _band_chart(name: str, xs, links, tips, rows) -> charts.Chart:
 
 
 def _mix_chart(query: q.TrajectoryQuery, by: str, xs, links, tips) -> dict | None:
-    outer, inner, counts = reads.mix(query=query, by=by, of=MIX_OF)
-    by_key = {key: counts[index] for index, key in enumerate(outer)}
+    outer, inner, counts = reads.mix(query=query, by=by, of=MIX_OF, buckets=CHART_BUCKETS)
+    by_key = {_first(key): counts[index] for index, key in enumerate(outer)}
     totals = [sum(row[i] for row in counts) for i in range(len(inner))]
     ranked = sorted((i for i in range(len(inner)) if totals[i]), key=lambda i: -totals[i])
     top, rest = ranked[:MIX_SHOWN], ranked[MIX_SHOWN:]
@@ -200,16 +218,18 @@ def _bin_label(item) -> str:
 
 
 def _overlays(query: q.TrajectoryQuery, by: str, series: str, rows_params) -> list[dict]:
-    curves = sorted(reads.curves(query=query, split=series, by=by), key=lambda curve: -curve["count"])[:MAX_SERIES]
-    xs = sorted({p["key"] for curve in curves for p in curve["points"] if p["key"] is not None})
-    xs = xs[:MAX_CHART_KEYS]
-    links = [_list_link(rows_params, analysis.rows_of(by, x)) for x in xs]
-    tips = [f"{fields.get(by).label} {x}" for x in xs]
+    found = reads.curves(query=query, split=series, by=by, buckets=CHART_BUCKETS)
+    curves = sorted(found, key=lambda curve: -curve["count"])[:MAX_SERIES]
+    spans = {_first(p["key"]): p["key"] for curve in curves for p in curve["points"] if p["key"] is not None}
+    xs = sorted(spans)[:MAX_CHART_KEYS]
+    rows = [{"key": x, "key_max": spans[x][1] if isinstance(spans[x], list | tuple) else None} for x in xs]
+    links = [_list_link(rows_params, _rows_of(by, row)) for row in rows]
+    tips = [f"{fields.get(by).label} {_label(row)}" for row in rows]
     found = []
     for measure, title, y_range in (("reward_mean", "Reward mean", None), ("success_rate", "Success rate", (0.0, 1.0))):
         lines = []
         for colour, curve in enumerate(curves):
-            values = {p["key"]: p[measure] for p in curve["points"]}
+            values = {_first(p["key"]): p[measure] for p in curve["points"]}
             label = "(none)" if curve["key"] is None else str(curve["key"])
             lines.append(charts.Series(label, [values.get(x) for x in xs], colour=charts.PALETTE[colour]))
         chart = charts.Chart(f"{title} by {fields.get(series).label}", xs, links, tips, lines, y_range=y_range)
@@ -226,6 +246,11 @@ def _cell(value) -> str | float | int:
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value
+
+
+def _first(key):
+    """A bucketed key's first value (ranges come as (first, last))."""
+    return key[0] if isinstance(key, list | tuple) else key
 
 
 def _csv(results: list[dict], by: str) -> HttpResponse:

@@ -71,9 +71,44 @@ def selected_rows(projection: Projection, mask: np.ndarray | None) -> np.ndarray
     return np.arange(projection.rows) if mask is None else np.flatnonzero(mask)
 
 
-def stats(projection: Projection, *, by: str, mask: np.ndarray | None) -> list[dict]:
+def stats(projection: Projection, *, by: str, mask: np.ndarray | None, buckets: int | None = None) -> list[dict]:
     """Per value of `by` among the selected rows, in value order (no value last): count, success rate,
-    means of every numeric measure, p10/p50/p90 of every reward, and the GRPO groups with no signal."""
+    means of every numeric measure, p10/p50/p90 of every reward, and the GRPO groups with no signal.
+    With `buckets`, a numeric key with more values is cut into that many equal ranges of whole
+    numbers, each result's `key` its first value and `key_max` its last. Unfiltered answers are kept
+    with the projection (they change only with it)."""
+    if mask is None:
+        cache = projection.cache.setdefault("stats", {})
+        if (by, buckets) not in cache:
+            cache[by, buckets] = _stats(projection, by=by, mask=None, buckets=_bucketing(projection, by, buckets, None))
+        return [dict(row) for row in cache[by, buckets]]
+    return _stats(projection, by=by, mask=mask, buckets=_bucketing(projection, by, buckets, mask))
+
+
+@dataclass(frozen=True)
+class Bucketing:
+    of_code: np.ndarray  # per key number (and the last: no value), its range's number
+    ranges: list[tuple[int, int]]
+
+
+def _bucketing(projection: Projection, by: str, buckets: int | None, mask: np.ndarray | None) -> Bucketing | None:
+    """Ranges for a numeric key when the selected rows hold more than `buckets` of its values."""
+    column = projection.column(by)
+    if buckets is None or not isinstance(column, NumberColumn):
+        return None
+    codes, labels = _row_keys(column)
+    held = np.flatnonzero(np.bincount(codes if mask is None else codes[mask], minlength=len(labels) + 1)[:-1])
+    if len(held) <= buckets:
+        return None
+    low, high = int(labels[held[0]]), int(labels[held[-1]])
+    width = max(1, math.ceil((high - low + 1) / buckets))
+    ranges = [(start, min(start + width - 1, high)) for start in range(low, high + 1, width)]
+    numbers = np.array(labels, dtype=np.int64)
+    of_code = np.clip((numbers - low) // width, 0, len(ranges) - 1)
+    return Bucketing(np.append(of_code, len(ranges)).astype(np.intp), ranges)
+
+
+def _stats(projection: Projection, *, by: str, mask: np.ndarray | None, buckets: Bucketing | None) -> list[dict]:
     column = projection.column(by)
     if isinstance(column, ListColumn):
         elements = key_elements(projection, by, selected_rows(projection, mask))
@@ -84,10 +119,14 @@ def stats(projection: Projection, *, by: str, mask: np.ndarray | None) -> list[d
             return values[rows]
     else:
         every, labels = _row_keys(column)
-        codes = every if mask is None else every[mask]
+        # Positions once: each measure is then a gather of the selected rows, not a pass over all.
+        positions = None if mask is None else np.flatnonzero(mask)
+        codes = every if positions is None else every.take(positions)
+        if buckets is not None:
+            codes, labels = buckets.of_code[codes], buckets.ranges
 
         def pick(values: np.ndarray) -> np.ndarray:
-            return values if mask is None else values[mask]
+            return values if positions is None else values.take(positions)
 
     size = len(labels) + 1
     codes = codes.astype(np.intp, copy=False)  # what bincount takes: converted once, not per measure
@@ -102,12 +141,12 @@ def stats(projection: Projection, *, by: str, mask: np.ndarray | None) -> list[d
             counted, total = count, np.bincount(codes, weights=pick(column.floats()), minlength=size)
         measures[f"{name}_mean"] = _ratio(total, counted)
     for name in fields.REWARDS:
-        measures.update(_percentiles(projection, name, by=by, mask=mask, size=size))
+        measures.update(_percentiles(projection, name, by=by, mask=mask, size=size, buckets=buckets))
     flags = pick(projection.column(SUCCESS).values)
     successes = np.bincount(codes, weights=flags == 1, minlength=size)
     judged = np.bincount(codes, weights=flags >= 0, minlength=size)
     measures["success_rate"] = _ratio(successes, judged)
-    groups, zero = _zero_signal_by_key(projection, by=by, mask=mask, size=size)
+    groups, zero = _zero_signal_by_key(projection, by=by, mask=mask, size=size, buckets=buckets)
     measures["zero_signal_share"] = _ratio(zero, groups)
     present_codes = np.flatnonzero(count)
     columns = {
@@ -118,7 +157,11 @@ def stats(projection: Projection, *, by: str, mask: np.ndarray | None) -> list[d
         "zero_signal_groups": zero[present_codes].tolist(),
         **{name: _nullable(values[present_codes]) for name, values in measures.items()},
     }
-    columns = {"key": [labels[code] if code < len(labels) else None for code in present_codes.tolist()], **columns}
+    keys = [labels[code] if code < len(labels) else None for code in present_codes.tolist()]
+    if buckets is not None:
+        columns = {"key": [key and key[0] for key in keys], "key_max": [key and key[1] for key in keys], **columns}
+    else:
+        columns = {"key": keys, **columns}
     names = list(columns)
     return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
@@ -150,11 +193,20 @@ def _floats(projection: Projection, name: str) -> np.ndarray:
     return column.floats()
 
 
-def _percentiles(projection: Projection, name: str, *, by: str, mask, size: int) -> dict[str, np.ndarray]:
+def _percentiles(
+    projection: Projection, name: str, *, by: str, mask, size: int, buckets: Bucketing | None = None
+) -> dict[str, np.ndarray]:
     """p10/p50/p90 of `name` per key value, linear between ranks (numpy's default)."""
     values = _floats(projection, name)
     column = projection.column(by)
-    if isinstance(column, ListColumn) or fields.get(by).table == fields.ANNOTATIONS:
+    if buckets is not None:
+        order = projection.order(name, False)[: int(np.count_nonzero(~np.isnan(values)))]
+        if mask is not None:
+            order = order[mask[order]]
+        codes = buckets.of_code[_row_keys(column)[0][order]]
+        rows = order[_regrouped(codes, size)]
+        counts = np.bincount(codes, minlength=size)
+    elif isinstance(column, ListColumn) or fields.get(by).table == fields.ANNOTATIONS:
         present = int(np.count_nonzero(~np.isnan(values)))
         order = projection.order(name, False)[:present]  # nulls sort last: the rest hold a value
         if mask is not None:
@@ -365,7 +417,9 @@ def _signal(projection: Projection, rows: np.ndarray, numbers: np.ndarray):
     return rows[starts], capable, zero
 
 
-def _zero_signal_by_key(projection: Projection, *, by: str, mask, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _zero_signal_by_key(
+    projection: Projection, *, by: str, mask, size: int, buckets: Bucketing | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per key value: its GRPO groups with two or more rewarded samples (counting, for each value,
     only the samples that have it), and how many of those have no signal."""
     column = projection.column(by)
@@ -374,12 +428,15 @@ def _zero_signal_by_key(projection: Projection, *, by: str, mask, size: int) -> 
     if _constant_in_groups(projection, by):
         first, capable, zero = _signal(projection, rows, index.numbers[rows])
         keys = _row_keys(column)[0][first]
+        if buckets is not None:
+            keys = buckets.of_code[keys]
         return (np.bincount(keys, weights=capable, minlength=size).astype(np.int64),
                 np.bincount(keys, weights=zero, minlength=size).astype(np.int64))  # fmt: skip
     elements = key_elements(projection, by, rows)
+    element_codes = elements.codes if buckets is None else buckets.of_code[elements.codes]
     # Regrouped by key, each key's rows stay in group order, by reward inside each group.
-    grouped = _regrouped(elements.codes, size)
-    rows, codes = elements.rows[grouped], elements.codes[grouped]
+    grouped = _regrouped(element_codes, size)
+    rows, codes = elements.rows[grouped], element_codes[grouped]
     numbers = index.numbers[rows].astype(np.int64) * size + codes
     measured = _measured(projection, rows, numbers)
     keys = codes[np.flatnonzero(np.r_[True, numbers[1:] != numbers[:-1]])] if len(rows) else codes
@@ -542,7 +599,11 @@ class Pairs:
         return flat.reshape(len(self.outer_labels), width)
 
 
-def pairs(projection: Projection, *, outer: str, inner: str, mask: np.ndarray | None) -> Pairs:
+def pairs(
+    projection: Projection, *, outer: str, inner: str, mask: np.ndarray | None, buckets: int | None = None
+) -> Pairs:
+    """With `buckets`, whichever of the two keys is a number with more values is cut into ranges
+    (labels: (first, last) value)."""
     first = key_elements(projection, outer, selected_rows(projection, mask))
     second = key_elements(projection, inner, first.rows)
     # Each outer element became one inner element per value of its row (at least one).
@@ -550,21 +611,33 @@ def pairs(projection: Projection, *, outer: str, inner: str, mask: np.ndarray | 
     codes = first.codes
     if isinstance(column, ListColumn):
         codes = np.repeat(codes, np.maximum(np.diff(column.offsets)[first.rows], 1))
-    return Pairs(second.rows, codes.astype(np.intp), second.codes.astype(np.intp), [*first.labels, None],
-                 [*second.labels, None])  # fmt: skip
+    outer_codes, outer_labels = _bucketed(projection, outer, buckets, mask, codes, first.labels)
+    inner_codes, inner_labels = _bucketed(projection, inner, buckets, mask, second.codes, second.labels)
+    return Pairs(second.rows, outer_codes, inner_codes, [*outer_labels, None], [*inner_labels, None])
 
 
-def mix(projection: Projection, *, by: str, of: str, mask: np.ndarray | None) -> tuple[list, list, np.ndarray]:
+def _bucketed(projection: Projection, by: str, buckets: int | None, mask, codes: np.ndarray, labels: list):
+    bucketing = _bucketing(projection, by, buckets, mask)
+    if bucketing is None:
+        return codes.astype(np.intp), labels
+    return bucketing.of_code[codes], bucketing.ranges
+
+
+def mix(
+    projection: Projection, *, by: str, of: str, mask: np.ndarray | None, buckets: int | None = None
+) -> tuple[list, list, np.ndarray]:
     """Rows per (value of `by`, value of `of`) among the selected rows: `by`'s values and `of`'s values
     (no value last in both), and the counts, one row per `by` value."""
-    found = pairs(projection, outer=by, inner=of, mask=mask)
+    found = pairs(projection, outer=by, inner=of, mask=mask, buckets=buckets)
     return found.outer_labels, found.inner_labels, found.counts()
 
 
-def curves(projection: Projection, *, split: str, by: str, mask: np.ndarray | None) -> list[dict]:
+def curves(
+    projection: Projection, *, split: str, by: str, mask: np.ndarray | None, buckets: int | None = None
+) -> list[dict]:
     """Per value of `split` (no value last) with rows, the points of `by` it has, in order: count,
     reward mean and success rate (the small curves of a dashboard; several series on one chart)."""
-    found = pairs(projection, outer=split, inner=by, mask=mask)
+    found = pairs(projection, outer=split, inner=by, mask=mask, buckets=buckets)
     count = found.counts()
     rewards = projection.column(REWARD)
     rewarded = found.counts(rewards.presence()[found.rows])

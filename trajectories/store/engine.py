@@ -284,18 +284,20 @@ class QueryEngine:
             return cached
         return self._facets(projection, mask)
 
-    def stats(self, query: TrajectoryQuery, *, by: str) -> list[dict[str, Any]]:
+    def stats(self, query: TrajectoryQuery, *, by: str, buckets: int | None = None) -> list[dict[str, Any]]:
         projection = self.current()
-        return analytics.stats(projection, by=by, mask=projection.mask(query))
+        return analytics.stats(projection, by=by, mask=projection.mask(query), buckets=buckets)
 
     def histograms(self, query: TrajectoryQuery, *, names: tuple[str, ...]) -> dict[str, list[analytics.Bin]]:
         projection = self.current()
         mask = projection.mask(query)
         return {name: analytics.histogram(projection, name=name, mask=mask) for name in names}
 
-    def mix(self, query: TrajectoryQuery, *, by: str, of: str) -> tuple[list, list, list[list[int]]]:
+    def mix(
+        self, query: TrajectoryQuery, *, by: str, of: str, buckets: int | None = None
+    ) -> tuple[list, list, list[list[int]]]:
         projection = self.current()
-        outer, inner, counts = analytics.mix(projection, by=by, of=of, mask=projection.mask(query))
+        outer, inner, counts = analytics.mix(projection, by=by, of=of, mask=projection.mask(query), buckets=buckets)
         return outer, inner, counts.tolist()
 
     def pivot(self, query: TrajectoryQuery, *, rows_by: str, columns_by: str, buckets: int) -> dict[str, Any]:
@@ -304,9 +306,11 @@ class QueryEngine:
             projection, rows_by=rows_by, columns_by=columns_by, mask=projection.mask(query), buckets=buckets
         )
 
-    def curves(self, query: TrajectoryQuery, *, split: str, by: str) -> list[dict[str, Any]]:
+    def curves(
+        self, query: TrajectoryQuery, *, split: str, by: str, buckets: int | None = None
+    ) -> list[dict[str, Any]]:
         projection = self.current()
-        return analytics.curves(projection, split=split, by=by, mask=projection.mask(query))
+        return analytics.curves(projection, split=split, by=by, mask=projection.mask(query), buckets=buckets)
 
     def question_changes(self, query: ChangeQuery) -> tuple[list[dict[str, Any]], int]:
         projection = self.current()

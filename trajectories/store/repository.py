@@ -258,25 +258,27 @@ class TrajectoryStore:
     def matching_ids(self, *, query: TrajectoryQuery) -> list[str]:
         return self.engine.matching_ids(query)
 
-    def stats_by(self, *, query: TrajectoryQuery, by: str) -> list[dict[str, Any]]:
+    def stats_by(self, *, query: TrajectoryQuery, by: str, buckets: int | None = None) -> list[dict[str, Any]]:
         self.reads += 1
-        return self.engine.stats(query, by=by)
+        return self.engine.stats(query, by=by, buckets=buckets)
 
     def histograms(self, *, query: TrajectoryQuery, names: tuple[str, ...]):
         self.reads += 1
         return self.engine.histograms(query, names=names)
 
-    def mix(self, *, query: TrajectoryQuery, by: str, of: str):
+    def mix(self, *, query: TrajectoryQuery, by: str, of: str, buckets: int | None = None):
         self.reads += 1
-        return self.engine.mix(query, by=by, of=of)
+        return self.engine.mix(query, by=by, of=of, buckets=buckets)
 
     def pivot(self, *, query: TrajectoryQuery, rows_by: str, columns_by: str, buckets: int) -> dict[str, Any]:
         self.reads += 1
         return self.engine.pivot(query, rows_by=rows_by, columns_by=columns_by, buckets=buckets)
 
-    def curves(self, *, query: TrajectoryQuery, split: str, by: str) -> list[dict[str, Any]]:
+    def curves(
+        self, *, query: TrajectoryQuery, split: str, by: str, buckets: int | None = None
+    ) -> list[dict[str, Any]]:
         self.reads += 1
-        return self.engine.curves(query, split=split, by=by)
+        return self.engine.curves(query, split=split, by=by, buckets=buckets)
 
     def question_changes(self, *, query: ChangeQuery) -> tuple[list[dict[str, Any]], int]:
         self.reads += 1
