@@ -81,6 +81,15 @@ def main() -> None:
     _run(args.repeat)
 
 
+def _settle() -> None:
+    """Wait for what a server builds after a projection, in the background (sort orders, analytics)."""
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name.startswith("trajsite-"):
+            thread.join()
+
+
 def _answers(body: dict) -> int:
     return body["count"] if "count" in body else len(body.get("results", body.get("rows", [])))
 
@@ -134,6 +143,7 @@ def _run(repeat: int) -> None:
     started = time.perf_counter()
     index = group_index(projection)
     indexed = time.perf_counter() - started
+    _settle()
     print(
         f"{projection.rows:,} trajectories in {index.count:,} groups; projection {built:.2f} s, "
         f"group index {indexed:.2f} s (built once per projection, in the background in a server)",

@@ -228,3 +228,11 @@ def test_pivot_cells_link_to_exactly_their_rows(staff_client, stored):
         assert int(shown.group(2)) == listed, href
     assert XSS.encode() not in html
     assert staff_client.get("/trajectories/stats/pivot/", {"rows": "reward"}).status_code == 400
+
+
+def test_the_stats_pages_list_address_is_the_lists():
+    from django.urls import reverse
+
+    from trajectories.pages import stats
+
+    assert reverse("trajectories:list") == stats._LIST

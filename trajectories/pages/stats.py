@@ -76,8 +76,8 @@ def _context(params: QueryDict, query: q.TrajectoryQuery, by: str, series: str |
         "by_label": fields.get(by).label,
         "series": series,
         "query": query,
-        "results": [{**row, "link": _list_link(rows_params, _rows_of(by, row)), "label": _label(row)}
-                    for row in results[:MAX_TABLE_ROWS]],
+        "results": [{**row, "link": _list_link(rows_params, _rows_of(by, row)), "label": _label(row),
+                     "shown": _shown(row)} for row in results[:MAX_TABLE_ROWS]],
         "bucketed": bucketed,
         "result_count": len(results),
         "table_cut": len(results) > MAX_TABLE_ROWS,
@@ -116,6 +116,17 @@ def _context(params: QueryDict, query: q.TrajectoryQuery, by: str, series: str |
     return context
 
 
+# The table's numbers, formatted here: Django's floatformat took longer than the numbers themselves.
+_SHOWN = {"reward_mean": "{:.4f}", "reward_p10": "{:.3f}", "reward_p50": "{:.3f}", "reward_p90": "{:.3f}",
+          "step_count_mean": "{:.1f}", "tool_call_count_mean": "{:.1f}", "exec_time_mean": "{:,.1f}"}  # fmt: skip
+
+
+def _shown(row: dict) -> dict[str, str]:
+    shown = {name: "—" if row[name] is None else form.format(row[name]) for name, form in _SHOWN.items()}
+    shown["success_rate"] = "—" if row["success_rate"] is None else f"{row['success_rate']:.0%}"
+    return shown
+
+
 def _rows_of(by: str, row: dict) -> list[tuple[str, str]] | None:
     if row.get("key_max") is not None and row["key"] is not None:
         return analysis.rows_of_range(by, row["key"], row["key_max"])
@@ -147,7 +158,7 @@ def _with(params: QueryDict, **changes) -> str:
 def _list_link(rows_params: list[tuple[str, str]], extra: list[tuple[str, str]] | None) -> str | None:
     if extra is None:
         return None
-    return reverse("trajectories:list") + "?" + urlencode(analysis.narrowed(rows_params, extra))
+    return _LIST + "?" + urlencode(analysis.narrowed(rows_params, extra))
 
 
 def _tip(by: str, row: dict) -> str:
@@ -262,6 +273,9 @@ def _csv(results: list[dict], by: str) -> HttpResponse:
     response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="stats-by-{by}.csv"'
     return response
+
+
+_LIST = "/trajectories/"  # reverse("trajectories:list"), checked by the tests; reverse() per mark was slow
 
 
 PIVOT_ROWS = ("agent_name", "category", "tools", "data_id", "training_id", "tags")

@@ -206,7 +206,7 @@ def _percentiles(
         codes = buckets.of_code[_row_keys(column)[0][order]]
         rows = order[_regrouped(codes, size)]
         counts = np.bincount(codes, minlength=size)
-    elif isinstance(column, ListColumn) or fields.get(by).table == fields.ANNOTATIONS:
+    elif isinstance(column, ListColumn):
         present = int(np.count_nonzero(~np.isnan(values)))
         order = projection.order(name, False)[:present]  # nulls sort last: the rest hold a value
         if mask is not None:
@@ -225,8 +225,9 @@ def _percentiles(
 
 
 def _key_value_order(projection: Projection, by: str, name: str) -> np.ndarray:
-    """The rows with a value of `name`, grouped by `by` (a trajectory field), ascending value inside
-    each group: made once per projection, then a filter is one pass over it."""
+    """The rows with a value of `name`, grouped by `by` (a scalar key), ascending value inside each
+    group: made once per projection (for an annotation key, once per annotation version), then a
+    filter is one pass over it."""
 
     def build() -> np.ndarray:
         values = _floats(projection, name)
@@ -234,7 +235,18 @@ def _key_value_order(projection: Projection, by: str, name: str) -> np.ndarray:
         codes = _row_keys(projection.column(by))[0]
         return order[np.argsort(codes[order], kind="stable")]
 
+    if fields.get(by).table == fields.ANNOTATIONS:
+        return _per_annotations(projection, ("by-value", by, name), build)
     return projection.derived(("by-value", f"{by}:{name}"), build)
+
+
+def _per_annotations(projection: Projection, key: tuple, build):
+    """What `build()` makes from annotation columns: kept until the annotations change (the
+    projection's cache is new with each annotation version)."""
+    cache = projection.cache.setdefault("analytics", {})
+    if key not in cache:
+        cache[key] = build()
+    return cache[key]
 
 
 def _regrouped(codes: np.ndarray, size: int) -> np.ndarray:
@@ -374,8 +386,13 @@ class Groups:
 
 
 def groups_of(projection: Projection, *, mask: np.ndarray | None) -> Groups:
+    """The groups of the selected rows (of every row: made once per annotation version)."""
     index = group_index(projection)
-    rows = index.order if mask is None else index.order[mask[index.order]]
+    if mask is None:
+        return _per_annotations(
+            projection, ("groups",), lambda: _measured(projection, index.order, index.numbers[index.order])
+        )
+    rows = index.order[mask[index.order]]
     return _measured(projection, rows, index.numbers[rows])
 
 
@@ -557,12 +574,19 @@ def histogram(projection: Projection, *, name: str, mask: np.ndarray | None, bin
     values = values[~np.isnan(values)]
     if not len(values):
         return []
-    distinct = np.unique(values)
+    # Few distinct values (rewards of 0, 0.5, 1; steps 1-20) get a bin each; a sample says when there
+    # are many, without sorting them all.
+    if fields.get(name).kind is Kind.INT and values.max() - values.min() < bins:
+        start = int(values.min())
+        per = np.bincount((values - start).astype(np.intp))
+        return [Bin(float(start + i), float(start + i), int(c), True) for i, c in enumerate(per.tolist()) if c]
+    sample = values[:: max(1, len(values) // 2000)]
+    distinct = np.unique(sample) if len(np.unique(sample)) > bins else np.unique(values)
     if len(distinct) <= bins:
         counts = np.searchsorted(distinct, values)
         per = np.bincount(counts, minlength=len(distinct))
         return [Bin(float(v), float(v), int(c), True) for v, c in zip(distinct, per, strict=True)]
-    low, high = float(distinct[0]), float(distinct[-1])
+    low, high = float(values.min()), float(values.max())
     integer = fields.get(name).kind is Kind.INT
     if integer:
         width = max(1, math.ceil((high - low + 1) / bins))
