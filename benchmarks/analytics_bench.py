@@ -45,7 +45,7 @@ QUESTIONS = [
     ("groups, by -reward_std, page 50", "/api/groups/?ordering=-reward_std&page=50", 50),
     ("groups, iterations 400-450, pass@4", "/api/groups/?iteration_id_min=400&iteration_id_max=450&k=4", 50),
     ("questions worse: iterations <=100 vs >=400", f"{CHANGES}?a.iteration_id_max=100&b.iteration_id_min=400", 200),
-    ("questions worse: two agents", f"{CHANGES}?a.{AGENT}&b.agent_name=llama-3.1-8b-instruct", 200),
+    ("questions worse: two agents", f"{CHANGES}?a.{AGENT}&b.agent_name={{other_agent}}", 200),
     ("compare two 40-step trajectories (API)", f"/api/trajectories/compare/?{PAIR}", 50),
     ("page: stats of one run by iteration", f"/trajectories/stats/?{RUN}&by=iteration_id", 100),
     ("page: one data_id across training, by run", f"/trajectories/stats/?{QUESTION}&series=training_id", 50),
@@ -151,9 +151,11 @@ def _run(repeat: int) -> None:
     )
     first = client.get(f"/api/groups/?{RUN}&iteration_id_min=400&page_size=1").json()["results"][0]
     group = "/trajectories/group/?" + urlencode({key: first[key] for key in ("training_id", "iteration_id", "data_id")})
+    agents = [item["value"] for item in client.get("/api/trajectories/facets/").json()["agent_name"]]
+    other_agent = next(agent for agent in agents if f"agent_name={agent}" != AGENT)
     rows = []
     for label, url, target in QUESTIONS:
-        url = url.replace("{group}", group)
+        url = url.replace("{group}", group).replace("{other_agent}", other_agent)
         started = time.perf_counter()
         response = client.get(url)
         cold = (time.perf_counter() - started) * 1000
