@@ -80,10 +80,11 @@ def stats(projection: Projection, *, by: str, mask: np.ndarray | None, buckets: 
     numbers, each result's `key` its first value and `key_max` its last. Unfiltered answers are kept
     with the projection (they change only with it)."""
     if mask is None:
-        cache = projection.cache.setdefault("stats", {})
-        if (by, buckets) not in cache:
-            cache[by, buckets] = _stats(projection, by=by, mask=None, buckets=_bucketing(projection, by, buckets, None))
-        return [dict(row) for row in cache[by, buckets]]
+        found = _per_annotations(
+            projection, ("stats", by, buckets),
+            lambda: _stats(projection, by=by, mask=None, buckets=_bucketing(projection, by, buckets, None)),
+        )  # fmt: skip
+        return [dict(row) for row in found]
     return _stats(projection, by=by, mask=mask, buckets=_bucketing(projection, by, buckets, mask))
 
 
@@ -302,6 +303,7 @@ def warm(projection: Projection) -> None:
             _key_value_order(projection, WARMED_KEY, name)  # a run's chart by iteration
     for name in fields.GROUP_KEYS:
         _constant_in_groups(projection, name)
+    curves(projection, split="training_id", by="iteration_id", mask=None)  # the overview's dashboard
 
 
 def _constant_in_groups(projection: Projection, by: str) -> bool:
@@ -686,7 +688,18 @@ def curves(
     projection: Projection, *, split: str, by: str, mask: np.ndarray | None, buckets: int | None = None
 ) -> list[dict]:
     """Per value of `split` (no value last) with rows, the points of `by` it has, in order: count,
-    reward mean and success rate (the small curves of a dashboard; several series on one chart)."""
+    reward mean and success rate (the small curves of a dashboard; several series on one chart).
+    Unfiltered answers are kept until the annotations change."""
+    if mask is None:
+        return _per_annotations(
+            projection,
+            ("curves", split, by, buckets),
+            lambda: _curves(projection, split=split, by=by, mask=None, buckets=buckets),
+        )
+    return _curves(projection, split=split, by=by, mask=mask, buckets=buckets)
+
+
+def _curves(projection: Projection, *, split: str, by: str, mask: np.ndarray | None, buckets: int | None) -> list[dict]:
     found = pairs(projection, outer=split, inner=by, mask=mask, buckets=buckets)
     count = found.counts()
     rewards = projection.column(REWARD)
