@@ -16,18 +16,16 @@ MAX_STEPS_SHOWN = 400
 
 @staff_member_required
 def compare_page(request: HttpRequest) -> HttpResponse:
-    ids = request.GET.getlist("ids")
     try:
-        comparing.compare(trajectory_ids=ids)  # validates before the page is cached
+        found = comparing.compare(trajectory_ids=request.GET.getlist("ids"))
     except comparing.CompareError as error:
         return render(request, "trajectories/compare.html", {"error": str(error)}, status=400)
     return render_cached(
-        request, "trajectories/compare.html", lambda: _context(ids), page="compare", url=request.get_full_path()
+        request, "trajectories/compare.html", lambda: _context(found), page="compare", url=request.get_full_path()
     )
 
 
-def _context(ids: list[str]) -> dict:
-    found = comparing.compare(trajectory_ids=ids)
+def _context(found: comparing.Comparison) -> dict:
     shown = [display_steps(steps, start=0, count=MAX_STEPS_SHOWN) for steps in found.steps]
     by_index = [{step.index: step for step in steps} for steps in shown]
     rows = [
