@@ -148,5 +148,5 @@ def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        return "\n".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in value)
+        return "\n".join(str(part.get("text") or "") if isinstance(part, dict) else str(part) for part in value)
     return "" if value is None else str(value)

@@ -12,12 +12,15 @@ the same list shows.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from trajectories import fields
 from trajectories.query import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
+    MAX_VALUE_LENGTH,
     ORDERING_VAR,
     PAGE_SIZE_VAR,
     PAGE_VAR,
@@ -63,9 +66,26 @@ def rows_of(by: str, value) -> list[tuple[str, str]] | None:
     field = fields.get(by)
     if value is None:
         return [(field.empty_param, "true")] if field.empty_param else None
-    if isinstance(value, str) and "*" in value and field.filter is fields.Filter.EXACT:
-        return None  # "*" is a wildcard to the list's exact filter
+    if isinstance(value, str) and not listable(value, exact=field.filter is fields.Filter.EXACT):
+        return None
     return [(field.param, str(value))]
+
+
+def listable(value: str, *, exact: bool = True) -> bool:
+    """Whether a list URL can ask for exactly this text: the list drops "" (no filter), refuses NUL and
+    values over its length, and reads "*" as a wildcard in an exact filter."""
+    return value != "" and "\x00" not in value and len(value) <= MAX_VALUE_LENGTH and not (exact and "*" in value)
+
+
+def link(path: str, *groups: list[tuple[str, str]] | None) -> str | None:
+    """`path?` with the parameter groups joined (a later one replaces an earlier one's parameter, see
+    `narrowed`); None when any group is None (rows no list URL can select exactly)."""
+    joined: list[tuple[str, str]] = []
+    for group in groups:
+        joined = narrowed(joined, group)
+        if joined is None:
+            return None
+    return f"{path}?{urlencode(joined)}" if joined else path
 
 
 def rows_of_group(row: dict) -> list[tuple[str, str]] | None:
@@ -155,11 +175,24 @@ def parse_buckets(params) -> int | None:
     return None if text is None else _int(text, BUCKETS_VAR, default=1, high=MAX_BUCKETS)
 
 
-def narrowed(shared: list[tuple[str, str]], extra: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """`shared` list parameters and `extra` ones together; a range in `extra` replaces the same bound
-    in `shared` (the ranges charted lie inside the rows `shared` selects, so this only narrows)."""
-    bounds = {name for name, _ in extra if name.endswith(("_min", "_max"))}
-    return [*((name, value) for name, value in shared if name not in bounds), *extra]
+def narrowed(shared: list[tuple[str, str]], extra: list[tuple[str, str]] | None) -> list[tuple[str, str]] | None:
+    """`shared` list parameters and `extra` ones (the rows of one key value, range or group, which lie
+    inside what `shared` selects) together, as a list URL's parameters selecting exactly those rows.
+
+    A parameter in both would mean "any of" the two: `extra`'s replaces `shared`'s (the value is one
+    `shared` allows), except on a list field (tags, tools), where rows would need both values: no
+    list URL says that, so None unless `shared` asked for that value alone."""
+    if extra is None:
+        return None
+    given: dict[str, list[str]] = {}
+    for name, value in shared:
+        given.setdefault(name, []).append(value)
+    for name, value in extra:
+        field = fields.BY_PARAM.get(name)
+        if name in given and field is not None and field.kind is fields.Kind.LIST and given[name] != [value]:
+            return None
+    replaced = {name for name, _ in extra}
+    return [*((name, value) for name, value in shared if name not in replaced), *extra]
 
 
 def rows_of_range(by: str, low: int, high: int) -> list[tuple[str, str]]:
@@ -207,15 +240,23 @@ def _group_ordering(text: str | None) -> tuple[tuple[str, bool], ...]:
     return tuple(ordering)
 
 
-def _int(text: str | None, name: str, *, default: int, high: int) -> int:
+def whole_number(text: str | None, name: str, *, default: int, high: int) -> int:
+    """A plain decimal 1..high: ASCII digits only (superscript and full-width digits are refused)."""
     if not text:
         return default
-    if not text.isdigit() or not 1 <= int(text) <= high:
+    if not _DIGITS.fullmatch(text) or not 1 <= int(text) <= high:
         raise QueryError(name, f"{text!r} is not a whole number from 1 to {high}")
     return int(text)
 
 
+_int = whole_number
+_DIGITS = re.compile(r"[0-9]{1,12}")
+
+
 _STATS_OWN = frozenset({BY_VAR, BUCKETS_VAR, PAGE_VAR, PAGE_SIZE_VAR, ORDERING_VAR})
+STATS_OWN = _STATS_OWN | {"format", "series"}  # parameters of a stats question that choose no rows
+GROUPS_OWN = frozenset({"zero_signal", "all_failed", "all_passed", "high_spread", "k", ORDERING_VAR, PAGE_VAR,
+                        PAGE_SIZE_VAR, "format"})  # fmt: skip
 _GROUPS_OWN = frozenset({*FLAGS, K_VAR, ORDERING_VAR, PAGE_VAR, PAGE_SIZE_VAR})
 
 

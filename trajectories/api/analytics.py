@@ -30,17 +30,19 @@ class _ListLinks:
     """List URLs of exactly some rows: the list's address and the shared parameters made once, not per
     result (thousands of iterations would otherwise spend longer on links than on the numbers)."""
 
-    def __init__(self, request, shared: list[tuple[str, str]] = ()) -> None:
+    def __init__(self, request, *, dropped: frozenset[str]) -> None:
         self.prefix = request.build_absolute_uri(reverse("api:trajectory-list")) + "?"
-        self.pairs = list(shared)
-        self.shared = urlencode(shared)
-        self.bounded = {name for name, _ in shared if name.endswith(("_min", "_max"))}
+        self.pairs = [(key, value) for key, values in request.query_params.lists() if key not in dropped
+                      for value in values]  # fmt: skip
+        self.names = {name for name, _ in self.pairs}
+        self.shared = urlencode(self.pairs)
 
     def __call__(self, params: list[tuple[str, str]] | None) -> str | None:
         if params is None:
             return None
-        if self.bounded & {name for name, _ in params}:
-            return self.prefix + urlencode(analysis.narrowed(self.pairs, params))
+        if self.names & {name for name, _ in params}:
+            both = analysis.narrowed(self.pairs, params)
+            return None if both is None else self.prefix + urlencode(both)
         extra = "&".join(f"{quote_plus(name)}={quote_plus(value)}" for name, value in params)  # urlencode, faster
         return self.prefix + (f"{self.shared}&{extra}" if self.shared else extra)
 
@@ -67,9 +69,7 @@ class StatsViewSet(viewsets.ViewSet):
         query, by = _parsed(analysis.parse_stats, request)
         buckets = _parsed(analysis.parse_buckets, request)
         results = reads.stats(query=query, by=by, buckets=buckets)
-        base = [(key, value) for key, value in request.query_params.lists() for value in value]
-        own = (analysis.BY_VAR, analysis.BUCKETS_VAR, "format")
-        links = _ListLinks(request, [(key, value) for key, value in base if key not in own])
+        links = _ListLinks(request, dropped=analysis.STATS_OWN)
         for row in results:
             if "key_max" in row and row["key"] is not None:
                 row["trajectories"] = links(analysis.rows_of_range(by, row["key"], row["key_max"]))
@@ -121,7 +121,7 @@ class GroupViewSet(viewsets.GenericViewSet):
         successes, pass@k, and the flags zero_signal (two or more rewarded samples, all equal),
         all_failed, all_passed, high_spread (rewards span 0.5 or more)."""
         rows = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        links = _ListLinks(request)
+        links = _ListLinks(request, dropped=analysis.GROUPS_OWN)
         for row in rows:
             row["trajectories"] = links(analysis.rows_of_group(row))
         return self.get_paginated_response(rows)

@@ -45,8 +45,8 @@ def _tone(key: str, value) -> str:
     if value is None:
         return ""
     field = fields.BY_NAME.get(key)
-    if field is not None and field.display is Display.REWARD and isinstance(value, int | float):
-        return f" tone-{min(4, max(0, int(value * 5)))}"
+    if field is not None and field.display is Display.REWARD and isinstance(value, int | float) and value == value:
+        return f" tone-{min(4, int(min(max(value, 0.0), 1.0) * 5))}"
     if key == "is_success":
         return " tone-yes" if value else " tone-no"
     return ""

@@ -117,11 +117,15 @@ def _y_range(chart: Chart) -> tuple[float, float]:
 
 
 def _nice(low: float, high: float) -> tuple[float, float]:
-    """The range widened to round numbers (steps of 1, 2 or 5 times a power of ten, four of them)."""
+    """The range widened to round numbers (steps of 1, 2 or 5 times a power of ten, four of them);
+    as it is when that is not a finite, positive step (huge or denormal values)."""
     raw = (high - low) / 4
-    power = 10 ** math.floor(math.log10(raw))
+    if not math.isfinite(raw) or raw <= 0 or raw < 1e-300:
+        return low, high
+    power = 10.0 ** math.floor(math.log10(raw))
     step = next(factor * power for factor in (1, 2, 5, 10) if factor * power >= raw)
-    return math.floor(low / step) * step, math.ceil(high / step) * step
+    nice = (math.floor(low / step) * step, math.ceil(high / step) * step)
+    return nice if all(math.isfinite(value) for value in nice) else (low, high)
 
 
 def _axes(low: float, high: float, y, xs: list, positions: list[float]) -> list[str]:
@@ -134,10 +138,10 @@ def _axes(low: float, high: float, y, xs: list, positions: list[float]) -> list[
     if positions:
         every = max(1, math.ceil(len(xs) / 8))
         for index in range(0, len(xs), every):
-            label = escape(_short(xs[index]) if xs[index] is not None else "(none)")
+            label = escape((_short(xs[index]) if xs[index] is not None else "(none)")[:14])
             parts.append(
                 f'<text class="tick" x="{positions[index]:.1f}" y="{HEIGHT - BOTTOM + 14}" '
-                f'text-anchor="middle">{label[:14]}</text>'
+                f'text-anchor="middle">{label}</text>'
             )
     return parts
 

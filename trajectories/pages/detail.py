@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from trajectories import annotating, fields, reads, services
+from trajectories import analysis, annotating, fields, reads, services
 from trajectories import query as q
 from trajectories.exporting import to_canonical
 from trajectories.store import AnnotationChange
@@ -59,10 +59,20 @@ def _context(request: HttpRequest, trajectory_id: str) -> dict:
         "categories": [value for value, _ in reads.facets()["category"] if value is not None][:CATEGORY_SUGGESTIONS],
         "rewards": [(name, record.get(name)) for name in fields.REWARDS],
         "group": _group(record),
+        "group_page_url": _group_page_url(record),
+        "data_id_url": analysis.link(reverse("trajectories:list"), analysis.rows_of("data_id", record["data_id"])),
     }
 
 
 GROUP_SHOWN = 64
+
+
+def _group_page_url(record: dict) -> str:
+    identity = [("data_id", record["data_id"])]
+    for name in ("training_id", "iteration_id"):
+        if record.get(name) is not None:
+            identity.append((name, str(record[name])))
+    return reverse("trajectories:group") + "?" + urlencode(identity)
 
 
 def _compare_url(*ids: str) -> str:
@@ -81,9 +91,9 @@ def _group(record: dict) -> dict | None:
     identity = [("data_id", record["data_id"])]
     if record.get("training_id") is not None:
         identity.append(("training_id", record["training_id"]))
-    question = [("data_id", record["data_id"]), ("by", "iteration_id")]
-    if record.get("training_id") is not None:
-        question.insert(1, ("training_id", record["training_id"]))
+    # The question's rows in this run, as list filters (None when no list URL can say them exactly).
+    question = analysis.link("", analysis.rows_of("data_id", record["data_id"]),
+                             analysis.rows_of("training_id", record.get("training_id")))  # fmt: skip
     if record.get("iteration_id") is not None:
         identity.append(("iteration_id", str(record["iteration_id"])))
     return {
@@ -98,8 +108,8 @@ def _group(record: dict) -> dict | None:
             for row in members[:GROUP_SHOWN]
         ],
         "url": reverse("trajectories:group") + "?" + urlencode(identity),
-        "question_url": reverse("trajectories:stats") + "?" + urlencode(question),
-        "other_groups_url": reverse("trajectories:groups") + "?" + urlencode(question[:-1]),
+        "question_url": None if question is None else f"{reverse('trajectories:stats')}{question}&by=iteration_id",
+        "other_groups_url": None if question is None else f"{reverse('trajectories:groups')}{question}",
     }  # fmt: skip
 
 

@@ -129,11 +129,8 @@ def _identity(params: QueryDict) -> dict:
             iteration = int(iteration)
         except ValueError as error:
             raise q.QueryError("iteration_id", f"{iteration!r} is not a whole number") from error
-    k = params.get("k") or "1"
-    if not k.isdigit() or not 1 <= int(k) <= analysis.MAX_K:
-        raise q.QueryError("k", f"{k!r} is not a whole number from 1 to {analysis.MAX_K}")
-    return {"training_id": params.get("training_id") or None, "iteration_id": iteration, "data_id": data_id,
-            "k": int(k)}  # fmt: skip
+    k = analysis.whole_number(params.get("k"), "k", default=1, high=analysis.MAX_K)
+    return {"training_id": params.get("training_id") or None, "iteration_id": iteration, "data_id": data_id, "k": k}
 
 
 def _group_context(identity: dict) -> dict:
@@ -165,9 +162,9 @@ def _group_context(identity: dict) -> dict:
         "summary": summary,
         "detailed": min(len(samples), MAX_DETAILED),
         "list_url": _list_url(analysis.rows_of_group(identity)),
-        "question_url": reverse("trajectories:stats") + "?" + urlencode([("data_id", identity["data_id"]),
-                                                                         ("by", "iteration_id")]),
-        "runs_url": reverse("trajectories:groups") + "?" + urlencode([("data_id", identity["data_id"])]),
+        "question_url": analysis.link(reverse("trajectories:stats"), analysis.rows_of("data_id", identity["data_id"]),
+                                      [("by", "iteration_id"), ("series", "training_id")]),
+        "runs_url": analysis.link(reverse("trajectories:groups"), analysis.rows_of("data_id", identity["data_id"])),
     }  # fmt: skip
     if len(rewarded) >= 2:
         best, worst = rewarded[-1], rewarded[0]  # members come by ascending reward

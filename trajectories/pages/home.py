@@ -3,13 +3,11 @@ agents, categories, latest imports, bookmarked trajectories."""
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
-from trajectories import reads
+from trajectories import analysis, reads
 from trajectories.models import ImportJob
 from trajectories.query import TrajectoryQuery
 
@@ -25,7 +23,7 @@ def _run(curve: dict) -> dict:
     points = [point for point in curve["points"] if point["key"] is not None]
     latest = points[-1] if points else None
     key = curve["key"]
-    rows = [("training_id_empty", "true")] if key is None else [("training_id", key)]
+    rows = analysis.rows_of("training_id", key)
     return {
         "key": key,
         "count": curve["count"],
@@ -33,9 +31,9 @@ def _run(curve: dict) -> dict:
         "latest": latest,
         "reward_curve": charts.sparkline([point["reward_mean"] for point in points]),
         "success_curve": charts.sparkline([point["success_rate"] for point in points], y_range=(0.0, 1.0)),
-        "list_url": reverse("trajectories:list") + "?" + urlencode(rows),
-        "stats_url": reverse("trajectories:stats") + "?" + urlencode([*rows, ("by", "iteration_id")]),
-        "groups_url": reverse("trajectories:groups") + "?" + urlencode(rows),
+        "list_url": analysis.link(reverse("trajectories:list"), rows),
+        "stats_url": analysis.link(reverse("trajectories:stats"), rows, [("by", "iteration_id")]),
+        "groups_url": analysis.link(reverse("trajectories:groups"), rows),
     }
 
 

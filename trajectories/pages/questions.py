@@ -51,12 +51,12 @@ def _context(pairs: list[tuple[str, str]], query: analysis.ChangeQuery) -> dict:
     side = {s: [(n[2:], v) for n, v in pairs if n.startswith(f"{s}.")] for s in ("a", "b")}
     primary, descending = query.ordering
     for row in rows:
-        history = [*shared, ("data_id", row["data_id"]), ("by", "iteration_id"), ("series", "training_id")]
-        row["history_url"] = reverse("trajectories:stats") + "?" + urlencode(history)
+        question = analysis.rows_of("data_id", row["data_id"])
+        row["history_url"] = analysis.link(
+            reverse("trajectories:stats"), shared, question, [("by", "iteration_id"), ("series", "training_id")]
+        )
         for s in ("a", "b"):
-            row[f"{s}_url"] = (
-                reverse("trajectories:list") + "?" + urlencode([*shared, *side[s], ("data_id", row["data_id"])])
-            )
+            row[f"{s}_url"] = analysis.link(reverse("trajectories:list"), shared, side[s], question)
     return {
         "rows": rows,
         "count": count,

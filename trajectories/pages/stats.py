@@ -42,6 +42,7 @@ CSV_COLUMNS = (
 def stats_page(request: HttpRequest) -> HttpResponse:
     params = request.GET.copy()
     series = params.pop(SERIES_VAR, [None])[-1] or None
+    params.pop(analysis.BUCKETS_VAR, None)  # the page chooses its own ranges
     wants_csv = params.pop("format", [None])[-1] == "csv"
     try:
         query, by = analysis.parse_stats(params)
@@ -66,7 +67,8 @@ def _context(params: QueryDict, query: q.TrajectoryQuery, by: str, series: str |
     # and the API have every value.
     results = reads.stats(query=query, by=by, buckets=CHART_BUCKETS)
     bucketed = any("key_max" in row for row in results)
-    rows_params = [(name, value) for name, values in params.lists() if name != analysis.BY_VAR for value in values]
+    rows_params = [(name, value) for name, values in params.lists() if name not in analysis.STATS_OWN
+                   for value in values]  # fmt: skip
     shown = results[:MAX_CHART_KEYS]
     links = [_list_link(rows_params, _rows_of(by, row)) for row in shown]
     tips = [_tip(by, row) for row in shown]
@@ -156,9 +158,8 @@ def _with(params: QueryDict, **changes) -> str:
 
 
 def _list_link(rows_params: list[tuple[str, str]], extra: list[tuple[str, str]] | None) -> str | None:
-    if extra is None:
-        return None
-    return _LIST + "?" + urlencode(analysis.narrowed(rows_params, extra))
+    both = analysis.narrowed(rows_params, extra)
+    return None if both is None else _LIST + "?" + urlencode(both)
 
 
 def _tip(by: str, row: dict) -> str:
@@ -212,14 +213,23 @@ def _histograms(query: q.TrajectoryQuery, rows_params: list[tuple[str, str]]) ->
         xs, links, tips = [], [], []
         for item in bins:
             xs.append(_bin_label(item))
-            extra = [(name, repr(item.low))] if item.exact else [(f"{name}_min", repr(item.low)),
-                                                                    (f"{name}_max", repr(item.high))]  # fmt: skip
+            shown = _number_text(name)
+            extra = [(name, shown(item.low))] if item.exact else [(f"{name}_min", shown(item.low)),
+                                                                    (f"{name}_max", shown(item.high))]  # fmt: skip
             links.append(_list_link(rows_params, extra))
             tips.append(f"{fields.get(name).label} {_bin_label(item)}: {item.count:,} trajectories")
         series = charts.Series("count", [float(item.count) for item in bins])
         chart = charts.Chart(f"{fields.get(name).label} histogram", xs, links, tips, [series], kind="bars")
         found.append({"title": f"{fields.get(name).label} histogram", "svg": charts.render(chart)})
     return found
+
+
+def _number_text(name: str):
+    """How a bin's bound is written in a list URL: whole numbers for integer fields (the list refuses
+    "5.0" there), the exact float otherwise."""
+    if fields.get(name).kind is fields.Kind.INT:
+        return lambda value: str(int(value))
+    return repr
 
 
 def _bin_label(item) -> str:
@@ -295,15 +305,14 @@ def pivot_page(request: HttpRequest) -> HttpResponse:
             raise q.QueryError("rows", f"{rows_by!r} is not one of {', '.join(PIVOT_ROWS)}")
         if cell not in dict(PIVOT_CELLS):
             raise q.QueryError("cell", f"{cell!r} is not one of {', '.join(dict(PIVOT_CELLS))}")
-        if not buckets_text.isdigit() or not 1 <= int(buckets_text) <= 50:
-            raise q.QueryError("buckets", f"{buckets_text!r} is not a whole number from 1 to 50")
+        buckets = analysis.whole_number(buckets_text, "buckets", default=12, high=50)
         query = q.parse_query(params)
     except q.QueryError as error:
         return render(request, "trajectories/pivot.html", {"error": error}, status=400)
     return render_cached(
         request,
         "trajectories/pivot.html",
-        lambda: _pivot_context(params, query, rows_by, cell, int(buckets_text)),
+        lambda: _pivot_context(params, query, rows_by, cell, buckets),
         page="pivot",
         url=request.get_full_path(),
     )
@@ -351,6 +360,6 @@ def _with_pivot(base: list[tuple[str, str]], own: dict[str, str], **changes: str
 
 
 def _tone(cell: str, value) -> str:
-    if value is None or cell == "count":
+    if value is None or cell == "count" or value != value:
         return ""
-    return f"tone-{min(4, max(0, int(value * 5)))}"
+    return f"tone-{min(4, int(min(max(value, 0.0), 1.0) * 5))}"

@@ -49,7 +49,7 @@ def display_steps(steps: list[Any], *, start: int, count: int = STEPS_PER_PAGE) 
                 "id": call.get("id"),
                 "name": call.get("name"),
                 "arguments": text_block(call.get("arguments")),
-                "result_step": results.get(call.get("id")),
+                "result_step": results.get(call.get("id")) if _pairs(call.get("id")) else None,
                 "parsed_from_text": bool(call.get("parsed_from_text")),
             }
             for call in step.get("tool_calls") or []
@@ -66,7 +66,7 @@ def display_steps(steps: list[Any], *, start: int, count: int = STEPS_PER_PAGE) 
                 name=step.get("name") if isinstance(step.get("name"), str) else None,
                 content=text_block(step.get("content")) if step.get("content") not in (None, "", []) else None,
                 tool_calls=tool_calls,
-                result_of=calls.get(call_id) if call_id else None,
+                result_of=calls.get(call_id) if _pairs(call_id) else None,
                 extras=list(extras),
                 extras_block=text_block(extras) if extras else None,
                 error=_error_of(step),
@@ -91,11 +91,17 @@ def _pairing(steps: list[Any]) -> tuple[dict[str, dict], dict[str, int]]:
         if not isinstance(step, dict):
             continue
         for call in step.get("tool_calls") or []:
-            if isinstance(call, dict) and call.get("id"):
+            # Ids are untrusted: only text or numbers pair a call with its result.
+            if isinstance(call, dict) and _pairs(call.get("id")):
                 calls[call["id"]] = {"step": index, "name": call.get("name")}
-        if step.get("tool_call_id"):
+        if _pairs(step.get("tool_call_id")):
             results.setdefault(step["tool_call_id"], index)
     return calls, results
+
+
+def _pairs(call_id: Any) -> bool:
+    """Whether an id can pair a call with its result: untrusted ids may be objects or lists."""
+    return isinstance(call_id, str | int) and call_id != "" and call_id is not False
 
 
 def text_block(value: Any) -> Block:

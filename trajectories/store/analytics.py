@@ -94,21 +94,23 @@ class Bucketing:
     ranges: list[tuple[int, int]]
 
 
-def _bucketing(projection: Projection, by: str, buckets: int | None, mask: np.ndarray | None) -> Bucketing | None:
-    """Ranges for a numeric key when the selected rows hold more than `buckets` of its values."""
+def _bucketing(
+    projection: Projection, by: str, buckets: int | None, mask: np.ndarray | None, *, always: bool = False
+) -> Bucketing | None:
+    """Ranges of whole numbers over the values of a numeric key the selected rows hold, when they hold
+    more than `buckets` values (or `always`). Python integers: iterations may be anywhere in int64."""
     column = projection.column(by)
     if buckets is None or not isinstance(column, NumberColumn):
         return None
     codes, labels = _row_keys(column)
     held = np.flatnonzero(np.bincount(codes if mask is None else codes[mask], minlength=len(labels) + 1)[:-1])
-    if len(held) <= buckets:
+    if not len(held) or (len(held) <= buckets and not always):
         return None
     low, high = int(labels[held[0]]), int(labels[held[-1]])
-    width = max(1, math.ceil((high - low + 1) / buckets))
+    width = -(-(high - low + 1) // buckets)  # ceiling division, exact for any size
     ranges = [(start, min(start + width - 1, high)) for start in range(low, high + 1, width)]
-    numbers = np.array(labels, dtype=np.int64)
-    of_code = np.clip((numbers - low) // width, 0, len(ranges) - 1)
-    return Bucketing(np.append(of_code, len(ranges)).astype(np.intp), ranges)
+    of_code = [min(max((int(value) - low) // width, 0), len(ranges) - 1) for value in labels]
+    return Bucketing(np.array([*of_code, len(ranges)], dtype=np.intp), ranges)
 
 
 def _stats(projection: Projection, *, by: str, mask: np.ndarray | None, buckets: Bucketing | None) -> list[dict]:
@@ -175,7 +177,8 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 
 
 def _nullable(values: np.ndarray) -> list[float | None]:
-    return [None if value != value else value for value in values.astype(np.float64).tolist()]
+    """JSON-safe numbers: NaN (nothing to measure) and an overflow to infinity are null."""
+    return [value if math.isfinite(value) else None for value in values.astype(np.float64).tolist()]
 
 
 def _row_keys(column) -> tuple[np.ndarray, list]:
@@ -248,8 +251,13 @@ def _per_annotations(projection: Projection, key: tuple, build):
     projection's cache is new with each annotation version)."""
     cache = projection.cache.setdefault("analytics", {})
     if key not in cache:
+        if len(cache) >= _KEPT_ANSWERS:  # bounded: parameters (buckets=1..1000) could otherwise fill memory
+            cache.pop(next(iter(cache)))
         cache[key] = build()
     return cache[key]
+
+
+_KEPT_ANSWERS = 64
 
 
 def _regrouped(codes: np.ndarray, size: int) -> np.ndarray:
@@ -273,7 +281,7 @@ def _quantile(ordered: np.ndarray, starts: np.ndarray, counts: np.ndarray, q: fl
 
 
 def _number(value: float) -> float | None:
-    return None if value != value else float(value)
+    return float(value) if math.isfinite(value) else None
 
 
 # --- GRPO groups -----------------------------------------------------------------------------
@@ -628,7 +636,7 @@ def histogram(projection: Projection, *, name: str, mask: np.ndarray | None, bin
         start = float(edges[index])
         last = index == len(edges) - 2
         if integer:
-            stop = float(edges[index + 1] - 1)
+            stop = min(float(edges[index + 1] - 1), high)
         else:
             stop = high if last else float(np.nextafter(edges[index + 1], -np.inf))
         found.append(Bin(start, stop, int(per[index]), False))
@@ -797,15 +805,12 @@ def pivot(projection: Projection, *, rows_by: str, columns_by: str, mask: np.nda
     into at most `buckets` equal ranges of whole numbers; per cell the count, the mean reward and the
     success rate. Each bucket is an inclusive (low, high) range."""
     found = pairs(projection, outer=rows_by, inner=columns_by, mask=mask)
-    values = found.inner_labels[:-1]  # sorted numbers; None (no value) is the last code
-    if not values:
+    # Ranges over the values the selected rows hold (a filter on iterations narrows the columns).
+    bucketing = _bucketing(projection, columns_by, buckets, mask, always=True)
+    if bucketing is None:
         return {"rows": found.outer_labels, "buckets": [], "count": [], "reward_mean": [], "success_rate": []}
-    low, high = int(values[0]), int(values[-1])
-    width = max(1, math.ceil((high - low + 1) / buckets))
-    starts = list(range(low, high + 1, width))
-    bucket_of = np.array([(int(v) - low) // width for v in values] + [len(starts)], dtype=np.intp)
-    width_all = len(starts) + 1  # the last column: no value
-    inner = bucket_of[found.inner]
+    width_all = len(bucketing.ranges) + 1  # the last column: no value
+    inner = bucketing.of_code[found.inner]
     combined = found.outer * width_all + inner
     size = len(found.outer_labels) * width_all
 
@@ -819,7 +824,7 @@ def pivot(projection: Projection, *, rows_by: str, columns_by: str, mask: np.nda
     success_rate = _ratio(per_cell((flags == 1).astype(np.float64)), per_cell((flags >= 0).astype(np.float64)))
     return {
         "rows": found.outer_labels,
-        "buckets": [(start, min(start + width - 1, high)) for start in starts],
+        "buckets": bucketing.ranges,
         "count": count[:, :-1].tolist(),
         "reward_mean": [_nullable(row) for row in reward_mean[:, :-1]],
         "success_rate": [_nullable(row) for row in success_rate[:, :-1]],
