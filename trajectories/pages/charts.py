@@ -19,6 +19,7 @@ WIDTH, HEIGHT = 640, 180
 LEFT, RIGHT, TOP, BOTTOM = 48, 12, 12, 28
 PALETTE = ("#2f6fb3", "#d9822b", "#3c9b5b", "#b8434b", "#7b5bb5", "#8a6d3b", "#3aa0a8", "#c36bb0")
 _SPARK_W, _SPARK_H = 120, 28
+_SPARK_POINTS = 120
 
 
 @dataclass
@@ -68,6 +69,9 @@ def render(chart: Chart) -> SafeString:
 
 def sparkline(values: Sequence[float | None], *, y_range: tuple[float, float] | None = None) -> SafeString:
     """A tiny line of `values` (a run's reward by iteration) for tables."""
+    if len(values) > _SPARK_POINTS:  # a long run: every k-th point is enough for 120 pixels
+        step = len(values) / _SPARK_POINTS
+        values = [values[int(i * step)] for i in range(_SPARK_POINTS)] + [values[-1]]
     present = [v for v in values if v is not None]
     if len(present) < 2:
         return mark_safe("")
