@@ -426,8 +426,9 @@ def _measured(projection: Projection, rows: np.ndarray, numbers: np.ndarray) -> 
     present = ~np.isnan(rewards)
     filled = np.where(present, rewards, 0.0)
     rewarded = np.add.reduceat(present.astype(np.int64), starts)
-    total = np.add.reduceat(filled, starts)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(over="ignore"):  # rewards near the float limit sum to infinity: answered as null
+        total = np.add.reduceat(filled, starts)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         mean = np.where(rewarded > 0, total / np.maximum(rewarded, 1), np.nan)
         deviation = np.where(present, rewards - np.repeat(mean, size), 0.0)
         std = np.where(rewarded > 0, np.sqrt(np.add.reduceat(deviation**2, starts) / np.maximum(rewarded, 1)), np.nan)
