@@ -132,10 +132,12 @@ def groups(*, query: GroupQuery) -> tuple[list[dict[str, Any]], int]:
     return get_store().groups(query=query)
 
 
-@_cached("group", lambda *, training_id, iteration_id, data_id: repr((training_id, iteration_id, data_id)))
-def group(*, training_id: str | None, iteration_id: int | None, data_id: str) -> list[dict[str, Any]]:
-    """The list rows of one GRPO group, by ascending reward."""
-    return get_store().group(training_id=training_id, iteration_id=iteration_id, data_id=data_id)
+@_cached("group", lambda *, training_id, iteration_id, data_id, k=1: repr((training_id, iteration_id, data_id, k)))
+def group(
+    *, training_id: str | None, iteration_id: int | None, data_id: str, k: int = 1
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The list rows of one GRPO group, by ascending reward, and its measures and flags."""
+    return get_store().group(training_id=training_id, iteration_id=iteration_id, data_id=data_id, k=k)
 
 
 def matching_ids(*, query: TrajectoryQuery) -> list[str]:

@@ -84,27 +84,46 @@ class _Page:
     count: int
 
 
-class _Groups:
-    def page(self, query: analysis.GroupQuery) -> _Page:
-        return _Page(*reads.groups(query=query))
+class _Pages:
+    """What the store-backed paginator pages: one read of the analytics."""
+
+    def __init__(self, read) -> None:
+        self.read = read
+
+    def page(self, query) -> _Page:
+        return _Page(*self.read(query=query))
 
 
-class _GroupFilter(TrajectoryQueryFilter):
+class _ParsedFilter(TrajectoryQueryFilter):
+    """Parses the request with the view's own parser into the query the paginator reads."""
+
     def filter_queryset(self, request, queryset, view):
-        view.trajectory_query = _parsed(analysis.parse_groups, request)
+        view.trajectory_query = _parsed(view.parse, request)
         return queryset
+
+
+class _PagedViewSet(viewsets.GenericViewSet):
+    """A paginated analytics answer: `parse` reads the parameters, `read` answers (rows, count)."""
+
+    permission_classes = [permissions.IsAdminUser]
+    pagination_class = StorePagination
+    filter_backends = [_ParsedFilter]
+    parse = staticmethod(lambda params: None)
+    read = staticmethod(lambda *, query: ([], 0))
+
+    def get_queryset(self):
+        return _Pages(self.read)
+
+    def _rows(self) -> list:
+        return self.paginate_queryset(self.filter_queryset(self.get_queryset()))
 
 
 _SORTS = ", ".join(analysis.GROUP_SORTS)
 
 
-class GroupViewSet(viewsets.GenericViewSet):
-    permission_classes = [permissions.IsAdminUser]
-    pagination_class = StorePagination
-    filter_backends = [_GroupFilter]
-
-    def get_queryset(self):
-        return _Groups()
+class GroupViewSet(_PagedViewSet):
+    parse = staticmethod(analysis.parse_groups)
+    read = staticmethod(reads.groups)
 
     @extend_schema(
         parameters=[
@@ -120,34 +139,19 @@ class GroupViewSet(viewsets.GenericViewSet):
         trajectories the list parameters select: size, reward mean/std (population)/min/max,
         successes, pass@k, and the flags zero_signal (two or more rewarded samples, all equal),
         all_failed, all_passed, high_spread (rewards span 0.5 or more)."""
-        rows = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        rows = self._rows()
         links = _ListLinks(request, dropped=analysis.GROUPS_OWN)
         for row in rows:
             row["trajectories"] = links(analysis.rows_of_group(row))
         return self.get_paginated_response(rows)
 
 
-class _Changes:
-    def page(self, query: analysis.ChangeQuery) -> _Page:
-        return _Page(*reads.question_changes(query=query))
-
-
-class _ChangeFilter(TrajectoryQueryFilter):
-    def filter_queryset(self, request, queryset, view):
-        view.trajectory_query = _parsed(analysis.parse_changes, request)
-        return queryset
-
-
 _CHANGE_SORTS = ", ".join(analysis.CHANGE_SORTS)
 
 
-class QuestionChangeViewSet(viewsets.GenericViewSet):
-    permission_classes = [permissions.IsAdminUser]
-    pagination_class = StorePagination
-    filter_backends = [_ChangeFilter]
-
-    def get_queryset(self):
-        return _Changes()
+class QuestionChangeViewSet(_PagedViewSet):
+    parse = staticmethod(analysis.parse_changes)
+    read = staticmethod(reads.question_changes)
 
     @extend_schema(
         parameters=[
@@ -162,5 +166,4 @@ class QuestionChangeViewSet(viewsets.GenericViewSet):
         """Which questions got worse (or better): per data id present on both sides, success rate and
         mean reward on side a and side b and their change (b - a). Default order: the largest drop
         in success rate first. Other list parameters apply to both sides."""
-        rows = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        return self.get_paginated_response(rows)
+        return self.get_paginated_response(self._rows())

@@ -81,33 +81,23 @@ def _compare_url(*ids: str) -> str:
 
 def _group(record: dict) -> dict | None:
     """The record's GRPO group at a glance: its spread, its samples, links to compare with them."""
-    members = reads.group(
+    members, summary = reads.group(
         training_id=record.get("training_id"), iteration_id=record.get("iteration_id"), data_id=record["data_id"]
     )
     if len(members) < 2:
         return None
-    rewards = [row["reward"] for row in members if row["reward"] is not None]
     me = record["trajectory_id"]
-    identity = [("data_id", record["data_id"])]
-    if record.get("training_id") is not None:
-        identity.append(("training_id", record["training_id"]))
     # The question's rows in this run, as list filters (None when no list URL can say them exactly).
     question = analysis.link("", analysis.rows_of("data_id", record["data_id"]),
                              analysis.rows_of("training_id", record.get("training_id")))  # fmt: skip
-    if record.get("iteration_id") is not None:
-        identity.append(("iteration_id", str(record["iteration_id"])))
     return {
-        "size": len(members),
-        "reward_min": min(rewards) if rewards else None,
-        "reward_max": max(rewards) if rewards else None,
-        "reward_mean": sum(rewards) / len(rewards) if rewards else None,
-        "successes": sum(1 for row in members if row["is_success"]),
+        **summary,
         "samples": [
             {**row, "me": row["trajectory_id"] == me,
              "compare_url": _compare_url(me, row["trajectory_id"])}
             for row in members[:GROUP_SHOWN]
         ],
-        "url": reverse("trajectories:group") + "?" + urlencode(identity),
+        "url": _group_page_url(record),
         "question_url": None if question is None else f"{reverse('trajectories:stats')}{question}&by=iteration_id",
         "other_groups_url": None if question is None else f"{reverse('trajectories:groups')}{question}",
     }  # fmt: skip

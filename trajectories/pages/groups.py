@@ -134,8 +134,8 @@ def _identity(params: QueryDict) -> dict:
 
 
 def _group_context(identity: dict) -> dict:
+    members, summary = reads.group(**identity)
     k = identity.pop("k")
-    members = reads.group(**identity)
     if not members:
         raise Http404("no trajectories in this group")
     records = {record["trajectory_id"]: record for record in
@@ -155,7 +155,7 @@ def _group_context(identity: dict) -> dict:
             }
         )
     rewarded = [s for s in samples if s["reward"] is not None]
-    summary = _summary(samples, k)
+    summary = {**summary, "k": k}
     context = {
         **identity,
         "samples": samples,
@@ -171,25 +171,6 @@ def _group_context(identity: dict) -> dict:
         if best["trajectory_id"] in records and worst["trajectory_id"] in records:
             context["pair"] = _pair(best, worst)
     return context
-
-
-def _summary(samples: list[dict], k: int) -> dict:
-    rewards = [s["reward"] for s in samples if s["reward"] is not None]
-    n = len(samples)
-    c = sum(1 for s in samples if s["is_success"])
-    mean = sum(rewards) / len(rewards) if rewards else None
-    k_here = min(k, n)
-    return {
-        "size": n,
-        "reward_mean": mean,
-        "reward_std": math.sqrt(sum((r - mean) ** 2 for r in rewards) / len(rewards)) if rewards else None,
-        "reward_min": min(rewards) if rewards else None,
-        "reward_max": max(rewards) if rewards else None,
-        "successes": c,
-        "k": k,
-        "pass_at_k": 1 - math.comb(n - c, k_here) / math.comb(n, k_here),
-        "zero_signal": len(rewards) >= 2 and min(rewards) == max(rewards),
-    }
 
 
 def _pair(best: dict, worst: dict) -> dict:

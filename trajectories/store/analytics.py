@@ -588,6 +588,15 @@ def group_rows(projection: Projection, *, training_id, iteration_id, data_id) ->
     return index.order[index.starts[number] : index.starts[number + 1]]
 
 
+def group_summary(projection: Projection, rows: np.ndarray, *, k: int = 1) -> dict:
+    """One group's measures and flags (as in the group list) from its rows, which come by reward."""
+    measured = _measured(projection, rows, np.zeros(len(rows), dtype=np.int64))
+    if not len(measured.size):
+        return {}
+    row = _group_row(projection, measured, _group_measures(measured, k), 0)
+    return {name: value for name, value in row.items() if name not in GROUP_FIELDS}
+
+
 def _code_of(labels: list, value) -> int | None:
     place = bisect.bisect_left(labels, value)
     return place if place < len(labels) and labels[place] == value else None

@@ -338,11 +338,13 @@ class QueryEngine:
             limit=query.page_size,
         )
 
-    def group(self, *, training_id: str | None, iteration_id: int | None, data_id: str) -> list[dict[str, Any]]:
-        """The list rows of one GRPO group, by ascending reward (no reward last), then id."""
+    def group(
+        self, *, training_id: str | None, iteration_id: int | None, data_id: str, k: int = 1
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The list rows of one GRPO group, by ascending reward (no reward last), and its measures."""
         projection = self.current()
         rows = analytics.group_rows(projection, training_id=training_id, iteration_id=iteration_id, data_id=data_id)
-        return projection.rows_at(rows)
+        return projection.rows_at(rows), analytics.group_summary(projection, rows, k=k)
 
     def _facets(self, projection: Projection, mask: np.ndarray | None) -> dict[str, list[tuple[str | None, int]]]:
         positions = None if mask is None else np.flatnonzero(mask)

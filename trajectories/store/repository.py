@@ -288,9 +288,11 @@ class TrajectoryStore:
         self.reads += 1
         return self.engine.groups(query)
 
-    def group(self, *, training_id: str | None, iteration_id: int | None, data_id: str) -> list[dict[str, Any]]:
+    def group(
+        self, *, training_id: str | None, iteration_id: int | None, data_id: str, k: int = 1
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         self.reads += 1
-        return self.engine.group(training_id=training_id, iteration_id=iteration_id, data_id=data_id)
+        return self.engine.group(training_id=training_id, iteration_id=iteration_id, data_id=data_id, k=k)
 
     # --- writes -----------------------------------------------------------------------------
 
