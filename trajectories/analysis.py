@@ -156,9 +156,8 @@ def parse_changes(params) -> ChangeQuery:
         a=parsed["a"],
         b=parsed["b"],
         ordering=(name, ordering.startswith("-")),
-        min_count=_int(_one(values, MIN_COUNT_VAR), MIN_COUNT_VAR, default=1, high=10**6),
-        page=_int(_one(values, PAGE_VAR), PAGE_VAR, default=1, high=10**9),
-        page_size=_int(_one(values, PAGE_SIZE_VAR), PAGE_SIZE_VAR, default=DEFAULT_PAGE_SIZE, high=MAX_PAGE_SIZE),
+        min_count=whole_number(_one(values, MIN_COUNT_VAR), MIN_COUNT_VAR, default=1, high=10**6),
+        **_paging(values),
     )
 
 
@@ -172,7 +171,7 @@ def parse_by(params) -> str:
 def parse_buckets(params) -> int | None:
     """`buckets=N`: a numeric key (iteration, epoch) in at most N ranges; none by default."""
     text = _one(_lists(params), BUCKETS_VAR)
-    return None if text is None else _int(text, BUCKETS_VAR, default=1, high=MAX_BUCKETS)
+    return None if text is None else whole_number(text, BUCKETS_VAR, default=1, high=MAX_BUCKETS)
 
 
 def narrowed(shared: list[tuple[str, str]], extra: list[tuple[str, str]] | None) -> list[tuple[str, str]] | None:
@@ -210,7 +209,7 @@ def parse_stats(params) -> tuple[TrajectoryQuery, str]:
 
 def parse_groups(params) -> GroupQuery:
     values = _lists(params)
-    rows = parse_query({key: items for key, items in values.items() if key not in _GROUPS_OWN})
+    rows = parse_query({key: items for key, items in values.items() if key not in GROUPS_OWN})
     flags = []
     for name in FLAGS:
         text = _one(values, name)
@@ -222,10 +221,18 @@ def parse_groups(params) -> GroupQuery:
         rows=rows,
         flags=tuple(flags),
         ordering=_group_ordering(_one(values, ORDERING_VAR)),
-        k=_int(_one(values, K_VAR), K_VAR, default=1, high=MAX_K),
-        page=_int(_one(values, PAGE_VAR), PAGE_VAR, default=1, high=10**9),
-        page_size=_int(_one(values, PAGE_SIZE_VAR), PAGE_SIZE_VAR, default=DEFAULT_PAGE_SIZE, high=MAX_PAGE_SIZE),
+        k=whole_number(_one(values, K_VAR), K_VAR, default=1, high=MAX_K),
+        **_paging(values),
     )
+
+
+def _paging(values: dict[str, list[str]]) -> dict[str, int]:
+    """`page` and `page_size` of a paged analytics answer, bounded like the list's."""
+    return {
+        "page": whole_number(_one(values, PAGE_VAR), PAGE_VAR, default=1, high=10**9),
+        "page_size": whole_number(_one(values, PAGE_SIZE_VAR), PAGE_SIZE_VAR, default=DEFAULT_PAGE_SIZE,
+                                  high=MAX_PAGE_SIZE),
+    }  # fmt: skip
 
 
 def _group_ordering(text: str | None) -> tuple[tuple[str, bool], ...]:
@@ -249,15 +256,12 @@ def whole_number(text: str | None, name: str, *, default: int, high: int) -> int
     return int(text)
 
 
-_int = whole_number
 _DIGITS = re.compile(r"[0-9]{1,12}")
 
 
 _STATS_OWN = frozenset({BY_VAR, BUCKETS_VAR, PAGE_VAR, PAGE_SIZE_VAR, ORDERING_VAR})
 STATS_OWN = _STATS_OWN | {"format", "series"}  # parameters of a stats question that choose no rows
-GROUPS_OWN = frozenset({"zero_signal", "all_failed", "all_passed", "high_spread", "k", ORDERING_VAR, PAGE_VAR,
-                        PAGE_SIZE_VAR, "format"})  # fmt: skip
-_GROUPS_OWN = frozenset({*FLAGS, K_VAR, ORDERING_VAR, PAGE_VAR, PAGE_SIZE_VAR})
+GROUPS_OWN = frozenset({*FLAGS, K_VAR, ORDERING_VAR, PAGE_VAR, PAGE_SIZE_VAR, "format"})
 
 
 def _lists(params) -> dict[str, list[str]]:

@@ -16,6 +16,7 @@ from trajectories import query as q
 
 from .htmlcache import render_cached
 from .steps import display_steps
+from .urlstate import UrlState
 
 FLAG_LABELS = {
     "zero_signal": "no signal (all rewards equal)",
@@ -50,6 +51,7 @@ def _list_context(params: QueryDict, query: analysis.GroupQuery) -> dict:
     if query.page > pages:
         raise Http404(f"page {query.page} is past the end: {count} groups make {pages} pages")
     pairs = [(name, value) for name, values in params.lists() for value in values]
+    state = UrlState(params)
     own = {*analysis.FLAGS, analysis.K_VAR, q.ORDERING_VAR, q.PAGE_VAR, q.PAGE_SIZE_VAR}
     rows_params = [(name, value) for name, value in pairs if name not in own]
     flags = dict(query.flags)
@@ -60,21 +62,21 @@ def _list_context(params: QueryDict, query: analysis.GroupQuery) -> dict:
         "count": count,
         "page": query.page,
         "pages": pages,
-        "previous_url": _url(pairs, page=query.page - 1) if query.page > 1 else None,
-        "next_url": _url(pairs, page=query.page + 1) if query.page < pages else None,
+        "previous_url": state.url(page=query.page - 1) if query.page > 1 else None,
+        "next_url": state.url(page=query.page + 1) if query.page < pages else None,
         "headers": [
-            {"label": label, "url": _url(pairs, ordering=_flip(name, primary)),
+            {"label": label, "url": state.url(ordering=_flip(name, primary)),
              "sorted": None if not primary or primary[0] != name else ("desc" if primary[1] else "asc")}
             for name, label in COLUMNS
         ],
         "flags": [
             {"name": name, "label": label, "state": flags.get(name),
-             "on_url": _url(pairs, **{name: "true"}), "off_url": _url(pairs, **{name: "false"}),
-             "any_url": _url(pairs, **{name: None})}
+             "on_url": state.url(**{name: "true"}), "off_url": state.url(**{name: "false"}),
+             "any_url": state.url(**{name: None})}
             for name, label in FLAG_LABELS.items()
         ],
         "k": query.k,
-        "k_urls": [(k, _url(pairs, k=k), k == query.k) for k in (1, 2, 4, 8, 16)],
+        "k_urls": [(k, state.url(k=k), k == query.k) for k in (1, 2, 4, 8, 16)],
         "filters": q.describe_filters(query.rows),
         "list_url": reverse("trajectories:list") + ("?" + urlencode(rows_params) if rows_params else ""),
         "stats_url": reverse("trajectories:stats") + "?" + urlencode([*rows_params, ("by", "iteration_id")]),
@@ -86,13 +88,6 @@ def _flip(name: str, primary: tuple[str, bool] | None) -> str:
     if primary and primary[0] == name:
         return name if primary[1] else f"-{name}"
     return name if name in analysis.GROUP_KEY else f"-{name}"
-
-
-def _url(pairs: list[tuple[str, str]], **changes) -> str:
-    dropped = set(changes) | {q.PAGE_VAR}
-    kept = [(name, value) for name, value in pairs if name not in dropped]
-    kept += [(name, str(value)) for name, value in changes.items() if value is not None]
-    return "?" + urlencode(kept)
 
 
 def _group_url(row: dict, *, k: int = 1) -> str:

@@ -7,7 +7,7 @@ import math
 from urllib.parse import urlencode
 
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
 
@@ -15,6 +15,7 @@ from trajectories import analysis, reads
 from trajectories import query as q
 
 from .htmlcache import render_cached
+from .urlstate import UrlState
 
 COLUMNS = (("data_id", "Data id"), ("a_count", "Rows a"), ("b_count", "Rows b"), ("success_delta", "Success change"),
            ("reward_delta", "Reward change"))  # fmt: skip
@@ -50,6 +51,7 @@ def _context(pairs: list[tuple[str, str]], query: analysis.ChangeQuery) -> dict:
     shared = [(n, v) for n, v in pairs if not n.startswith(("a.", "b.")) and n not in analysis.CHANGE_OWN]
     side = {s: [(n[2:], v) for n, v in pairs if n.startswith(f"{s}.")] for s in ("a", "b")}
     primary, descending = query.ordering
+    state = UrlState(QueryDict(urlencode(pairs)))
     for row in rows:
         question = analysis.rows_of("data_id", row["data_id"])
         row["history_url"] = analysis.link(
@@ -66,11 +68,11 @@ def _context(pairs: list[tuple[str, str]], query: analysis.ChangeQuery) -> dict:
         "side_a": " & ".join(f"{n}={v}" for n, v in side["a"]),
         "side_b": " & ".join(f"{n}={v}" for n, v in side["b"]),
         "shared": " & ".join(f"{n}={v}" for n, v in shared),
-        "headers": [{"label": label, "url": _url(pairs, ordering=_flip(name, primary, descending)),
+        "headers": [{"label": label, "url": state.url(ordering=_flip(name, primary, descending)),
                      "sorted": ("desc" if descending else "asc") if name == primary else None}
                     for name, label in COLUMNS],
-        "previous_url": _url(pairs, page=query.page - 1) if query.page > 1 else None,
-        "next_url": _url(pairs, page=query.page + 1) if query.page < pages else None,
+        "previous_url": state.url(page=query.page - 1) if query.page > 1 else None,
+        "next_url": state.url(page=query.page + 1) if query.page < pages else None,
     }  # fmt: skip
 
 
@@ -78,9 +80,3 @@ def _flip(name: str, primary: str, descending: bool) -> str:
     if name == primary:
         return name if descending else f"-{name}"
     return name if name in ("data_id", "success_delta", "reward_delta") else f"-{name}"
-
-
-def _url(pairs: list[tuple[str, str]], **changes) -> str:
-    dropped = set(changes) | {q.PAGE_VAR}
-    kept = [(n, v) for n, v in pairs if n not in dropped] + [(n, str(v)) for n, v in changes.items() if v is not None]
-    return "?" + urlencode(kept)
