@@ -167,6 +167,9 @@ FIELDS: tuple[Field, ...] = (
     _f("steps", Kind.LONG_TEXT, T, "Steps", "The steps as JSON.", nullable=False, arrow=pa.large_string()),
     _f("metadata", Kind.LONG_TEXT, T, "Metadata", "Other fields of the record, as JSON.",
        arrow=pa.large_string()),
+    # What `q` searches (trajectories.content): the steps' text, CJK characters set apart.
+    _f("search_text", Kind.LONG_TEXT, T, "Searched text", "The steps' text, as the full-text index reads it.",
+       arrow=pa.large_string()),
     _f("source_format", Kind.TEXT, T, "Format", "The format the record was read as.", filter=Filter.EXACT,
        sortable=True, column=True),
     _f("source", Kind.LONG_TEXT, T, "Source", "The file and line it was read from."),
@@ -192,6 +195,7 @@ FIELDS: tuple[Field, ...] = (
     _f("updated_by", Kind.TEXT, A, "Annotated by", "Who changed the annotation last."),
 )  # fmt: skip
 
+SEARCH_TEXT = "search_text"
 BY_NAME: dict[str, Field] = {field.name: field for field in FIELDS}
 BY_PARAM: dict[str, Field] = {field.param: field for field in FIELDS if field.filter}
 

@@ -7,6 +7,8 @@ unchanged. Which parameters exist follows from each field's `filter` in `traject
     page, page_size           page number (1-based) and size (1-1000, default 50)
     ordering                  comma-separated sortable fields, "-" for descending (default: -created_at)
     search                    case-insensitive substring of the fields marked `searched`
+    q, regex                  words, phrases or a pattern inside the steps (trajectories.textquery);
+                              with `q`, `ordering=relevance` (the default then) ranks by match
     EXACT      name=v         exact; "*" is a wildcard; repeat the parameter for "any of"
     ANY_OF     name=v         any of these values (a list field: has any of them)
     RANGE      name=v         exact value (repeat for any of); name_min / name_max inclusive
@@ -25,6 +27,8 @@ from typing import Any
 
 from trajectories import fields as catalogue
 from trajectories.fields import EMPTY_SUFFIX, MAX_SUFFIX, MIN_SUFFIX, Filter, Kind
+from trajectories.textquery import REGEX_VAR, RELEVANCE, TEXT_VAR, TextError, TextQuery, parse_text
+from trajectories.textquery import describe as describe_text
 
 PAGE_VAR = "page"
 PAGE_SIZE_VAR = "page_size"
@@ -97,6 +101,7 @@ class TrajectoryQuery:
 
     filters: tuple[tuple[str, Match], ...] = ()
     search: str | None = None
+    text: TextQuery | None = None
     ordering: tuple[tuple[str, bool], ...] = DEFAULT_ORDERING
     page: int = 1
     page_size: int = DEFAULT_PAGE_SIZE
@@ -112,11 +117,15 @@ class TrajectoryQuery:
 
     def filter_key(self) -> tuple:
         """Everything that decides which rows match (not order or page): for counts and caches."""
-        return (self.filters, self.search)
+        return (self.filters, self.search, self.text)
 
     @property
     def is_filtered(self) -> bool:
-        return bool(self.filters) or bool(self.search)
+        return bool(self.filters) or bool(self.search) or self.text is not None
+
+    @property
+    def by_relevance(self) -> bool:
+        return self.ordering[0][0] == RELEVANCE
 
     def matches(self, name: str) -> list[Match]:
         return [match for field_name, match in self.filters if field_name == name]
@@ -151,10 +160,15 @@ def parse_query(params, *, allow: frozenset[str] = frozenset()) -> TrajectoryQue
             filters.append((field.name, match))
         if field.empty_param and values.get(field.empty_param):
             filters.append((field.name, EmptyMatch(_flag(values[field.empty_param], field.empty_param))))
+    try:
+        text = parse_text(_single(values, TEXT_VAR), _single(values, REGEX_VAR))
+    except TextError as error:
+        raise QueryError(error.parameter, error.message) from None
     return TrajectoryQuery(
         filters=tuple(sorted(filters, key=lambda pair: (pair[0], type(pair[1]).__name__))),
         search=_single(values, SEARCH_VAR),
-        ordering=_ordering(_single(values, ORDERING_VAR)),
+        text=text,
+        ordering=_ordering(_single(values, ORDERING_VAR), ranked=text is not None and text.ranked),
         page=_bounded_int(_single(values, PAGE_VAR), PAGE_VAR, default=1, low=1, high=10**9),
         page_size=_bounded_int(
             _single(values, PAGE_SIZE_VAR), PAGE_SIZE_VAR, default=DEFAULT_PAGE_SIZE, low=1, high=MAX_PAGE_SIZE
@@ -173,7 +187,7 @@ def parameters(field: catalogue.Field) -> tuple[str, ...]:
 
 
 _KNOWN = frozenset(
-    {PAGE_VAR, PAGE_SIZE_VAR, ORDERING_VAR, SEARCH_VAR}
+    {PAGE_VAR, PAGE_SIZE_VAR, ORDERING_VAR, SEARCH_VAR, TEXT_VAR, REGEX_VAR}
     | {name for field in catalogue.FILTERED for name in parameters(field)}
 )
 
@@ -322,14 +336,21 @@ def _timestamp_us(text: str, parameter: str) -> int:
     return round(seconds * 1_000_000)
 
 
-def _ordering(text: str | None) -> tuple[tuple[str, bool], ...]:
+def _ordering(text: str | None, *, ranked: bool = False) -> tuple[tuple[str, bool], ...]:
+    """Sort keys; `ranked` (a `q` the index answers): by relevance unless told otherwise."""
     if not text:
-        return DEFAULT_ORDERING
+        return ((RELEVANCE, True),) if ranked else DEFAULT_ORDERING
     ordering: list[tuple[str, bool]] = []
     for part in text.split(","):
         name = part.strip()
         descending = name.startswith("-")
         name = name.removeprefix("-")
+        if name == RELEVANCE:
+            if not ranked:
+                raise QueryError(ORDERING_VAR, "relevance needs words in q to rank by")
+            if len(text.split(",")) > 1:
+                raise QueryError(ORDERING_VAR, "relevance is the only sort key (ties go by trajectory id)")
+            return ((RELEVANCE, True),)
         if name not in SORT_FIELDS:
             raise QueryError(ORDERING_VAR, f"cannot sort by {name!r}; choose from {', '.join(SORT_FIELDS)}")
         if any(existing == name for existing, _ in ordering):
@@ -370,6 +391,7 @@ def describe_filters(query: TrajectoryQuery) -> list[tuple[str, Any]]:
             pairs.append((param + EMPTY_SUFFIX, str(match.empty).lower()))
     if query.search:
         pairs.append((SEARCH_VAR, query.search))
+    pairs.extend(describe_text(query.text))
     return pairs
 
 

@@ -72,6 +72,18 @@ def _field_parameters(field: fields.Field) -> list[tuple[str, dict, str]]:
 
 _FILTER_PARAMETERS: list[tuple[str, dict, str]] = [
     (q.SEARCH_VAR, _TEXT, f"Case-insensitive substring of {', '.join(fields.SEARCHED)}."),
+    (
+        q.TEXT_VAR,
+        _TEXT,
+        'Words inside the steps (messages, tool calls and results, final answer): all must occur; "a phrase"; '
+        "-word excludes; word* is a prefix; Chinese/Japanese/Korean words match inside any text. Rows then carry "
+        "`snippet` and `score`, and the default order is relevance.",
+    ),
+    (q.REGEX_VAR, _TEXT, "An RE2 pattern over the steps' text, read for the rows the other conditions leave."),
     *[parameter for field in fields.FILTERED for parameter in _field_parameters(field)],
-    (q.ORDERING_VAR, {"type": "string"}, f"Comma-separated fields, '-' for descending: {', '.join(q.SORT_FIELDS)}."),
+    (
+        q.ORDERING_VAR,
+        {"type": "string"},
+        f"Comma-separated fields, '-' for descending: {', '.join(q.SORT_FIELDS)}; or relevance (with q).",
+    ),
 ]

@@ -70,6 +70,10 @@ class TrajectorySummarySerializer(serializers.Serializer):
         data["questionId"] = row.get("data_id")
         data["isSuccess"] = row.get("is_success")
         data["rootCause"] = row.get("root_cause")
+        if row.get("snippet") is not None or "score" in row:
+            # A content search (`q`, `regex`): where it matched, and how well (relevance).
+            data["snippet"] = row["snippet"].as_json() if row.get("snippet") is not None else None
+            data["score"] = row.get("score")
         return data
 
 

@@ -71,5 +71,18 @@ def table_rows(rows: list[dict[str, Any]], columns: tuple[str, ...], list_params
                 text = escape(cell_text(row, key))
                 parts.append(f'<td class="field-{key}{_tone(key, row.get(key))}" title="{text}">{text}</td>')
         parts.append("</tr>")
+        if row.get("snippet") is not None:
+            parts.append(_snippet_row(row["snippet"], len(columns)))
         rendered.append(mark_safe("".join(parts)))
     return rendered
+
+
+def _snippet_row(snippet, columns: int) -> str:
+    """Where a content search matched, under the row: the text escaped, the matches marked."""
+    pieces = [f"<mark>{escape(text)}</mark>" if match else escape(text) for text, match in snippet.parts]
+    before = "… " if snippet.clipped_start else ""
+    after = " …" if snippet.clipped_end else ""
+    return (
+        f'<tr class="snippet-row"><td></td><td colspan="{columns}" class="snippet">'
+        f"{before}{''.join(pieces)}{after}</td></tr>"
+    )

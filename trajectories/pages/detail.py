@@ -12,10 +12,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from trajectories import analysis, annotating, fields, reads, services
+from trajectories import analysis, annotating, content, fields, reads, services
 from trajectories import query as q
 from trajectories.exporting import to_canonical
+from trajectories.highlight import highlighter
 from trajectories.store import AnnotationChange
+from trajectories.textquery import TextQuery
 
 from .htmlcache import render_cached
 from .steps import STEPS_PER_PAGE, display_steps, raw_step_text
@@ -40,8 +42,10 @@ def _context(request: HttpRequest, trajectory_id: str) -> dict:
     steps = orjson.loads(record.pop("steps"))
     start = _steps_from(request, len(steps))
     list_params = _list_params(request)
-    around = reads.neighbours(query=_list_query(list_params), trajectory_id=trajectory_id)
+    list_query = _list_query(list_params)
+    around = reads.neighbours(query=list_query, trajectory_id=trajectory_id)
     return {
+        "search": _search_hits(steps, list_query.text, start=start, list_params=list_params.urlencode()),
         "record": record,
         "was": record,
         "metadata": orjson.dumps(orjson.loads(record["metadata"]), option=orjson.OPT_INDENT_2).decode()
@@ -65,6 +69,21 @@ def _context(request: HttpRequest, trajectory_id: str) -> dict:
 
 
 GROUP_SHOWN = 64
+
+
+def _search_hits(steps: list, text: TextQuery | None, *, start: int, list_params: str) -> dict | None:
+    """The steps a content search (the list's `q` / `regex`) matched: each a link, in step order."""
+    if text is None:
+        return None
+    hits = []
+    for index, step in enumerate(steps):
+        visible = content.shown(content.step_text(step))
+        finder = highlighter(text, visible)
+        if finder is not None and finder.search(visible):
+            shown_from = start if start <= index < start + STEPS_PER_PAGE else index - index % STEPS_PER_PAGE
+            query = f"?{STEPS_FROM_VAR}={shown_from}" + (f"&{list_params}" if list_params else "")
+            hits.append({"index": index, "url": f"{query}#step-{index}", "here": shown_from == start})
+    return {"hits": hits, "words": text.words(), "regex": text.regex, "label": text.source or f"/{text.regex}/"}
 
 
 def _group_page_url(record: dict) -> str:

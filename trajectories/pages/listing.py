@@ -13,6 +13,7 @@ from django.urls import reverse
 from trajectories import fields, reads
 from trajectories import query as q
 from trajectories.auth import can_delete
+from trajectories.textquery import REGEX_VAR, RELEVANCE, SCAN_LIMIT, TEXT_VAR
 
 from .actions import ACTIONS
 from .cells import table_rows
@@ -68,7 +69,12 @@ def _context(request: HttpRequest, state: UrlState, query: q.TrajectoryQuery) ->
         "range_hidden": _hidden(
             state, {field.param + suffix for field in fields.RANGE_INPUTS for suffix in (q.MIN_SUFFIX, q.MAX_SUFFIX)}
         ),
-        "search_hidden": _hidden(state, {q.SEARCH_VAR}),
+        # A new search drops a relevance order (it may have no words to rank by), keeps any other.
+        "search_hidden": _hidden(
+            state, {q.SEARCH_VAR, TEXT_VAR, REGEX_VAR} | ({q.ORDERING_VAR} if query.by_relevance else set())
+        ),
+        "relevance_url": state.url(ordering=RELEVANCE),
+        "scan_limit": f"{SCAN_LIMIT:,}",
         "columns_hidden": _hidden(state, {COLUMNS_VAR}),
         "active_filters": [
             (name, value, state.without(name, str(value) if q.multi_valued(name) else None), chip_words(name, value))
@@ -89,7 +95,11 @@ _BOOLEAN_WORDS = {"true": "yes", "false": "no", "null": "not judged"}
 def chip_words(parameter: str, value) -> str:
     """A filter in words for its chip: "Success: no", "Reward ≥ 0.5", "no Training run"."""
     if parameter == q.SEARCH_VAR:
-        return f"search: {value}"
+        return f"ids & names: {value}"
+    if parameter == TEXT_VAR:
+        return f"steps contain: {value}"
+    if parameter == REGEX_VAR:
+        return f"steps match /{value}/"
     for suffix, words in ((q.MIN_SUFFIX, "≥"), (q.MAX_SUFFIX, "≤")):
         field = fields.BY_PARAM.get(parameter.removesuffix(suffix))
         if parameter.endswith(suffix) and field is not None:

@@ -20,15 +20,17 @@ from trajectories import fields, priority
 from trajectories.analysis import ChangeQuery, GroupQuery
 from trajectories.query import DEFAULT_ORDERING, TrajectoryQuery
 
-from . import analytics
+from . import analytics, textsearch
 from .projection import PROJECTED_COLUMNS, AnnotationColumns, Projection
 from .schema import TRAJECTORY_SCHEMA
 
 log = logging.getLogger(__name__)
 
 FACET_FIELDS = tuple(field.name for field in fields.FACETS)
-UNPROJECTED = tuple(name for name in TRAJECTORY_SCHEMA.names if name not in PROJECTED_COLUMNS)
-_RECORD_ORDER = (*TRAJECTORY_SCHEMA.names, *(f.name for f in fields.PROJECTED if f.table == fields.ANNOTATIONS))
+# A record is every stored field but the search text (the steps' text again, read only to search).
+RECORD_COLUMNS = tuple(name for name in TRAJECTORY_SCHEMA.names if name != fields.SEARCH_TEXT)
+UNPROJECTED = tuple(name for name in RECORD_COLUMNS if name not in PROJECTED_COLUMNS)
+_RECORD_ORDER = (*RECORD_COLUMNS, *(f.name for f in fields.PROJECTED if f.table == fields.ANNOTATIONS))
 # Projections this large get their common sort orders built ahead of the first request that needs one.
 WARM_ROWS = 50_000
 
@@ -220,7 +222,13 @@ class QueryEngine:
     def page(self, query: TrajectoryQuery) -> ResultPage:
         projection = self.current()
         positions, count = projection.select(query)
-        return ResultPage(rows=projection.rows_at(positions), count=count, version=projection.version)
+        rows = projection.rows_at(positions)
+        if query.text is not None:
+            scores = textsearch.scores(projection, query.text)[positions] if query.text.ranked else None
+            for index, found in enumerate(textsearch.snippets(projection, positions, query.text)):
+                rows[index]["snippet"] = found
+                rows[index]["score"] = float(scores[index]) if scores is not None else None
+        return ResultPage(rows=rows, count=count, version=projection.version)
 
     def matching_ids(self, query: TrajectoryQuery) -> list[str]:
         """Every matching id, sorted: the same rows give the same list, whatever the table layout."""
@@ -263,7 +271,7 @@ class QueryEngine:
         positions = np.array([p for p in positions if p is not None], dtype=np.int64)
         for start in range(0, len(positions), batch):
             chunk = positions[start : start + batch]
-            rows = projection.dataset.take(pa.array(np.sort(chunk))).to_pylist()
+            rows = projection.dataset.take(pa.array(np.sort(chunk)), columns=list(RECORD_COLUMNS)).to_pylist()
             by_position = dict(zip(np.sort(chunk).tolist(), rows, strict=True))
             annotations = projection.annotations.fields_at(chunk)
             for position, annotation in zip(chunk.tolist(), annotations, strict=True):

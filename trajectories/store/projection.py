@@ -24,6 +24,7 @@ from trajectories import fields
 from trajectories.fields import ANNOTATIONS, KEY, TRAJECTORIES, Kind
 from trajectories.query import TrajectoryQuery
 
+from . import textsearch
 from .columns import Coded, FlagColumn, IdColumn, ListColumn, NumberColumn
 from .schema import ANNOTATION_COLUMNS, ANNOTATION_SCHEMA
 
@@ -267,6 +268,8 @@ class Projection:
         mask = self.mask(query)
         count = self.rows if mask is None else int(np.count_nonzero(mask))
         start, stop = query.offset, query.offset + query.page_size
+        if query.by_relevance:
+            return self._by_relevance(query, mask, start, stop), count
         if len(query.ordering) == 1:
             order = self.order(*query.ordering[0])
             if mask is None:
@@ -279,6 +282,13 @@ class Projection:
         keys = [self._sort_key(name, descending, candidates) for name, descending in reversed(query.ordering)]
         ranked = candidates[np.lexsort([self.ids.rank[candidates], *[key for pair in keys for key in pair]])]
         return ranked[start:stop], count
+
+    def _by_relevance(self, query: TrajectoryQuery, mask: np.ndarray | None, start: int, stop: int) -> np.ndarray:
+        """Highest score first, equal scores by trajectory id: one order, so pages never skip or repeat."""
+        candidates = np.arange(self.rows) if mask is None else np.flatnonzero(mask)
+        scores = textsearch.scores(self, query.text)[candidates]
+        ranked = candidates[np.lexsort((self.ids.rank[candidates], -scores))]
+        return ranked[start:stop]
 
     def _composite_page(self, ordering, candidates: np.ndarray, start: int, stop: int) -> np.ndarray | None:
         """Several sort keys packed into one int64 per row (dense ranks, then the id rank), so a page
@@ -338,11 +348,14 @@ class Projection:
         masks = [self.column(name).mask(match, self.rows) for name, match in query.filters]
         if query.search:
             masks.append(self._search_mask(query.search))
-        if not masks:
-            return None
-        combined = masks[0].copy()
-        for mask in masks[1:]:
-            combined &= mask
+        combined = None
+        if masks:
+            combined = masks[0].copy()
+            for mask in masks[1:]:
+                combined &= mask
+        if query.text is not None:
+            # Last: a prefix or pattern reads the text of only the rows everything else leaves.
+            combined = textsearch.mask(self, query.text, combined)
         return combined
 
     def _search_mask(self, text: str) -> np.ndarray:

@@ -19,9 +19,9 @@ from lancedb.index import BTree
 from trajectories.analysis import ChangeQuery, GroupQuery
 from trajectories.query import TrajectoryQuery
 
-from . import commits
+from . import commits, textsearch
 from .annotations import AnnotationChange, blank_annotation
-from .engine import QueryEngine, ResultPage
+from .engine import RECORD_COLUMNS, QueryEngine, ResultPage
 from .schema import (
     ANNOTATION_SCHEMA,
     ANNOTATIONS_TABLE,
@@ -161,6 +161,11 @@ class TrajectoryStore:
                 return self._db.create_table(name, schema=_SCHEMAS[name])
             except ValueError:  # another process created it first
                 table = self._db.open_table(name)
+        missing = [field for field in _SCHEMAS[name] if field.name not in table.schema.names]
+        if missing:
+            # Stores made before a column existed (the search text): added empty, rows keep their data.
+            commits.retrying(lambda: _add_columns(table, missing), action=f"adding columns to {name}")
+            table.checkout_latest()
         if table.schema.field(KEY).metadata is None:
             # Stores made before keys were declared: declare it, so concurrent inserts stay unique.
             commits.retrying(
@@ -207,7 +212,7 @@ class TrajectoryStore:
         self.sync()
         # A pyarrow expression, not SQL text: the id is a value, never part of a filter string.
         dataset = self._table(TRAJECTORIES_TABLE).to_lance()
-        rows = dataset.to_table(filter=pc.field(KEY) == trajectory_id, limit=1)
+        rows = dataset.to_table(columns=list(RECORD_COLUMNS), filter=pc.field(KEY) == trajectory_id, limit=1)
         if rows.num_rows == 0:
             return None
         record = rows.to_pylist()[0]
@@ -480,10 +485,18 @@ class TrajectoryStore:
     # --- maintenance ------------------------------------------------------------------------
 
     def ensure_indexes(self) -> None:
-        """BTREE on trajectory_id for both tables; new rows are folded in by `optimize`."""
+        """BTREE on trajectory_id for both tables and the full-text index of the steps' text; new rows
+        are folded in by `refresh_indexes` (after every import) and `optimize`."""
         for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
             table = self._table(name)
             commits.retrying(lambda table=table: _ensure_key_index(table), action=f"indexing {name}")
+        table = self._table(TRAJECTORIES_TABLE)
+        commits.retrying(lambda: _ensure_text_index(table), action="building the full-text index")
+
+    def text_index_state(self) -> dict[str, int | bool]:
+        """Whether content search has its index, and how many rows it scans until the next refresh."""
+        self.sync()
+        return textsearch.index_state(self._table(TRAJECTORIES_TABLE).to_lance())
 
     def refresh_indexes(self) -> None:
         """Fold rows written since the last index build into the indexes (cheap; no data rewrite)."""
@@ -527,6 +540,19 @@ def _latest(table):
     dataset = table.to_lance()
     latest = dataset.latest_version
     return dataset if dataset.version == latest else dataset.checkout_version(latest)
+
+
+def _add_columns(table, missing: list[pa.Field]) -> None:
+    latest = _latest(table)
+    absent = [field for field in missing if field.name not in latest.schema.names]
+    if absent:
+        latest.add_columns(absent)
+
+
+def _ensure_text_index(table) -> None:
+    table.checkout_latest()
+    if table.count_rows() and not textsearch.has_index(table.to_lance()):
+        textsearch.create_index(table)
 
 
 def _ensure_key_index(table) -> None:

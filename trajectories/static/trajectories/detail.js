@@ -120,6 +120,64 @@ document.addEventListener("DOMContentLoaded", () => {
   });
 
   const help = document.getElementById("shortcut-help");
+  // Content search: mark the matching steps and their words, go to the first; n / N step through.
+  const hitLinks = [...document.querySelectorAll("a.search-hit-link")];
+  const wordsData = document.getElementById("search-words");
+  const words = wordsData ? JSON.parse(wordsData.textContent) : [];
+  const escapeRegex = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const finder = words.length ? new RegExp(words.map(escapeRegex).join("|"), "gi") : null;
+  const markWords = (element) => {
+    if (!finder) return;
+    const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+    const nodes = [];
+    while (walker.nextNode()) nodes.push(walker.currentNode);
+    for (const node of nodes) {
+      const text = node.nodeValue;
+      finder.lastIndex = 0;
+      if (!finder.test(text)) continue;
+      const fragment = document.createDocumentFragment();
+      let at = 0;
+      finder.lastIndex = 0;
+      for (const match of text.matchAll(finder)) {
+        if (!match[0]) continue;
+        fragment.append(text.slice(at, match.index));
+        const mark = document.createElement("mark");
+        mark.textContent = match[0];
+        fragment.append(mark);
+        at = match.index + match[0].length;
+      }
+      fragment.append(text.slice(at));
+      node.replaceWith(fragment);
+    }
+  };
+  const hitSteps = hitLinks
+    .filter((link) => link.classList.contains("here"))
+    .map((link) => document.getElementById(`step-${link.dataset.step}`))
+    .filter(Boolean);
+  for (const step of hitSteps) {
+    step.classList.add("search-hit");
+    markWords(step);
+  }
+  let current = -1;
+  const goToHit = (delta) => {
+    if (!hitLinks.length) return;
+    current = (current + delta + hitLinks.length) % hitLinks.length;
+    const link = hitLinks[current];
+    const step = link.classList.contains("here") ? document.getElementById(`step-${link.dataset.step}`) : null;
+    if (step) {
+      step.scrollIntoView({ block: "start" });
+      history.replaceState(null, "", `#step-${link.dataset.step}`);
+    } else {
+      window.location.href = link.href;
+    }
+    for (const other of hitLinks) other.classList.toggle("current", other === link);
+  };
+  if (hitSteps.length && !window.location.hash) {
+    current = hitLinks.findIndex((link) => link.classList.contains("here"));
+    hitSteps[0].scrollIntoView({ block: "start" });
+    hitLinks[current].classList.add("current");
+  }
+
   document.addEventListener("keydown", (event) => {
     if ((event.ctrlKey || event.metaKey) && event.key === "Enter" && event.target.closest("#annotation-form")) {
       event.preventDefault();
@@ -132,5 +190,7 @@ document.addEventListener("DOMContentLoaded", () => {
     else if (event.key === "k") go("previous-link");
     else if (event.key === "b") bookmark.click();
     else if (event.key === "?") help.hidden = !help.hidden;
+    else if (event.key === "n") goToHit(1);
+    else if (event.key === "N") goToHit(-1);
   });
 });

@@ -1,0 +1,193 @@
+"""`q` and `regex` on a projection: the full-text index for words and phrases, RE2 scans for the rest.
+
+Each indexed term is one LanceDB full-text query on the projection's pinned version, asked for every
+match (no limit): the positions and BM25 scores it returns become a mask, so counts are exact and
+pages come from the projection's own ordering, ties broken by trajectory id, never from the index's
+offset paging (which skips and repeats rows of equal score). Rows written since the index was last
+updated are searched by LanceDB itself (flat), so new rows are found at once. Prefixes, words too long
+to be indexed and `regex` are checked with RE2 (linear time) on the stored text of the rows the other
+conditions leave, at most `SCAN_LIMIT` rows per request.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from lance.query import MatchQuery, PhraseQuery
+
+from trajectories import content
+from trajectories.fields import SEARCH_TEXT
+from trajectories.highlight import Snippet, highlighter, snippet
+from trajectories.query import QueryError
+from trajectories.textquery import REGEX_VAR, SCAN_LIMIT, TEXT_VAR, Term, TextQuery
+
+INDEX_OPTIONS = {
+    "with_position": True,  # phrases, and CJK words (a phrase of characters)
+    "base_tokenizer": "simple",
+    "lower_case": True,
+    "stem": False,  # a search equals a scan for the word: no stemming, no stop words, no folding
+    "remove_stop_words": False,
+    "ascii_folding": False,
+    "max_token_length": content.MAX_TOKEN,
+}
+_CACHED_TERMS = 32
+# A user's pattern reads the text line by line, as grep does: ^ and $ match at every line's ends.
+LINE_MODE = "(?m)"
+_SCAN_BATCH = 2_000
+
+
+def has_index(dataset) -> bool:
+    return _index_name(dataset) is not None
+
+
+def _index_name(dataset) -> str | None:
+    for index in dataset.describe_indices():
+        if SEARCH_TEXT in index.field_names:
+            return index.name
+    return None
+
+
+def create_index(table) -> None:
+    """Build the full-text index of `table` (a LanceDB table): minutes at a million rows."""
+    table.create_fts_index(SEARCH_TEXT, replace=True, use_tantivy=False, **INDEX_OPTIONS)
+
+
+def index_state(dataset) -> dict[str, int | bool]:
+    """Whether the index exists and how many rows it has not folded in yet (they are scanned)."""
+    name = _index_name(dataset)
+    if name is None:
+        return {"exists": False, "indexed": 0, "unindexed": dataset.count_rows()}
+    stats = dataset.stats.index_stats(name)
+    return {"exists": True, "indexed": stats["num_indexed_rows"], "unindexed": stats["num_unindexed_rows"]}
+
+
+def mask(projection, text: TextQuery, within: np.ndarray | None) -> np.ndarray:
+    """Rows matching `text` among `within` (None: all rows)."""
+    indexed = has_index(projection.dataset)
+    result = np.ones(projection.rows, dtype=bool) if within is None else within.copy()
+    scanned: list[tuple[Term, bool]] = []
+    for term, wanted in [(term, True) for term in text.required] + [(term, False) for term in text.excluded]:
+        if indexed and term.indexed:
+            positions, _ = _term_hits(projection, term)
+            hit = np.zeros(projection.rows, dtype=bool)
+            hit[positions] = True
+            result &= hit if wanted else ~hit
+        else:
+            scanned.append((term, wanted))
+    patterns = [(term.pattern(), wanted, TEXT_VAR) for term, wanted in scanned]
+    if text.regex:
+        patterns.append((text.regex, True, REGEX_VAR))  # run on the text as written (no CJK separators)
+    if patterns:
+        result = _scanned(projection, result, patterns)
+    return result
+
+
+def scores(projection, text: TextQuery) -> np.ndarray:
+    """Per row, the summed BM25 score of the required indexed terms (0 where none matched)."""
+    total = np.zeros(projection.rows, dtype=np.float32)
+    if not has_index(projection.dataset):
+        return total
+    for term in text.required:
+        if term.indexed:
+            positions, term_scores = _term_hits(projection, term)
+            total[positions] += term_scores
+    return total
+
+
+def _term_hits(projection, term: Term) -> tuple[np.ndarray, np.ndarray]:
+    """Every row of the projection's version holding `term`: positions and scores, kept per term."""
+    terms = projection.cache.setdefault("text_terms", {})
+    found = terms.get(term)
+    if found is None:
+        query = (
+            PhraseQuery(" ".join(term.tokens), SEARCH_TEXT)
+            if len(term.tokens) > 1
+            else MatchQuery(term.tokens[0], SEARCH_TEXT)
+        )
+        table = projection.dataset.to_table(
+            columns=[], full_text_query=query, with_row_address=True, disable_scoring_autoprojection=False
+        )
+        addresses = table.column("_rowaddr").to_numpy()
+        positions = _positions(projection, addresses)
+        found = (positions, table.column("_score").to_numpy().astype(np.float32))
+        if len(terms) >= _CACHED_TERMS:
+            terms.pop(next(iter(terms)))
+        terms[term] = found
+    return found
+
+
+def _positions(projection, addresses: np.ndarray) -> np.ndarray:
+    """Projection positions of LanceDB row addresses (fragment id << 32 | offset)."""
+    sorted_addresses, order = projection.derived(("text", "addresses"), lambda: _address_index(projection))
+    at = np.searchsorted(sorted_addresses, addresses)
+    at = np.minimum(at, len(sorted_addresses) - 1)
+    known = sorted_addresses[at] == addresses if len(sorted_addresses) else np.zeros(len(addresses), bool)
+    return order[at[known]]
+
+
+def _address_index(projection) -> tuple[np.ndarray, np.ndarray]:
+    """Every row's address in position order, sorted, with the positions in that order. Fragments
+    without deletions are ranges; only those with deletions are read."""
+    pieces = []
+    for fragment in projection.dataset.get_fragments():
+        physical = fragment.metadata.physical_rows
+        base = np.uint64(fragment.fragment_id) << np.uint64(32)
+        if fragment.metadata.num_deletions:
+            read = fragment.to_table(columns=[], with_row_address=True).column("_rowaddr")
+            pieces.append(read.to_numpy().astype(np.uint64))
+        else:
+            pieces.append(base + np.arange(physical, dtype=np.uint64))
+    addresses = np.concatenate(pieces) if pieces else np.empty(0, dtype=np.uint64)
+    if len(addresses) != projection.rows:
+        raise RuntimeError(f"{len(addresses)} row addresses for {projection.rows} rows")
+    order = np.argsort(addresses, kind="stable")
+    return addresses[order], order
+
+
+def _scanned(projection, candidates: np.ndarray, patterns: list[tuple[str, bool, str]]) -> np.ndarray:
+    """`candidates` narrowed to the rows whose text matches each (pattern, wanted) pair."""
+    positions = np.flatnonzero(candidates)
+    if len(positions) > SCAN_LIMIT:
+        parameter = patterns[-1][2]
+        raise QueryError(
+            parameter,
+            f"would read the text of {len(positions):,} trajectories; a prefix or pattern reads at most "
+            f"{SCAN_LIMIT:,}. Add a whole word to q or narrow the filters.",
+        )
+    result = np.zeros(projection.rows, dtype=bool)
+    for start in range(0, len(positions), _SCAN_BATCH):
+        chunk = positions[start : start + _SCAN_BATCH]
+        texts = _texts(projection, chunk)
+        written = pc.replace_substring(texts, content.SEPARATOR, "") if text_regex(patterns) else None
+        keep = np.ones(len(chunk), dtype=bool)
+        for pattern, wanted, parameter in patterns:
+            searched = written if parameter == REGEX_VAR else texts
+            if parameter == REGEX_VAR:
+                pattern = LINE_MODE + pattern
+            found = pc.match_substring_regex(searched, pattern).to_numpy(zero_copy_only=False)
+            keep &= found if wanted else ~found
+        result[chunk[keep]] = True
+    return result
+
+
+def text_regex(patterns: list[tuple[str, bool, str]]) -> bool:
+    return any(parameter == REGEX_VAR for _, _, parameter in patterns)
+
+
+def _texts(projection, positions: np.ndarray) -> pa.Array:
+    if SEARCH_TEXT not in projection.dataset.schema.names:
+        return pa.array([""] * len(positions), pa.large_string())
+    column = projection.dataset.take(pa.array(positions, pa.int64()), columns=[SEARCH_TEXT]).column(SEARCH_TEXT)
+    return pc.fill_null(column.combine_chunks(), "")
+
+
+# --- snippets ---------------------------------------------------------------------------------
+
+
+def snippets(projection, positions: np.ndarray, text: TextQuery) -> list[Snippet | None]:
+    """For each row, the text around its first match (read for the page's rows only)."""
+    if len(positions) == 0:
+        return []
+    texts = [content.shown(found) if found else "" for found in _texts(projection, np.asarray(positions)).to_pylist()]
+    return [snippet(found, highlighter(text, found)) for found in texts]
