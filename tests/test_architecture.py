@@ -37,11 +37,21 @@ def test_only_the_store_imports_lancedb():
     assert offenders == []
 
 
+TEXT_PARSERS = ("content.py", "textquery.py", "highlight.py")
+TEXT_MODULES = ("trajectories.content", "trajectories.textquery", "trajectories.highlight")
+
+
 def test_the_catalogue_and_the_parsers_stand_alone():
     assert [m for m, _ in _imports(PACKAGE / "fields.py") if m.startswith("trajectories")] == []
     assert [m for m, _ in _imports(PACKAGE / "priority.py") if m.startswith("trajectories")] == []
     taken = {(m, frozenset(names)) for m, names in _imports(PACKAGE / "query.py") if m.startswith("trajectories")}
-    assert all(m == "trajectories.fields" or names == {"fields"} for m, names in taken), taken
+    assert all(m in ("trajectories.fields", "trajectories.textquery") or names == {"fields"} for m, names in taken), (
+        taken
+    )
+    # The text parsers (`q`, tokens, highlighting) stand on each other alone.
+    for name in TEXT_PARSERS:
+        taken = {(m, frozenset(names)) for m, names in _imports(PACKAGE / name) if m.startswith("trajectories")}
+        assert all(m in TEXT_MODULES or names == {"content"} for m, names in taken), (name, taken)
     taken = {(m, frozenset(names)) for m, names in _imports(PACKAGE / "analysis.py") if m.startswith("trajectories")}
     assert all(m in ("trajectories.fields", "trajectories.query") or names == {"fields"} for m, names in taken), taken
 
@@ -54,8 +64,9 @@ def test_the_store_imports_only_the_catalogue_and_the_parsers():
             if m.startswith("trajectories") and not m.startswith("trajectories.store")
             for name in (names if m == "trajectories" else [""])
         }
-        allowed = {"trajectories.fields", "trajectories.query", "trajectories.analysis"}
-        assert outside <= {(m, "") for m in allowed} | {("trajectories", "fields"), ("trajectories", "priority")}, (
+        allowed = {"trajectories.fields", "trajectories.query", "trajectories.analysis", *TEXT_MODULES}
+        named = {("trajectories", "fields"), ("trajectories", "priority"), ("trajectories", "content")}
+        assert outside <= {(m, "") for m in allowed} | named, (
             path.name,
             outside,
         )

@@ -71,6 +71,29 @@ _WORDS = (
 )
 
 
+# A quarter of the questions are asked in Chinese, as many of our users write them.
+_CHINESE = (
+    "请计算二项式系数之和，并说明推导过程。",
+    "用工具读取配置文件，找出导致超时的参数。",
+    "模型回答错误时，请先检查工具返回的结果。",
+    "把温度从华氏度换算成摄氏度，保留两位小数。",
+    "修复解析器中的正则表达式，使测试通过。",
+)
+_ERRORS = (
+    "Traceback (most recent call last):\n  File \"main.py\", line 12, in <module>\nKeyError: 'answer'",
+    "bash: ./run.sh: Permission denied",
+    "PermissionError: [Errno 13] Permission denied: '/data/cache'",
+    "错误：权限不足，无法写入 /data/cache",
+    "TimeoutError: tool call exceeded 30 s",
+)
+
+
+def _question(question: int, sentence: str) -> str:
+    if question % 4 == 0:
+        return f"问题 {question}：{_CHINESE[question // 4 % len(_CHINESE)]}{sentence[:80]}"
+    return f"Question {question}: {sentence}"
+
+
 @dataclass(frozen=True)
 class DemoShape:
     count: int
@@ -114,7 +137,7 @@ def _trajectory(rng, texts, training_id, agent_name, run_index, iteration, quest
     turns = rng.randint(2, 6)
     steps = [
         {"role": "system", "content": texts.system[run_index]},
-        {"role": "user", "content": f"Question {question}: " + texts.sentence(30)},
+        {"role": "user", "content": _question(question, texts.sentence(30))},
     ]
     for turn in range(turns):
         tool = rng.choice(tool_names)
@@ -127,6 +150,9 @@ def _trajectory(rng, texts, training_id, agent_name, run_index, iteration, quest
             }
         )
         steps.append({"role": "tool", "tool_call_id": call_id, "name": tool, "content": texts.observation()})
+    if not success and (question + sample) % 3 == 0:
+        # Failed rollouts often end on an environment error: what content search is for.
+        steps[-1] = {**steps[-1], "content": steps[-1]["content"] + "\n" + _ERRORS[(question + sample) % len(_ERRORS)]}
     steps.append({"role": "assistant", "content": f"The answer is {rng.randint(0, 10000)}. " + texts.sentence(20)})
     epoch = iteration // 100
     record = {

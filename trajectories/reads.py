@@ -153,3 +153,13 @@ def existing_ids(*, ids: list[str]) -> set[str]:
 def records(*, trajectory_ids: list[str]) -> Iterator[dict[str, Any]]:
     """Full records (steps and annotations) in batches, all from one table version (exports)."""
     return get_store().records(trajectory_ids=trajectory_ids)
+
+
+def ordered_records(*, query: TrajectoryQuery, progress=None) -> Iterator[dict[str, Any]]:
+    """Every record `query` matches, in its order, streamed from one table version (exports)."""
+    return get_store().ordered_records(query=query, progress=progress)
+
+
+def group_pairs(*, query: TrajectoryQuery, min_gap: float, progress=None) -> Iterator[tuple[dict, dict]]:
+    """(worst, best) records of each GRPO group among the matching rows (preference-pair exports)."""
+    return get_store().group_pairs(query=query, min_gap=min_gap, progress=progress)

@@ -2,7 +2,7 @@ from django.urls import path
 
 from trajectories import links  # noqa: F401  (registers the "traj" path converter)
 
-from .pages import actions, compare, detail, groups, home, imports, listing, questions, stats
+from .pages import actions, compare, detail, exports, groups, home, imports, listing, questions, stats
 
 app_name = "trajectories"
 
@@ -10,6 +10,7 @@ urlpatterns = [
     path("", home.home, name="home"),
     path("trajectories/", listing.trajectory_list, name="list"),
     path("trajectories/actions/", actions.bulk_action, name="actions"),
+    path("trajectories/export/", exports.export_download, name="export"),
     path("trajectories/stats/", stats.stats_page, name="stats"),
     path("trajectories/stats/pivot/", stats.pivot_page, name="pivot"),
     path("trajectories/groups/", groups.group_list, name="groups"),

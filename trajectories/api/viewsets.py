@@ -10,7 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
-from trajectories import comparing, reads, selection, services
+from trajectories import comparing, exporting, reads, selection, services
 from trajectories.auth import require_delete
 
 from . import serializers as s
@@ -114,6 +114,33 @@ class TrajectoryViewSet(viewsets.GenericViewSet):
         return Response(
             {name: [{"value": v, "count": c} for v, c in values if v is not None] for name, values in facets.items()}
         )
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                exporting.FORMAT_VAR,
+                str,
+                enum=[*exporting.FORMATS],
+                description="The dataset format (default jsonl).",
+            ),
+            OpenApiParameter(
+                exporting.MIN_GAP_VAR,
+                float,
+                description="pairs: the least reward gap between a group's best and worst.",
+            ),
+        ],
+        responses={200: bytes},
+    )
+    @action(detail=False, methods=["get"], pagination_class=None)
+    def export(self, request, format=None):
+        """Every trajectory matching the list parameters, in list order, streamed as a dataset: `jsonl`
+        (canonical, re-imports losslessly), `sft` (`{"messages": [...]}`, OpenAI tool calls), `pairs`
+        (best vs worst sample of each GRPO group), `parquet` or `csv` (metadata)."""
+        try:
+            fmt, query, min_gap = exporting.parse_export(request.query_params)
+        except exporting.ExportError as error:
+            raise ValidationError({error.parameter: [error.message]}) from error
+        return exporting.response(fmt, query, min_gap)
 
     @extend_schema(
         parameters=[

@@ -10,7 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from trajectories import fields, reads
+from trajectories import exporting, fields, reads
 from trajectories import query as q
 from trajectories.auth import can_delete
 from trajectories.textquery import REGEX_VAR, RELEVANCE, SCAN_LIMIT, TEXT_VAR
@@ -74,6 +74,7 @@ def _context(request: HttpRequest, state: UrlState, query: q.TrajectoryQuery) ->
             state, {q.SEARCH_VAR, TEXT_VAR, REGEX_VAR} | ({q.ORDERING_VAR} if query.by_relevance else set())
         ),
         "relevance_url": state.url(ordering=RELEVANCE),
+        "export_formats": exporting.FORMATS.values(),
         "scan_limit": f"{SCAN_LIMIT:,}",
         "columns_hidden": _hidden(state, {COLUMNS_VAR}),
         "active_filters": [

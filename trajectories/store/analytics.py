@@ -843,3 +843,24 @@ def pivot(projection: Projection, *, rows_by: str, columns_by: str, mask: np.nda
         "reward_mean": [_nullable(row) for row in reward_mean[:, :-1]],
         "success_rate": [_nullable(row) for row in success_rate[:, :-1]],
     }
+
+
+def extremes(projection: Projection, *, mask: np.ndarray | None, min_gap: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per GRPO group among `mask`'s rows (with a reward): the positions of its lowest and highest
+    reward, for the groups whose two differ by at least `min_gap` (and by more than nothing)."""
+    index = group_index(projection)
+    rewards = projection.column(REWARD).floats()
+    order = index.order
+    keep = ~np.isnan(rewards[order])
+    if mask is not None:
+        keep &= mask[order]
+    order = order[keep]
+    if not len(order):
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    numbers = index.numbers[order]
+    starts = np.flatnonzero(np.concatenate([[True], numbers[1:] != numbers[:-1]]))
+    stops = np.concatenate([starts[1:], [len(order)]]) - 1
+    low, high = order[starts], order[stops]  # the group order is by reward, ascending, within a group
+    gap = rewards[high] - rewards[low]
+    wanted = (gap >= min_gap) & (gap > 0)
+    return low[wanted], high[wanted]

@@ -268,14 +268,27 @@ class QueryEngine:
         """Yield full records with annotations, `batch` at a time, all from one projection's version."""
         projection = self.current()
         positions = [projection.position_of(trajectory_id) for trajectory_id in trajectory_ids]
-        positions = np.array([p for p in positions if p is not None], dtype=np.int64)
-        for start in range(0, len(positions), batch):
-            chunk = positions[start : start + batch]
-            rows = projection.dataset.take(pa.array(np.sort(chunk)), columns=list(RECORD_COLUMNS)).to_pylist()
-            by_position = dict(zip(np.sort(chunk).tolist(), rows, strict=True))
-            annotations = projection.annotations.fields_at(chunk)
-            for position, annotation in zip(chunk.tolist(), annotations, strict=True):
-                yield {**by_position[position], **annotation}
+        yield from _records_at(projection, np.array([p for p in positions if p is not None], dtype=np.int64), batch)
+
+    def ordered_records(self, query: TrajectoryQuery, *, progress=None, batch: int = 500):
+        """Every matching record in the list's order, read `batch` at a time from one version;
+        `progress(done, total)` after each batch."""
+        projection = self.current()
+        positions = projection.ordered(query)
+        yield from _records_at(projection, positions, batch, progress=progress)
+
+    def group_pairs(self, query: TrajectoryQuery, *, min_gap: float, progress=None, batch: int = 250):
+        """(worst, best) records of each GRPO group among the matching rows whose rewards differ by
+        at least `min_gap`, in group order."""
+        projection = self.current()
+        worst, best = analytics.extremes(projection, mask=projection.mask(query), min_gap=min_gap)
+        both = np.empty(2 * len(worst), dtype=np.int64)
+        both[0::2], both[1::2] = worst, best
+        records = _records_at(
+            projection, both, 2 * batch, progress=lambda done, total: progress and progress(done // 2, total // 2)
+        )
+        for low in records:
+            yield low, next(records)
 
     def count(self, query: TrajectoryQuery) -> int:
         projection = self.current()
@@ -357,6 +370,23 @@ class QueryEngine:
     def _facets(self, projection: Projection, mask: np.ndarray | None) -> dict[str, list[tuple[str | None, int]]]:
         positions = None if mask is None else np.flatnonzero(mask)
         return {name: projection.column(name).counts(mask, positions) for name in FACET_FIELDS}
+
+
+def _records_at(projection: Projection, positions: np.ndarray, batch: int, *, progress=None):
+    """Full records at `positions`, in that order; each batch read in storage order (a take reads
+    sorted positions fastest) and put back in the asked order."""
+    total = len(positions)
+    for start in range(0, total, batch):
+        chunk = positions[start : start + batch]
+        order = np.argsort(chunk, kind="stable")
+        taken = projection.dataset.take(pa.array(chunk[order]), columns=list(RECORD_COLUMNS)).to_pylist()
+        rows: list[Any] = [None] * len(chunk)
+        for index, row in zip(order.tolist(), taken, strict=True):
+            rows[index] = row
+        for row, annotation in zip(rows, projection.annotations.fields_at(chunk), strict=True):
+            yield {**row, **annotation}
+        if progress is not None:
+            progress(min(start + batch, total), total)
 
 
 def _versions(projection: Projection) -> tuple[int, int]:

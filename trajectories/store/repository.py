@@ -256,6 +256,13 @@ class TrajectoryStore:
         """Full records (with steps) for export, in batches, from one consistent version."""
         return self.engine.records(trajectory_ids)
 
+    def ordered_records(self, *, query: TrajectoryQuery, progress=None):
+        """Every matching record in the query's order, streamed from one consistent version."""
+        return self.engine.ordered_records(query, progress=progress)
+
+    def group_pairs(self, *, query: TrajectoryQuery, min_gap: float, progress=None):
+        return self.engine.group_pairs(query, min_gap=min_gap, progress=progress)
+
     def facets(self, *, query: TrajectoryQuery | None = None) -> dict[str, list[tuple[str, int]]]:
         self.reads += 1
         return self.engine.facets(query)
