@@ -7,4 +7,4 @@ class TrajectoriesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import auth, signals  # noqa: F401 - connect the cache invalidation receivers
+        from . import auth, monitoring, signals  # noqa: F401 - connect the cache and monitor receivers

@@ -167,6 +167,10 @@ FIELDS: tuple[Field, ...] = (
     _f("steps", Kind.LONG_TEXT, T, "Steps", "The steps as JSON.", nullable=False, arrow=pa.large_string()),
     _f("metadata", Kind.LONG_TEXT, T, "Metadata", "Other fields of the record, as JSON.",
        arrow=pa.large_string()),
+    # Whether the last answer says anything: "rewarded but answered nothing" is a reward-hacking sign.
+    _f("answered", Kind.TRISTATE, T, "Answered", "The final answer is not empty (null: not known).",
+       filter=Filter.BOOLEAN, column=True, display=Display.YES_NO,
+       choices=(("true", "Answered"), ("false", "No answer"), ("null", "Not known"))),
     # What `q` searches (trajectories.content): the steps' text, CJK characters set apart.
     _f("search_text", Kind.LONG_TEXT, T, "Searched text", "The steps' text, as the full-text index reads it.",
        arrow=pa.large_string()),

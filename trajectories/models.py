@@ -102,3 +102,34 @@ class TrajectoryAccess(models.Model):
 
     def __str__(self) -> str:
         return "trajectory access"
+
+
+class Monitor(models.Model):
+    """A saved, named question about trajectories (list parameters: filters, `q`, `regex`), asked of
+    every import's new rows: the rows it matches are tagged `monitor:<name>`, which is also how its
+    matches are listed and counted by iteration."""
+
+    class Rule(models.TextChoices):
+        NONE = "", "none"
+        RUN_MAX_STEPS = "run_max_steps", "step count at its run's maximum"
+
+    name = models.SlugField(max_length=60, unique=True, help_text="letters, digits, - and _")
+    description = models.CharField(max_length=300, blank=True)
+    query = models.TextField(help_text="list parameters, as in a list URL's query string")
+    rule = models.CharField(max_length=32, choices=Rule.choices, blank=True, default=Rule.NONE)
+    enabled = models.BooleanField(default=True)
+    builtin = models.BooleanField(default=False, help_text="shipped with trajsite (switch it on to use it)")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_matched = models.BigIntegerField(default=0, help_text="rows the last evaluation tagged")
+
+    class Meta:
+        ordering = ["-enabled", "name"]
+
+    def __str__(self) -> str:
+        return f"monitor {self.name}"
+
+    @property
+    def tag(self) -> str:
+        return f"monitor:{self.name}"

@@ -163,3 +163,8 @@ def ordered_records(*, query: TrajectoryQuery, progress=None) -> Iterator[dict[s
 def group_pairs(*, query: TrajectoryQuery, min_gap: float, progress=None) -> Iterator[tuple[dict, dict]]:
     """(worst, best) records of each GRPO group among the matching rows (preference-pair exports)."""
     return get_store().group_pairs(query=query, min_gap=min_gap, progress=progress)
+
+
+def text_index_state() -> dict[str, int | bool]:
+    """Whether content search has its index and how many new rows it scans until the next refresh."""
+    return get_store().text_index_state()

@@ -2,7 +2,7 @@ from django.urls import path
 
 from trajectories import links  # noqa: F401  (registers the "traj" path converter)
 
-from .pages import actions, compare, detail, exports, groups, home, imports, listing, questions, stats
+from .pages import actions, compare, detail, exports, groups, home, imports, listing, monitors, questions, stats
 
 app_name = "trajectories"
 
@@ -11,6 +11,10 @@ urlpatterns = [
     path("trajectories/", listing.trajectory_list, name="list"),
     path("trajectories/actions/", actions.bulk_action, name="actions"),
     path("trajectories/export/", exports.export_download, name="export"),
+    path("trajectories/monitors/", monitors.monitor_list, name="monitors"),
+    path("trajectories/monitors/run/", monitors.monitor_run, name="monitor-run"),
+    path("trajectories/monitors/<int:pk>/toggle/", monitors.monitor_toggle, name="monitor-toggle"),
+    path("trajectories/monitors/<int:pk>/delete/", monitors.monitor_delete, name="monitor-delete"),
     path("trajectories/stats/", stats.stats_page, name="stats"),
     path("trajectories/stats/pivot/", stats.pivot_page, name="pivot"),
     path("trajectories/groups/", groups.group_list, name="groups"),

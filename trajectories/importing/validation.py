@@ -194,6 +194,7 @@ def _add_steps(record: dict, row: dict, errors: list[FieldError], warnings: list
     if type(given_answer) is str and given_answer:
         final_answer = given_answer  # an agent's explicit answer (a `Finish` call) beats its last words
     row["final_answer"] = final_answer[:FINAL_ANSWER_LENGTH] if final_answer else None
+    row["answered"] = bool(final_answer and final_answer.strip())
     row["search_text"] = searchable(steps, final_answer)
 
 

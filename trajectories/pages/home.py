@@ -8,10 +8,10 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
 from trajectories import analysis, reads
-from trajectories.models import ImportJob
+from trajectories.models import ImportJob, Monitor
 from trajectories.query import TrajectoryQuery
 
-from . import charts
+from . import charts, monitors
 from .htmlcache import render_cached
 
 _BOOKMARKS_SHOWN = 10
@@ -55,4 +55,7 @@ def _context() -> dict:
         "bookmarked": bookmarked.rows,
         "bookmarked_count": bookmarked.count,
         "imports": list(ImportJob.objects.select_related("created_by")[:5]),
+        "monitors": [monitors.summary(monitor) for monitor in Monitor.objects.filter(enabled=True)],
+        "monitors_off": Monitor.objects.filter(enabled=False).count(),
+        "text_index": reads.text_index_state(),
     }

@@ -220,6 +220,24 @@ class Projection:
             layout=layout,
         )  # fmt: skip
 
+    @classmethod
+    def of_rows(cls, table: pa.Table, *, annotations: pa.Table) -> Projection:
+        """A projection of rows held in memory (no dataset): `table` has the projected columns and
+        the search text, which searches scan (no index); `annotations` the annotation rows there are."""
+        ids = IdColumn.load(table.column(KEY), rows=table.num_rows)
+        rows = len(ids.array)
+        projection = cls(
+            version=0,
+            dataset=None,
+            rows=rows,
+            ids=ids,
+            columns={f.name: load_column(f, table.column(f.name), rows=rows) for f in PROJECTED[TRAJECTORIES]
+                     if f.name != KEY},
+            annotations=AnnotationColumns.load(annotations, version=0, trajectory_ids=ids.array),
+        )  # fmt: skip
+        projection.cache["texts"] = table.column(fields.SEARCH_TEXT).combine_chunks()
+        return projection
+
     def with_annotations(self, annotations: AnnotationColumns) -> Projection:
         """The same rows with other annotations; sort orders of unchanged columns are kept."""
         orders = {key: order for key, order in self._orders.items() if not set(key) & ANNOTATION_FIELDS}

@@ -12,16 +12,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import lancedb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from lancedb.index import BTree
 
 from trajectories.analysis import ChangeQuery, GroupQuery
+from trajectories.fields import SEARCH_TEXT
 from trajectories.query import TrajectoryQuery
 
 from . import commits, textsearch
 from .annotations import AnnotationChange, blank_annotation
 from .engine import RECORD_COLUMNS, QueryEngine, ResultPage
+from .projection import PROJECTED_COLUMNS, Projection
 from .schema import (
     ANNOTATION_SCHEMA,
     ANNOTATIONS_TABLE,
@@ -262,6 +265,33 @@ class TrajectoryStore:
 
     def group_pairs(self, *, query: TrajectoryQuery, min_gap: float, progress=None):
         return self.engine.group_pairs(query, min_gap=min_gap, progress=progress)
+
+    def imported_matching(
+        self, *, import_id: str | None, queries: dict[str, TrajectoryQuery], rules: dict[str, str], batch: int = 20_000
+    ) -> Iterator[dict[str, list[str]]]:
+        """The rows one import stored (None: every row), `batch` at a time: per named query, the ids it matches there
+        (words and patterns scanned in memory: no index is read). `rules` add a condition no list
+        parameter states: `run_max_steps` keeps the rows whose step count is their run's largest."""
+        dataset = _latest(self._table(TRAJECTORIES_TABLE))
+        columns = [*PROJECTED_COLUMNS, SEARCH_TEXT] if SEARCH_TEXT in dataset.schema.names else None
+        if columns is None:
+            return
+        longest = _run_max_steps(dataset) if "run_max_steps" in rules.values() else {}
+        only = None if import_id is None else pc.field("import_id") == import_id
+        reader = dataset.to_batches(columns=columns, filter=only, batch_size=batch)
+        for chunk in reader:
+            table = pa.Table.from_batches([chunk])
+            ids = table.column(KEY)
+            annotations = self._table(ANNOTATIONS_TABLE).to_lance().to_table(filter=pc.field(KEY).isin(ids))
+            projection = Projection.of_rows(table, annotations=annotations)
+            found = {}
+            for name, query in queries.items():
+                mask = projection.mask(query)
+                mask = np.ones(projection.rows, dtype=bool) if mask is None else mask.copy()
+                if rules.get(name) == "run_max_steps":
+                    mask &= _at_run_max(table, longest)
+                found[name] = ids.filter(pa.array(mask)).to_pylist()
+            yield found
 
     def facets(self, *, query: TrajectoryQuery | None = None) -> dict[str, list[tuple[str, int]]]:
         self.reads += 1
@@ -547,6 +577,24 @@ def _latest(table):
     dataset = table.to_lance()
     latest = dataset.latest_version
     return dataset if dataset.version == latest else dataset.checkout_version(latest)
+
+
+def _run_max_steps(dataset) -> dict[str | None, int]:
+    """Each run's largest step count (its step budget, as far as the rows show it)."""
+    grouped = (
+        dataset.to_table(columns=["training_id", "step_count"])
+        .group_by("training_id")
+        .aggregate([("step_count", "max")])
+    )
+    return dict(
+        zip(grouped.column("training_id").to_pylist(), grouped.column("step_count_max").to_pylist(), strict=True)
+    )
+
+
+def _at_run_max(table: pa.Table, longest: dict[str | None, int]) -> np.ndarray:
+    runs = table.column("training_id").to_pylist()
+    steps = table.column("step_count").to_numpy()
+    return np.array([longest.get(run) == count for run, count in zip(runs, steps.tolist(), strict=True)], dtype=bool)
 
 
 def _add_columns(table, missing: list[pa.Field]) -> None:

@@ -64,7 +64,7 @@ def index_state(dataset) -> dict[str, int | bool]:
 
 def mask(projection, text: TextQuery, within: np.ndarray | None) -> np.ndarray:
     """Rows matching `text` among `within` (None: all rows)."""
-    indexed = has_index(projection.dataset)
+    indexed = projection.dataset is not None and has_index(projection.dataset)
     result = np.ones(projection.rows, dtype=bool) if within is None else within.copy()
     scanned: list[tuple[Term, bool]] = []
     for term, wanted in [(term, True) for term in text.required] + [(term, False) for term in text.excluded]:
@@ -86,7 +86,7 @@ def mask(projection, text: TextQuery, within: np.ndarray | None) -> np.ndarray:
 def scores(projection, text: TextQuery) -> np.ndarray:
     """Per row, the summed BM25 score of the required indexed terms (0 where none matched)."""
     total = np.zeros(projection.rows, dtype=np.float32)
-    if not has_index(projection.dataset):
+    if projection.dataset is None or not has_index(projection.dataset):
         return total
     for term in text.required:
         if term.indexed:
@@ -176,6 +176,8 @@ def text_regex(patterns: list[tuple[str, bool, str]]) -> bool:
 
 
 def _texts(projection, positions: np.ndarray) -> pa.Array:
+    if projection.dataset is None:  # rows held in memory (see Projection.of_rows)
+        return pc.fill_null(projection.cache["texts"].take(pa.array(positions, pa.int64())), "")
     if SEARCH_TEXT not in projection.dataset.schema.names:
         return pa.array([""] * len(positions), pa.large_string())
     column = projection.dataset.take(pa.array(positions, pa.int64()), columns=[SEARCH_TEXT]).column(SEARCH_TEXT)
