@@ -221,6 +221,8 @@ def _every_url() -> list[str]:
         f"{LIST}t1/",
         f"{LIST}facets/",
         f"{LIST}compare/",
+        f"{LIST}export/",
+        f"{LIST}t1/similar/",
         f"{LIST}bulk-update/",
         f"{LIST}bulk-delete/",
         "/api/schema/",
@@ -247,6 +249,13 @@ def _every_url() -> list[str]:
         reverse("trajectories:step-raw", args=["t1", 0]),
         reverse("trajectories:raw", args=["t1"]),
         reverse("trajectories:annotate", args=["t1"]),
+        reverse("trajectories:export"),
+        reverse("trajectories:clusters"),
+        reverse("trajectories:cluster-annotate"),
+        reverse("trajectories:monitors"),
+        reverse("trajectories:monitor-run"),
+        reverse("trajectories:monitor-toggle", args=[1]),
+        reverse("trajectories:monitor-delete", args=[1]),
     ]
 
 

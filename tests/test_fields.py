@@ -269,9 +269,10 @@ def test_every_filter_parameter_is_in_the_openapi_schema(stored, api):
     listed = {parameter["name"] for parameter in schema["paths"]["/api/trajectories/"]["get"]["parameters"]}
     for field in fields.FILTERED:
         assert set(q.parameters(field)) <= listed, field.name
-    assert {q.SEARCH_VAR, q.ORDERING_VAR, q.PAGE_VAR, q.PAGE_SIZE_VAR} <= listed
+    assert {q.SEARCH_VAR, q.TEXT_VAR, q.REGEX_VAR, q.ORDERING_VAR, q.PAGE_VAR, q.PAGE_SIZE_VAR} <= listed
     detail = schema["components"]["schemas"]["TrajectoryDetail"]["properties"]
-    assert {field.name for field in fields.FIELDS} <= set(detail)
+    assert {field.name for field in fields.FIELDS if not field.internal} <= set(detail)
+    assert not {field.name for field in fields.FIELDS if field.internal} & set(detail)
 
 
 def test_the_schema_states_the_annotation_limits(api):

@@ -152,7 +152,7 @@ def pair_lines(pairs: Iterable[tuple[dict[str, Any], dict[str, Any]]]) -> Iterat
 # --- Parquet and CSV --------------------------------------------------------------------------
 
 _TABLE_FIELDS = tuple(
-    field for field in fields.FIELDS if field.name not in (fields.SEARCH_TEXT, "updated_at", "updated_by")
+    field for field in fields.FIELDS if not field.internal and field.name not in ("updated_at", "updated_by")
 )
 PARQUET_SCHEMA = pa.schema([field.arrow_field().with_nullable(True) for field in _TABLE_FIELDS])
 _PARQUET_ROWS = 2_000

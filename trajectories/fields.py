@@ -34,6 +34,7 @@ class Kind(StrEnum):
     BOOL = "bool"  # never null
     TRISTATE = "tristate"  # true, false or null ("not judged")
     LIST = "list"  # a list of strings
+    VECTOR = "vector"  # a fixed-length float32 vector (the embedding): read from LanceDB, never shown
 
 
 class Filter(StrEnum):
@@ -59,6 +60,7 @@ EMPTY_SUFFIX = "_empty"
 MIN_SUFFIX = "_min"
 MAX_SUFFIX = "_max"
 
+VECTOR_DIM = 64  # the embedding's length (trajectories.embedding)
 _ARROW = {
     Kind.ID: pa.string(),
     Kind.TEXT: pa.string(),
@@ -69,6 +71,7 @@ _ARROW = {
     Kind.BOOL: pa.bool_(),
     Kind.TRISTATE: pa.bool_(),
     Kind.LIST: pa.list_(pa.string()),
+    Kind.VECTOR: pa.list_(pa.float32(), VECTOR_DIM),
 }
 
 
@@ -96,6 +99,7 @@ class Field:
     display: Display = Display.TEXT
     exported: bool = False  # a field of the canonical import format, written by the export
     choices: tuple[tuple[str, str], ...] = ()  # a BOOLEAN filter's values and their labels on the page
+    internal: bool = False  # derived for the store's own use (search, similarity): not part of a record
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -115,7 +119,7 @@ class Field:
     @property
     def projected(self) -> bool:
         """Held in memory by every process: what lists filter, sort, count and show."""
-        return self.kind is not Kind.LONG_TEXT and (
+        return self.kind not in (Kind.LONG_TEXT, Kind.VECTOR) and (
             self.table == ANNOTATIONS or bool(self.filter or self.sortable or self.column or self.facet)
         )
 
@@ -173,7 +177,9 @@ FIELDS: tuple[Field, ...] = (
        choices=(("true", "Answered"), ("false", "No answer"), ("null", "Not known"))),
     # What `q` searches (trajectories.content): the steps' text, CJK characters set apart.
     _f("search_text", Kind.LONG_TEXT, T, "Searched text", "The steps' text, as the full-text index reads it.",
-       arrow=pa.large_string()),
+       arrow=pa.large_string(), internal=True),
+    # What "similar" and failure clusters compare (trajectories.embedding).
+    _f("embedding", Kind.VECTOR, T, "Embedding", "Hashed words and tool n-grams, length 1.", internal=True),
     _f("source_format", Kind.TEXT, T, "Format", "The format the record was read as.", filter=Filter.EXACT,
        sortable=True, column=True),
     _f("source", Kind.LONG_TEXT, T, "Source", "The file and line it was read from."),
@@ -200,6 +206,8 @@ FIELDS: tuple[Field, ...] = (
 )  # fmt: skip
 
 SEARCH_TEXT = "search_text"
+EMBEDDING = "embedding"
+INTERNAL = tuple(field.name for field in FIELDS if field.internal)
 BY_NAME: dict[str, Field] = {field.name: field for field in FIELDS}
 BY_PARAM: dict[str, Field] = {field.param: field for field in FIELDS if field.filter}
 

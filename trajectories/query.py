@@ -34,6 +34,7 @@ PAGE_VAR = "page"
 PAGE_SIZE_VAR = "page_size"
 ORDERING_VAR = "ordering"
 SEARCH_VAR = "search"
+KEY_PARAM = catalogue.get(catalogue.KEY).param
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000

@@ -168,3 +168,14 @@ def group_pairs(*, query: TrajectoryQuery, min_gap: float, progress=None) -> Ite
 def text_index_state() -> dict[str, int | bool]:
     """Whether content search has its index and how many new rows it scans until the next refresh."""
     return get_store().text_index_state()
+
+
+@_cached("similar", lambda *, trajectory_id, query, k: repr((trajectory_id, query.filter_key(), k)))
+def similar(*, trajectory_id: str, query: TrajectoryQuery, k: int) -> list[dict[str, Any]] | None:
+    """The trajectories among `query`'s rows most like one (by embedding), most similar first."""
+    return get_store().similar(trajectory_id=trajectory_id, query=query, k=k)
+
+
+def clusters(*, query: TrajectoryQuery, k: int) -> dict[str, Any]:
+    """k-means clusters of `query`'s rows (not cached: a cluster lists every member's id)."""
+    return get_store().clusters(query=query, k=k)

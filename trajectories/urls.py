@@ -2,7 +2,20 @@ from django.urls import path
 
 from trajectories import links  # noqa: F401  (registers the "traj" path converter)
 
-from .pages import actions, compare, detail, exports, groups, home, imports, listing, monitors, questions, stats
+from .pages import (
+    actions,
+    clusters,
+    compare,
+    detail,
+    exports,
+    groups,
+    home,
+    imports,
+    listing,
+    monitors,
+    questions,
+    stats,
+)
 
 app_name = "trajectories"
 
@@ -11,6 +24,8 @@ urlpatterns = [
     path("trajectories/", listing.trajectory_list, name="list"),
     path("trajectories/actions/", actions.bulk_action, name="actions"),
     path("trajectories/export/", exports.export_download, name="export"),
+    path("trajectories/clusters/", clusters.cluster_page, name="clusters"),
+    path("trajectories/clusters/annotate/", clusters.cluster_annotate, name="cluster-annotate"),
     path("trajectories/monitors/", monitors.monitor_list, name="monitors"),
     path("trajectories/monitors/run/", monitors.monitor_run, name="monitor-run"),
     path("trajectories/monitors/<int:pk>/toggle/", monitors.monitor_toggle, name="monitor-toggle"),

@@ -22,8 +22,12 @@ class TrajectoryQueryFilter(BaseFilterBackend):
 
 
 def parse_request(request) -> q.TrajectoryQuery:
+    return parse_request_params(request.query_params)
+
+
+def parse_request_params(params) -> q.TrajectoryQuery:
     try:
-        return q.parse_query(request.query_params)
+        return q.parse_query(params)
     except q.QueryError as error:
         raise ValidationError({error.parameter: [error.message]}) from error
 

@@ -95,7 +95,11 @@ class TrajectoryDetailSerializer(TrajectorySummarySerializer):
     metadata = serializers.SerializerMethodField()
 
     def get_fields(self):
-        rest = [field for field in fields.FIELDS if not field.summary and field.name not in {"steps", "metadata"}]
+        rest = [
+            field
+            for field in fields.FIELDS
+            if not field.summary and not field.internal and field.name not in {"steps", "metadata"}
+        ]
         return {**super().get_fields(), **_declared(rest)}
 
     def get_steps(self, row) -> list:

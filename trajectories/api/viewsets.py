@@ -14,7 +14,7 @@ from trajectories import comparing, exporting, reads, selection, services
 from trajectories.auth import require_delete
 
 from . import serializers as s
-from .filters import TrajectoryQueryFilter, parse_request
+from .filters import TrajectoryQueryFilter, parse_request, parse_request_params
 from .pagination import StorePagination
 
 
@@ -58,6 +58,25 @@ class TrajectoryViewSet(viewsets.GenericViewSet):
         if not services.delete(trajectory_ids=[trajectory_id]):
             raise NotFound(f"no trajectory {trajectory_id!r}")
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("k", int, description="how many (1-100, default 10)")],
+        responses={200: dict},
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def similar(self, request, trajectory_id: str, format=None):
+        """The trajectories most like this one (cosine of their embeddings), among those the list
+        parameters select (e.g. `training_id=…&is_success=false`: similar failures of that run)."""
+        params = request.query_params.copy()
+        k = _whole(params.pop("k", ["10"])[-1], low=1, high=100, name="k")
+        query = parse_request_params(params)
+        rows = reads.similar(trajectory_id=trajectory_id, query=query, k=k)
+        if rows is None:
+            raise NotFound(f"no trajectory {trajectory_id!r}")
+        data = s.TrajectorySummarySerializer(rows, many=True, context={"request": request}).data
+        for item, row in zip(data, rows, strict=True):
+            item["similarity"] = row["similarity"]
+        return Response({"trajectory_id": trajectory_id, "results": data})
 
     @extend_schema(
         request=s.BulkUpdateSerializer,
@@ -187,3 +206,9 @@ def _unconfirmed(request, chosen: selection.Selection, *, action: str, token: st
         "confirm": selection.confirmation_token(chosen, action=action, user=request.user),
     }
     return Response(body, status=status.HTTP_409_CONFLICT if token else status.HTTP_428_PRECONDITION_REQUIRED)
+
+
+def _whole(text: str, *, low: int, high: int, name: str) -> int:
+    if not text.isascii() or not text.isdigit() or not low <= int(text) <= high:
+        raise ValidationError({name: [f"a whole number from {low} to {high}"]})
+    return int(text)

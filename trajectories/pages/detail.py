@@ -64,11 +64,20 @@ def _context(request: HttpRequest, trajectory_id: str) -> dict:
         "rewards": [(name, record.get(name)) for name in fields.REWARDS],
         "group": _group(record),
         "group_page_url": _group_page_url(record),
+        "similar_failures_url": _similar_failures_url(record),
         "data_id_url": analysis.link(reverse("trajectories:list"), analysis.rows_of("data_id", record["data_id"])),
     }
 
 
 GROUP_SHOWN = 64
+
+
+def _similar_failures_url(record: dict) -> str | None:
+    """This trajectory's page, its similar list narrowed to the failures of its run."""
+    if record.get("training_id") is None:
+        return None
+    narrowed = urlencode([("training_id", record["training_id"]), ("is_success", "false")])
+    return f"{reverse('trajectories:detail', args=[record['trajectory_id']])}?{narrowed}#similar"
 
 
 def _search_hits(steps: list, text: TextQuery | None, *, start: int, list_params: str) -> dict | None:

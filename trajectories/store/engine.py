@@ -20,15 +20,15 @@ from trajectories import fields, priority
 from trajectories.analysis import ChangeQuery, GroupQuery
 from trajectories.query import DEFAULT_ORDERING, TrajectoryQuery
 
-from . import analytics, textsearch
+from . import analytics, similarity, textsearch
 from .projection import PROJECTED_COLUMNS, AnnotationColumns, Projection
 from .schema import TRAJECTORY_SCHEMA
 
 log = logging.getLogger(__name__)
 
 FACET_FIELDS = tuple(field.name for field in fields.FACETS)
-# A record is every stored field but the search text (the steps' text again, read only to search).
-RECORD_COLUMNS = tuple(name for name in TRAJECTORY_SCHEMA.names if name != fields.SEARCH_TEXT)
+# A record is every stored field but the internal ones (the search text, the embedding).
+RECORD_COLUMNS = tuple(name for name in TRAJECTORY_SCHEMA.names if name not in fields.INTERNAL)
 UNPROJECTED = tuple(name for name in RECORD_COLUMNS if name not in PROJECTED_COLUMNS)
 _RECORD_ORDER = (*RECORD_COLUMNS, *(f.name for f in fields.PROJECTED if f.table == fields.ANNOTATIONS))
 # Projections this large get their common sort orders built ahead of the first request that needs one.
@@ -289,6 +289,40 @@ class QueryEngine:
         )
         for low in records:
             yield low, next(records)
+
+    def similar(self, trajectory_id: str, query: TrajectoryQuery, *, k: int) -> list[dict[str, Any]] | None:
+        """The `k` trajectories among `query`'s rows most like this one (list rows with `similarity`,
+        the cosine), most similar first; None when the id is not stored."""
+        projection = self.current()
+        position = projection.position_of(trajectory_id)
+        if position is None:
+            return None
+        positions, scores = similarity.similar(projection, position, mask=projection.mask(query), k=k)
+        rows = projection.rows_at(positions)
+        for row, score in zip(rows, scores.tolist(), strict=True):
+            row["similarity"] = round(score, 4)
+        return rows
+
+    def clusters(self, query: TrajectoryQuery, *, k: int) -> dict[str, Any]:
+        """k-means clusters of `query`'s rows: per cluster its size, labels, sizes by iteration, ids."""
+        projection = self.current()
+        found = similarity.clusters(projection, mask=projection.mask(query), k=k)
+        ids = projection.ids
+        return {
+            "clusters": [
+                {
+                    "size": len(cluster.members),
+                    "terms": list(cluster.terms),
+                    "tools": list(cluster.tools),
+                    "by_iteration": [list(pair) for pair in cluster.by_iteration],
+                    "ids": ids.values_at(cluster.members),
+                }
+                for cluster in found.clusters
+            ],
+            "considered": found.considered,
+            "matching": found.matching,
+            "without_embedding": found.without_embedding,
+        }
 
     def count(self, query: TrajectoryQuery) -> int:
         projection = self.current()

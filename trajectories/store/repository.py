@@ -259,6 +259,12 @@ class TrajectoryStore:
         """Full records (with steps) for export, in batches, from one consistent version."""
         return self.engine.records(trajectory_ids)
 
+    def similar(self, *, trajectory_id: str, query: TrajectoryQuery, k: int) -> list[dict[str, Any]] | None:
+        return self.engine.similar(trajectory_id, query, k=k)
+
+    def clusters(self, *, query: TrajectoryQuery, k: int) -> dict[str, Any]:
+        return self.engine.clusters(query, k=k)
+
     def ordered_records(self, *, query: TrajectoryQuery, progress=None):
         """Every matching record in the query's order, streamed from one consistent version."""
         return self.engine.ordered_records(query, progress=progress)

@@ -178,6 +178,46 @@ document.addEventListener("DOMContentLoaded", () => {
     hitLinks[current].classList.add("current");
   }
 
+  // Similar trajectories: asked of the API when opened (an exact search over the list's rows).
+  const similar = document.getElementById("similar");
+  const loadSimilar = async () => {
+    if (similar.dataset.loaded) return;
+    similar.dataset.loaded = "1";
+    const body = document.getElementById("similar-body");
+    try {
+      const response = await fetch(similar.dataset.url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (!response.ok) throw new Error(`${response.status}`);
+      const found = (await response.json()).results;
+      body.replaceChildren();
+      if (!found.length) {
+        body.textContent = "No similar trajectory among these.";
+        return;
+      }
+      const table = document.createElement("table");
+      table.className = "similar-table";
+      for (const row of found) {
+        const line = table.insertRow();
+        const link = document.createElement("a");
+        link.href = row.url.replace("/api/trajectories/", similar.dataset.list) + window.location.search;
+        link.textContent = row.trajectory_id;
+        line.insertCell().append(link);
+        line.insertCell().textContent = row.reward === null ? "—" : Number(row.reward).toFixed(3);
+        line.insertCell().textContent = row.is_success === null ? "not judged" : row.is_success ? "success" : "failure";
+        line.insertCell().textContent = `${Math.round(row.similarity * 100)}% alike`;
+      }
+      body.append(table);
+    } catch (error) {
+      body.textContent = `Could not load similar trajectories (${error.message}).`;
+    }
+  };
+  if (similar) {
+    similar.addEventListener("toggle", () => similar.open && loadSimilar());
+    if (window.location.hash === "#similar") {
+      similar.open = true;
+      loadSimilar();
+    }
+  }
+
   document.addEventListener("keydown", (event) => {
     if ((event.ctrlKey || event.metaKey) && event.key === "Enter" && event.target.closest("#annotation-form")) {
       event.preventDefault();

@@ -1,0 +1,88 @@
+"""One vector per trajectory, computed at import with no model download: what "similar" and failure
+clusters compare.
+
+The default is feature hashing: each distinct word of the searchable text (its start and its end,
+where prompts and failures are) and each tool and pair of consecutive tools sets one of `DIM`
+dimensions to ±1 (the sign from the hash too), then the vector is scaled to length 1, so a dot
+product is a cosine. Deterministic across processes (crc32, not Python's salted hash).
+
+`TRAJSITE_EMBEDDING` (environment; import workers read it, Django is not loaded there) names
+another function as `module:function` taking (tools, text) and returning any vector; it is brought
+to `DIM` by a fixed random projection. `trajectories.embedding:sentence_transformer` uses a local
+sentence-transformers model named by `TRAJSITE_EMBEDDING_MODEL` (a path: nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import re
+import zlib
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from trajectories.fields import VECTOR_DIM
+
+DIM = VECTOR_DIM
+_HEAD, _TAIL = 2_000, 4_000
+_WORD = re.compile(r"[^\W\d_]{3,}|[\u3400-\u9fff]")
+_TOOL_WEIGHT = 2.0
+
+
+def hashed(tools: Sequence[str], text: str) -> np.ndarray:
+    """The default embedding: hashed words and tool n-grams."""
+    vector = np.zeros(DIM, dtype=np.float32)
+    clipped = text if len(text) <= _HEAD + _TAIL else text[:_HEAD] + "\n" + text[-_TAIL:]
+    for word in set(_WORD.findall(clipped.lower())):
+        _add(vector, word, 1.0)
+    for index, tool in enumerate(tools):
+        _add(vector, "tool:" + tool, _TOOL_WEIGHT)
+        if index:
+            _add(vector, f"tools:{tools[index - 1]}>{tool}", _TOOL_WEIGHT)
+    return _unit(vector)
+
+
+def _add(vector: np.ndarray, feature: str, weight: float) -> None:
+    code = zlib.crc32(feature.encode())
+    vector[code % DIM] += weight if code & 0x80000000 else -weight
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm else vector
+
+
+def sentence_transformer(tools: Sequence[str], text: str) -> np.ndarray:
+    """A local sentence-transformers model (`TRAJSITE_EMBEDDING_MODEL`, a directory)."""
+    return np.asarray(_model().encode(" ".join(tools) + "\n" + text[: _HEAD + _TAIL]), dtype=np.float32)
+
+
+@functools.cache
+def _model():
+    from sentence_transformers import SentenceTransformer  # optional: only when chosen
+
+    return SentenceTransformer(os.environ["TRAJSITE_EMBEDDING_MODEL"], local_files_only=True)
+
+
+@functools.cache
+def _chosen() -> Callable[[Sequence[str], str], np.ndarray]:
+    name = os.environ.get("TRAJSITE_EMBEDDING", "")
+    if not name:
+        return hashed
+    module, _, function = name.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+@functools.cache
+def _projection(width: int) -> np.ndarray:
+    return np.random.default_rng(width).standard_normal((width, DIM)).astype(np.float32) / np.sqrt(DIM)
+
+
+def embed(tools: Sequence[str], text: str) -> list[float]:
+    """The stored vector of a trajectory (the chosen function's, brought to `DIM`, length 1)."""
+    vector = np.asarray(_chosen()(tools, text), dtype=np.float32).ravel()
+    if len(vector) != DIM:
+        vector = vector @ _projection(len(vector))
+    return _unit(vector).tolist()
