@@ -13,8 +13,7 @@ from typing import Any
 
 import orjson
 
-from trajectories.content import searchable
-from trajectories.embedding import embed
+from trajectories.derived import derived_columns
 from trajectories.store.annotations import AnnotationChange
 
 from .errors import FieldError, RecordError, type_name
@@ -195,9 +194,7 @@ def _add_steps(record: dict, row: dict, errors: list[FieldError], warnings: list
     if type(given_answer) is str and given_answer:
         final_answer = given_answer  # an agent's explicit answer (a `Finish` call) beats its last words
     row["final_answer"] = final_answer[:FINAL_ANSWER_LENGTH] if final_answer else None
-    row["answered"] = bool(final_answer and final_answer.strip())
-    row["search_text"] = searchable(steps, final_answer)
-    row["embedding"] = embed(row["tools"], row["search_text"])
+    row.update(derived_columns(steps, final_answer, row["tools"]))
 
 
 def _tool_calls(raw_calls: Any, index: int, errors: list[FieldError]) -> list[dict] | None:

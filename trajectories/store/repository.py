@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import lance
 import lancedb
 import numpy as np
 import pyarrow as pa
@@ -18,6 +19,7 @@ import pyarrow.compute as pc
 from lancedb.index import BTree
 
 from trajectories.analysis import ChangeQuery, GroupQuery
+from trajectories.derived import DERIVED, derived_columns
 from trajectories.fields import SEARCH_TEXT
 from trajectories.query import TrajectoryQuery
 
@@ -535,6 +537,37 @@ class TrajectoryStore:
             commits.retrying(lambda table=table: _ensure_key_index(table), action=f"indexing {name}")
         table = self._table(TRAJECTORIES_TABLE)
         commits.retrying(lambda: _ensure_text_index(table), action="building the full-text index")
+
+    def backfill_derived(self) -> list[str]:
+        """Compute the derived columns a store made before they existed holds as nulls (the search
+        text, whether a final answer was given, the embedding) from each row's stored steps. The
+        columns are dropped and written anew from the data (only their own files are written, not
+        the rows); run it while no import runs. Returns the columns filled."""
+        table = self._table(TRAJECTORIES_TABLE)
+        dataset = _latest(table)
+        empty = [
+            name
+            for name in DERIVED
+            if name not in dataset.schema.names or dataset.count_rows(filter=f"{name} IS NOT NULL") == 0
+        ]
+        if not empty or dataset.count_rows() == 0:
+            return []
+        present = [name for name in empty if name in dataset.schema.names]
+        if present:
+            dataset.drop_columns(present)
+            dataset = _latest(table)
+        output = pa.schema([TRAJECTORY_SCHEMA.field(name) for name in empty])
+
+        @lance.batch_udf(output_schema=output)
+        def derive(batch: pa.RecordBatch) -> pa.RecordBatch:
+            rows = [derived_columns(steps, answer) for steps, answer in zip(
+                batch.column("steps").to_pylist(), batch.column("final_answer").to_pylist(), strict=True)]  # fmt: skip
+            return pa.RecordBatch.from_pydict({name: [row[name] for row in rows] for name in empty}, schema=output)
+
+        dataset.add_columns(derive, read_columns=["steps", "final_answer"], batch_size=2_000)
+        self._wrote()
+        table.checkout_latest()
+        return empty
 
     def text_index_state(self) -> dict[str, int | bool]:
         """Whether content search has its index, and how many rows it scans until the next refresh."""
