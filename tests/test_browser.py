@@ -296,3 +296,25 @@ def test_the_list_fits_1400_pixels_with_long_names(page, record, write_jsonl, ru
     cell = page.locator("#result_list td.field-training_id").first
     assert cell.get_attribute("title") == long  # the whole name on hover
     page.screenshot(path=str(ARTIFACTS / "list-dense.png"), full_page=False)
+
+
+def test_content_search_marks_matches_and_similar_loads(page):
+    page.fill("#searchbar", "answer 42")
+    page.press("#searchbar", "Enter")
+    page.wait_for_url(re.compile(r".*q=answer\+42"))
+    assert "40 results" in page.locator("#changelist-search").inner_text()
+    assert page.locator("td.snippet mark").first.inner_text().lower() in ("answer", "42")
+    page.locator("#result_list tbody th a").first.click()
+    page.wait_for_selector("#search-nav")
+    assert page.locator("#search-count").get_attribute("data-total") == "2"  # the tool result "42", the answer
+    assert page.locator("article.step.search-hit mark").count() >= 2
+    page.keyboard.press("n")
+    assert page.evaluate("window.location.hash") == "#step-4"
+    page.click("#similar summary")
+    page.wait_for_selector(".similar-table tr")
+    assert page.locator(".similar-table tr").count() >= 5
+    # Model output found by a search stays text in the snippet.
+    page.goto(f"{page.base}/trajectories/?q=javascript")
+    shown = page.locator("td.snippet").first.inner_text()
+    assert XSS_IMG in shown and "[click](javascript:window.__xss=3)" in shown
+    assert page.evaluate("window.__xss") is None

@@ -105,9 +105,7 @@ def _term_hits(projection, term: Term) -> tuple[np.ndarray, np.ndarray]:
             if len(term.tokens) > 1
             else MatchQuery(term.tokens[0], SEARCH_TEXT)
         )
-        table = projection.dataset.to_table(
-            columns=[], full_text_query=query, with_row_address=True, disable_scoring_autoprojection=False
-        )
+        table = projection.dataset.to_table(columns=["_score"], full_text_query=query, with_row_address=True)
         addresses = table.column("_rowaddr").to_numpy()
         positions = _positions(projection, addresses)
         found = (positions, table.column("_score").to_numpy().astype(np.float32))

@@ -158,11 +158,11 @@ document.addEventListener("DOMContentLoaded", () => {
     step.classList.add("search-hit");
     markWords(step);
   }
-  let current = -1;
+  let currentHit = -1;
   const goToHit = (delta) => {
     if (!hitLinks.length) return;
-    current = (current + delta + hitLinks.length) % hitLinks.length;
-    const link = hitLinks[current];
+    currentHit = (currentHit + delta + hitLinks.length) % hitLinks.length;
+    const link = hitLinks[currentHit];
     const step = link.classList.contains("here") ? document.getElementById(`step-${link.dataset.step}`) : null;
     if (step) {
       step.scrollIntoView({ block: "start" });
@@ -173,9 +173,9 @@ document.addEventListener("DOMContentLoaded", () => {
     for (const other of hitLinks) other.classList.toggle("current", other === link);
   };
   if (hitSteps.length && !window.location.hash) {
-    current = hitLinks.findIndex((link) => link.classList.contains("here"));
+    currentHit = hitLinks.findIndex((link) => link.classList.contains("here"));
     hitSteps[0].scrollIntoView({ block: "start" });
-    hitLinks[current].classList.add("current");
+    hitLinks[currentHit].classList.add("current");
   }
 
   // Similar trajectories: asked of the API when opened (an exact search over the list's rows).
