@@ -163,3 +163,8 @@ def test_a_failed_export_leaves_no_file(exported, tmp_path, monkeypatch):
     with pytest.raises(OSError):
         _export(tmp_path, "jsonl")
     assert not list(tmp_path.glob("out.jsonl*"))
+
+
+def test_an_export_answers_its_own_type_whatever_the_client_accepts(exported, staff_client):
+    response = staff_client.get("/api/trajectories/export/", {"as": "csv"}, HTTP_ACCEPT="text/csv")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")

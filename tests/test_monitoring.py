@@ -116,3 +116,15 @@ def test_the_pages_create_switch_and_show_monitors(db, store, records, write_jso
     assert _tags(store)["zh"] == {"monitor:tool-error"}
     page = staff_client.get("/trajectories/monitors/").content.decode()
     assert 'id="monitor-tool-error"' in page
+
+
+def test_a_rerun_leaves_rows_tagged_already_alone(db, store, records, write_jsonl, run_import):
+    Monitor.objects.filter(name="tool-error").update(enabled=True)
+    assert run_import(write_jsonl(records))[2] is None
+    from trajectories.store import AnnotationChange
+
+    store.annotate(trajectory_ids=["err"], change=AnnotationChange(category="env"), user="alice")
+    assert monitoring.run(import_id=None) == {"tool-error": 0}
+    row = next(row for row in all_rows(store) if row["trajectory_id"] == "err")
+    assert row["category"] == "env" and "monitor:tool-error" in row["tags"]
+    assert store.get(trajectory_id="err")["updated_by"] == "alice"

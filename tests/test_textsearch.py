@@ -245,3 +245,41 @@ def test_script_in_a_trajectory_stays_text(db, store, record, write_jsonl, run_i
     run_import(write_jsonl([record(steps=[{"role": "tool", "content": payload}])]))
     page = staff_client.get("/trajectories/", {"q": "needle"}).content.decode()
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; <mark>needle</mark>" in page
+
+
+@pytest.mark.parametrize("odd", ["(?P<trajsite_match>x)", "错\\C", "(?P<m>file)", "(file)|(value)"])
+def test_odd_patterns_are_refused_or_answered_never_a_crash(searched, odd):
+    store, _ = searched
+    try:
+        rows = store.page(query=parse_query({"regex": odd, "page_size": "5"})).rows
+    except QueryError as error:
+        assert error.parameter == "regex"
+    else:
+        assert all(row["snippet"] is None or row["snippet"].parts for row in rows)
+
+
+def test_words_with_combining_marks_and_long_words(store, record, write_jsonl, run_import, db):
+    long_word = "a" * 100
+    made = [
+        record(trajectory_id="hi", steps=[{"role": "user", "content": "नमस्ते दुनिया"}]),
+        record(trajectory_id="tr", steps=[{"role": "user", "content": "İstanbul trip"}]),
+        record(trajectory_id="ru", steps=[{"role": "user", "content": "я" * 60 + " end"}]),
+        record(trajectory_id="lg", steps=[{"role": "user", "content": long_word + " end"}]),
+        record(trajectory_id="no", steps=[{"role": "user", "content": "nothing here end"}]),
+    ]
+    assert run_import(write_jsonl(made))[2] is None
+    assert _ids(store, q="नमस्ते") == ["hi"]
+    assert _ids(store, q="İstanbul") == ["tr"]
+    assert _ids(store, q="я" * 60) == ["ru"]
+    assert _ids(store, q=long_word) == ["lg"]
+    assert sorted(_ids(store, q=f"end -{long_word}")) == ["no", "ru"]
+
+
+def test_a_scan_past_the_limit_is_a_400_everywhere(searched, staff_client, monkeypatch):
+    from trajectories.store import textsearch
+
+    monkeypatch.setattr(textsearch, "SCAN_LIMIT", 5)
+    for url in ("/trajectories/", "/api/trajectories/", "/trajectories/export/", "/trajectories/clusters/"):
+        response = staff_client.get(url, {"q": "fil*"})
+        assert response.status_code == 400, url
+        assert not getattr(response, "streaming", False)

@@ -12,6 +12,7 @@ and removed again for display.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 import orjson
@@ -26,7 +27,6 @@ _WIDE = (
     "\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7af\uf900-\ufaff"
 )
 _BETWEEN = re.compile(rf"(?<=[{_WIDE}])(?=[^\W_])|(?<=[^\W_])(?=[{_WIDE}])")
-_TOKEN = re.compile(r"[^\W_]+")
 
 
 def spaced(text: str) -> str:
@@ -44,8 +44,19 @@ def shown(text: str) -> str:
 
 
 def tokens(text: str) -> list[str]:
-    """The index's tokens of `text`, in order (lowercased, CJK characters one by one)."""
-    return _TOKEN.findall(spaced(text).lower())
+    """Words of `text` in order, lowercased, CJK characters one by one: runs of letters, digits and
+    combining marks (a Hindi or Arabic word keeps its vowel signs). For queries and scans; the index
+    splits text itself (a `q` word is handed to it as typed)."""
+    found, word = [], []
+    for character in spaced(text):
+        if unicodedata.category(character)[0] in "LNM":
+            word.append(character)
+        elif word:
+            found.append("".join(word).lower())
+            word = []
+    if word:
+        found.append("".join(word).lower())
+    return found
 
 
 def step_text(step: Any) -> str:

@@ -22,9 +22,14 @@ def derived_columns(steps: list[Any] | str, final_answer: str | None, tools: lis
             call["name"] for step in steps if type(step) is dict for call in step.get("tool_calls") or ()
             if type(call) is dict and type(call.get("name")) is str
         ))  # fmt: skip
-    text = searchable(steps, final_answer)
+    return from_text(tools, searchable(steps, final_answer), final_answer)
+
+
+def from_text(tools: list[str], search_text: str, final_answer: str | None) -> dict:
+    """The same from the stored search text (no steps to parse): what a backfill reads when only the
+    embedding or the answered flag is missing."""
     return {
         "answered": bool(final_answer and final_answer.strip()),
-        "search_text": text,
-        "embedding": embed(tools, text),
+        "search_text": search_text,
+        "embedding": embed(tools, search_text),
     }

@@ -1,10 +1,11 @@
 """One vector per trajectory, computed at import with no model download: what "similar" and failure
 clusters compare.
 
-The default is feature hashing: each distinct word of the searchable text (its start and its end,
-where prompts and failures are) and each tool and pair of consecutive tools sets one of `DIM`
-dimensions to ±1 (the sign from the hash too), then the vector is scaled to length 1, so a dot
-product is a cosine. Deterministic across processes (crc32, not Python's salted hash).
+The default is feature hashing: each distinct word of three or more letters of the searchable text
+(its first 1,500 and last 3,000 characters, where prompts and failures are), each tool and each pair
+of consecutive tools sets one of `DIM` dimensions to ±1 (the sign from the hash too), then the
+vector is scaled to length 1, so a dot product is a cosine. Deterministic across processes (crc32,
+not Python's salted hash).
 
 `TRAJSITE_EMBEDDING` (environment; import workers read it, Django is not loaded there) names
 another function as `module:function` taking (tools, text) and returning any vector; it is brought
@@ -17,7 +18,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-import re
+import string
 import zlib
 from collections.abc import Callable, Sequence
 
@@ -26,27 +27,27 @@ import numpy as np
 from trajectories.fields import VECTOR_DIM
 
 DIM = VECTOR_DIM
-_HEAD, _TAIL = 2_000, 4_000
-_WORD = re.compile(r"[^\W\d_]{3,}|[\u3400-\u9fff]")
+_HEAD, _TAIL = 1_500, 3_000
+# Punctuation and digits become spaces, then a plain split: several times faster than a regex (this
+# runs for every imported trajectory). A CJK run (its characters joined by zero-width spaces) is one word.
+_SPACES = str.maketrans(dict.fromkeys(string.punctuation + string.digits, " "))
 _TOOL_WEIGHT = 2.0
 
 
 def hashed(tools: Sequence[str], text: str) -> np.ndarray:
     """The default embedding: hashed words and tool n-grams."""
-    vector = np.zeros(DIM, dtype=np.float32)
     clipped = text if len(text) <= _HEAD + _TAIL else text[:_HEAD] + "\n" + text[-_TAIL:]
-    for word in set(_WORD.findall(clipped.lower())):
-        _add(vector, word, 1.0)
+    features = [word.encode() for word in {w for w in clipped.lower().translate(_SPACES).split() if len(w) >= 3}]
+    weights = [1.0] * len(features)
     for index, tool in enumerate(tools):
-        _add(vector, "tool:" + tool, _TOOL_WEIGHT)
+        features.append(f"tool:{tool}".encode())
         if index:
-            _add(vector, f"tools:{tools[index - 1]}>{tool}", _TOOL_WEIGHT)
-    return _unit(vector)
-
-
-def _add(vector: np.ndarray, feature: str, weight: float) -> None:
-    code = zlib.crc32(feature.encode())
-    vector[code % DIM] += weight if code & 0x80000000 else -weight
+            features.append(f"tools:{tools[index - 1]}>{tool}".encode())
+    weights += [_TOOL_WEIGHT] * (len(features) - len(weights))
+    # One crc32 per feature (deterministic across processes); dimension and sign from its bits.
+    codes = np.fromiter(map(zlib.crc32, features), dtype=np.uint32, count=len(features))
+    signs = np.where(codes & 0x80000000, 1.0, -1.0) * np.asarray(weights)
+    return _unit(np.bincount(codes % DIM, weights=signs, minlength=DIM).astype(np.float32))
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

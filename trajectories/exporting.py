@@ -305,6 +305,9 @@ def parse_export(params) -> tuple[Format, q.TrajectoryQuery, float]:
 
 
 def response(fmt: Format, query: q.TrajectoryQuery, min_gap: float) -> StreamingHttpResponse:
+    # The rows are chosen before the first byte is sent: a question refused (a pattern over too many
+    # rows) is a 400, not a download that stops half way.
+    reads.count(query=query)
     response = StreamingHttpResponse(export(fmt, query=query, min_gap=min_gap), content_type=fmt.content_type)
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     response["Content-Disposition"] = f'attachment; filename="{filename(fmt, stamp)}"'

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from trajectories.textquery import Term, TextQuery
+from trajectories.textquery import MATCH_GROUP, Term, TextQuery, wrapped
 
 SNIPPET_CHARACTERS = 160
 
@@ -35,9 +35,13 @@ def highlighter(text: TextQuery, visible: str = "") -> re.Pattern | None:
     `regex` matched there as a literal (a user's pattern never runs under a backtracking engine)."""
     pieces = [_literal(term) for term in text.required]
     if text.regex and visible:
-        found = pc.extract_regex(pa.array([visible]), f"(?m)(?P<m>{text.regex})")[0]
-        if found.is_valid and found["m"].as_py():
-            pieces.insert(0, re.escape(found["m"].as_py()))
+        try:
+            found = pc.extract_regex(pa.array([visible]), wrapped(text.regex))[0]
+            matched = found[MATCH_GROUP].as_py() if found.is_valid else None
+        except (pa.ArrowException, KeyError, UnicodeDecodeError):
+            matched = None  # e.g. unnamed groups, which extraction refuses: the row matched, unmarked
+        if matched:
+            pieces.insert(0, re.escape(matched))
     return re.compile("|".join(pieces), re.IGNORECASE) if pieces else None
 
 

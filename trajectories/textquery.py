@@ -43,17 +43,18 @@ class Term:
 
     tokens: tuple[str, ...]
     prefix: bool = False
+    text: str = ""  # as typed, CJK characters set apart: what the index is asked (it splits words itself)
 
     @property
     def indexed(self) -> bool:
-        """Answered by the full-text index (else by scanning)."""
-        return not self.prefix and all(len(token) <= content.MAX_TOKEN for token in self.tokens)
+        """Answered by the full-text index (else by scanning): the index keeps words under 100 bytes."""
+        return not self.prefix and all(len(token.encode()) < content.MAX_TOKEN for token in self.tokens)
 
     def pattern(self) -> str:
         """The term as an RE2 expression over stored search text (for scanning; case-insensitive)."""
-        words = r"[^\pL\pN]+".join(re.escape(token) for token in self.tokens)
-        tail = "" if self.prefix else r"(?:[^\pL\pN]|$)"
-        return r"(?i)(?:^|[^\pL\pN])" + words + tail
+        words = r"[^\pL\pN\pM]+".join(re.escape(token) for token in self.tokens)
+        tail = "" if self.prefix else r"(?:[^\pL\pN\pM]|$)"
+        return r"(?i)(?:^|[^\pL\pN\pM])" + words + tail
 
     def label(self) -> str:
         joiner = "" if all(len(token) == 1 and not token.isascii() for token in self.tokens) else " "
@@ -108,18 +109,29 @@ def parse_text(q: str | None, regex: str | None) -> TextQuery | None:
 
 def _term(text: str) -> Term | None:
     prefix = text.endswith("*")
-    tokens = tuple(content.tokens(text.rstrip("*")))
+    typed = text.rstrip("*")
+    tokens = tuple(content.tokens(typed))
     if not tokens:
         return None
-    return Term(tokens=tokens, prefix=prefix)
+    return Term(tokens=tokens, prefix=prefix, text=content.spaced(typed))
+
+
+MATCH_GROUP = "trajsite_match"
+
+
+def wrapped(regex: str) -> str:
+    """The pattern as scans and highlighting run it: line by line, the match captured."""
+    return f"(?m)(?P<{MATCH_GROUP}>{regex})"
 
 
 def _check_regex(regex: str) -> None:
     """RE2 syntax (the engine that scans: linear time, so no pattern can hang a request)."""
     if not regex:
         raise TextError(REGEX_VAR, "empty")
+    if "\\C" in regex:
+        raise TextError(REGEX_VAR, "\\C (any byte) can split a character; use . instead")
     try:
-        pc.match_substring_regex(pa.array([""]), regex)
+        pc.match_substring_regex(pa.array([""]), wrapped(regex))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
         reason = str(error).split(":", 1)[-1].strip()
         raise TextError(REGEX_VAR, f"not a regular expression RE2 understands: {reason}") from None

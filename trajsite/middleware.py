@@ -22,7 +22,8 @@ class ContentSecurityPolicyMiddleware:
 
 
 class StoreBusyMiddleware:
-    """A page write that other writers kept beating for a minute: a 503 that says nothing was changed."""
+    """A page write that other writers kept beating for a minute: a 503 that says nothing was changed;
+    a question refused while it was answered (`QueryError` past parsing): a 400 that says why."""
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response
@@ -33,6 +34,7 @@ class StoreBusyMiddleware:
     def process_exception(self, request, exception):
         from django.http import HttpResponse
 
+        from trajectories.query import QueryError
         from trajectories.store import StoreBusy
 
         if isinstance(exception, StoreBusy):
@@ -40,6 +42,11 @@ class StoreBusyMiddleware:
             response = HttpResponse(text, status=503, content_type="text/plain; charset=utf-8")
             response["Retry-After"] = "5"
             return response
+        if isinstance(exception, QueryError):
+            # A question found too costly while being answered (a pattern over too many rows): a page
+            # says so as the parser's refusals do, never a 500.
+            text = f"Bad parameter {exception.parameter}: {exception.message}\n"
+            return HttpResponse(text, status=400, content_type="text/plain; charset=utf-8")
         return None
 
 

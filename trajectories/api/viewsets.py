@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 
+import orjson
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 
 from trajectories import comparing, exporting, reads, selection, services
@@ -23,6 +25,17 @@ class StoreSelection:
 
     def page(self, query):
         return reads.page(query=query)
+
+
+class _AnyType(BaseRenderer):
+    """An export answers its own type (JSONL, Parquet, CSV) whatever the client's Accept says;
+    its errors are JSON."""
+
+    media_type = "*/*"
+    format = "export"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        return b"" if data is None else orjson.dumps(data)
 
 
 class TrajectoryViewSet(viewsets.GenericViewSet):
@@ -150,7 +163,7 @@ class TrajectoryViewSet(viewsets.GenericViewSet):
         ],
         responses={200: bytes},
     )
-    @action(detail=False, methods=["get"], pagination_class=None)
+    @action(detail=False, methods=["get"], pagination_class=None, renderer_classes=[JSONRenderer, _AnyType])
     def export(self, request, format=None):
         """Every trajectory matching the list parameters, in list order, streamed as a dataset: `jsonl`
         (canonical, re-imports losslessly), `sft` (`{"messages": [...]}`, OpenAI tool calls), `pairs`

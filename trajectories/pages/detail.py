@@ -73,11 +73,13 @@ GROUP_SHOWN = 64
 
 
 def _similar_failures_url(record: dict) -> str | None:
-    """This trajectory's page, its similar list narrowed to the failures of its run."""
+    """This trajectory's page, its similar list narrowed to the failures of its run (None when no list
+    URL can name the run exactly, e.g. an id with `*`)."""
     if record.get("training_id") is None:
         return None
-    narrowed = urlencode([("training_id", record["training_id"]), ("is_success", "false")])
-    return f"{reverse('trajectories:detail', args=[record['trajectory_id']])}?{narrowed}#similar"
+    page = reverse("trajectories:detail", args=[record["trajectory_id"]])
+    found = analysis.link(page, analysis.rows_of("training_id", record["training_id"]), [("is_success", "false")])
+    return None if found is None else f"{found}#similar"
 
 
 def _search_hits(steps: list, text: TextQuery | None, *, start: int, list_params: str) -> dict | None:

@@ -57,8 +57,10 @@ def monitor_list(request: HttpRequest) -> HttpResponse:
 def _create(request: HttpRequest) -> HttpResponse:
     form = {key: request.POST.get(key, "").strip() for key in ("name", "description", "query", "rule")}
     error = None
-    if slugify(form["name"]) != form["name"] or not form["name"]:
-        error = "name: letters, digits, - and _ only (it becomes the tag monitor:<name>)"
+    if slugify(form["name"]) != form["name"] or not form["name"] or len(form["name"]) > 60:
+        error = "name: up to 60 letters, digits, - and _ (it becomes the tag monitor:<name>)"
+    elif len(form["description"]) > 300 or len(form["query"]) > 4000:
+        error = "description: at most 300 characters; query: at most 4,000"
     elif form["rule"] not in Monitor.Rule.values:
         error = f"rule: {form['rule']!r} is not a rule"
     else:

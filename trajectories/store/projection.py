@@ -170,7 +170,7 @@ class Projection:
         layout = rows_layout(dataset)
         if not self.layout or layout[: len(self.layout)] != self.layout or len(layout) == len(self.layout):
             return None
-        added = {fragment_id for fragment_id, _, _ in layout[len(self.layout) :]}
+        added = {entry[0] for entry in layout[len(self.layout) :]}
         pieces = [
             fragment.to_table(columns=list(PROJECTED_COLUMNS))
             for fragment in dataset.get_fragments()
@@ -458,9 +458,15 @@ def _fully_matched(fragments: list, sizes: list[int], matched: np.ndarray) -> fr
 
 
 def rows_layout(dataset) -> tuple:
-    """(fragment id, rows written, rows deleted) per fragment: equal layouts hold the same rows, in order."""
+    """(fragment id, rows written, rows deleted, data files) per fragment: equal layouts hold the same
+    rows, in order, with the same values (a column rewritten or added changes the files)."""
     return tuple(
-        (fragment.fragment_id, fragment.metadata.physical_rows, fragment.metadata.num_deletions)
+        (
+            fragment.fragment_id,
+            fragment.metadata.physical_rows,
+            fragment.metadata.num_deletions,
+            tuple(data_file.path for data_file in fragment.data_files()),
+        )
         for fragment in dataset.get_fragments()
     )
 

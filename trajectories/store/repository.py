@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import lance
 import lancedb
 import numpy as np
 import pyarrow as pa
@@ -19,9 +18,9 @@ import pyarrow.compute as pc
 from lancedb.index import BTree
 
 from trajectories.analysis import ChangeQuery, GroupQuery
-from trajectories.derived import DERIVED, derived_columns
+from trajectories.derived import DERIVED, derived_columns, from_text
 from trajectories.fields import SEARCH_TEXT
-from trajectories.query import TrajectoryQuery
+from trajectories.query import TextMatch, TrajectoryQuery
 
 from . import commits, textsearch
 from .annotations import AnnotationChange, blank_annotation
@@ -298,6 +297,8 @@ class TrajectoryStore:
                 mask = np.ones(projection.rows, dtype=bool) if mask is None else mask.copy()
                 if rules.get(name) == "run_max_steps":
                     mask &= _at_run_max(table, longest)
+                # Rows tagged already are left alone: a rerun rewrites nobody's annotation.
+                mask &= ~projection.column("tags").mask(TextMatch(exact=(f"monitor:{name}",)), projection.rows)
                 found[name] = ids.filter(pa.array(mask)).to_pylist()
             yield found
 
@@ -538,36 +539,41 @@ class TrajectoryStore:
         table = self._table(TRAJECTORIES_TABLE)
         commits.retrying(lambda: _ensure_text_index(table), action="building the full-text index")
 
-    def backfill_derived(self) -> list[str]:
-        """Compute the derived columns a store made before they existed holds as nulls (the search
-        text, whether a final answer was given, the embedding) from each row's stored steps. The
-        columns are dropped and written anew from the data (only their own files are written, not
-        the rows); run it while no import runs. Returns the columns filled."""
+    def backfill_derived(self, *, batch: int = 2_000, progress=None) -> int:
+        """Compute the derived columns (search text, answered, embedding) of rows that lack them: a
+        store made before a column existed holds nulls there (see `_open_or_create`). The rows are
+        found in one scan, then written back `batch` at a time by key, each only if the row is still
+        the one read (same `imported_at`: an import that replaced it meanwhile computed its own).
+        Safe beside imports and edits; it rewrites those rows. Returns the rows filled."""
         table = self._table(TRAJECTORIES_TABLE)
         dataset = _latest(table)
-        empty = [
-            name
-            for name in DERIVED
-            if name not in dataset.schema.names or dataset.count_rows(filter=f"{name} IS NOT NULL") == 0
-        ]
-        if not empty or dataset.count_rows() == 0:
-            return []
-        present = [name for name in empty if name in dataset.schema.names]
-        if present:
-            dataset.drop_columns(present)
-            dataset = _latest(table)
-        output = pa.schema([TRAJECTORY_SCHEMA.field(name) for name in empty])
-
-        @lance.batch_udf(output_schema=output)
-        def derive(batch: pa.RecordBatch) -> pa.RecordBatch:
-            rows = [derived_columns(steps, answer) for steps, answer in zip(
-                batch.column("steps").to_pylist(), batch.column("final_answer").to_pylist(), strict=True)]  # fmt: skip
-            return pa.RecordBatch.from_pydict({name: [row[name] for row in rows] for name in empty}, schema=output)
-
-        dataset.add_columns(derive, read_columns=["steps", "final_answer"], batch_size=2_000)
+        missing = " OR ".join(f"{name} IS NULL" for name in DERIVED)
+        found = dataset.to_table(columns=[KEY], filter=missing, with_row_id=False, with_row_address=False)
+        ids = found.column(KEY).to_pylist()
+        output = pa.schema([TRAJECTORY_SCHEMA.field(name) for name in (KEY, "imported_at", *DERIVED)])
+        filled = 0
+        for start in range(0, len(ids), batch):
+            chosen = ids[start : start + batch]
+            rows = dataset.to_table(
+                columns=[KEY, "imported_at", "steps", "final_answer", "tools", SEARCH_TEXT],
+                filter=pc.field(KEY).isin(chosen),
+            ).to_pylist()
+            values = [_derived(row) for row in rows]
+            update = pa.Table.from_pylist(values, schema=output)
+            commits.retrying(
+                lambda update=update: (
+                    table.merge_insert(KEY)
+                    .when_matched_update_all(where="target.imported_at = source.imported_at")
+                    .use_index(False)  # lance 14 panics on a partial-column update through the key index
+                    .execute(update)
+                ),
+                action="filling derived columns",
+            )
+            filled += len(values)
+            if progress is not None:
+                progress(filled, len(ids))
         self._wrote()
-        table.checkout_latest()
-        return empty
+        return filled
 
     def text_index_state(self) -> dict[str, int | bool]:
         """Whether content search has its index, and how many rows it scans until the next refresh."""
@@ -616,6 +622,15 @@ def _latest(table):
     dataset = table.to_lance()
     latest = dataset.latest_version
     return dataset if dataset.version == latest else dataset.checkout_version(latest)
+
+
+def _derived(row: dict[str, Any]) -> dict[str, Any]:
+    """A row's derived columns: from its search text when it has one (no steps to parse)."""
+    if row.get(SEARCH_TEXT) is not None:
+        values = from_text(row.get("tools") or [], row[SEARCH_TEXT], row.get("final_answer"))
+    else:
+        values = derived_columns(row["steps"], row.get("final_answer"))
+    return {KEY: row[KEY], "imported_at": row["imported_at"], **values}
 
 
 def _run_max_steps(dataset) -> dict[str | None, int]:

@@ -50,6 +50,10 @@ def _read(projection) -> np.ndarray:
     return result
 
 
+def _embedded(projection) -> np.ndarray:
+    return projection.derived(("similarity", "embedded"), lambda: matrix(projection).any(axis=1))
+
+
 def similar(projection, position: int, *, mask: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The `k` rows most like the row at `position` (itself left out) among `mask`: positions, cosines."""
     vectors = matrix(projection)
@@ -57,10 +61,10 @@ def similar(projection, position: int, *, mask: np.ndarray | None, k: int) -> tu
     if not query.any():
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
     candidates = np.arange(projection.rows) if mask is None else np.flatnonzero(mask)
-    candidates = candidates[candidates != position]
-    scores = vectors @ query if mask is None else vectors[candidates] @ query
-    if mask is None:
-        scores = scores[candidates]
+    # Rows with no embedding (stored before embeddings were kept) are like nothing.
+    candidates = candidates[(candidates != position) & _embedded(projection)[candidates]]
+    # Many candidates: one product over every row beats copying their rows out first.
+    scores = (vectors @ query)[candidates] if len(candidates) > projection.rows // 4 else vectors[candidates] @ query
     if len(candidates) > k:
         top = np.argpartition(-scores, k - 1)[:k]
         candidates, scores = candidates[top], scores[top]

@@ -11,16 +11,19 @@ conditions leave, at most `SCAN_LIMIT` rows per request.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from lance.query import MatchQuery, PhraseQuery
+from lance.query import PhraseQuery
+from lancedb.index import FTS
 
 from trajectories import content
 from trajectories.fields import SEARCH_TEXT
 from trajectories.highlight import Snippet, highlighter, snippet
 from trajectories.query import QueryError
-from trajectories.textquery import REGEX_VAR, SCAN_LIMIT, TEXT_VAR, Term, TextQuery
+from trajectories.textquery import REGEX_VAR, SCAN_LIMIT, TEXT_VAR, Term, TextQuery, wrapped
 
 INDEX_OPTIONS = {
     "with_position": True,  # phrases, and CJK words (a phrase of characters)
@@ -32,8 +35,6 @@ INDEX_OPTIONS = {
     "max_token_length": content.MAX_TOKEN,
 }
 _CACHED_TERMS = 32
-# A user's pattern reads the text line by line, as grep does: ^ and $ match at every line's ends.
-LINE_MODE = "(?m)"
 _SCAN_BATCH = 2_000
 
 
@@ -50,7 +51,7 @@ def _index_name(dataset) -> str | None:
 
 def create_index(table) -> None:
     """Build the full-text index of `table` (a LanceDB table): minutes at a million rows."""
-    table.create_fts_index(SEARCH_TEXT, replace=True, use_tantivy=False, **INDEX_OPTIONS)
+    table.create_index(SEARCH_TEXT, config=FTS(**INDEX_OPTIONS), replace=True)
 
 
 def index_state(dataset) -> dict[str, int | bool]:
@@ -100,17 +101,15 @@ def _term_hits(projection, term: Term) -> tuple[np.ndarray, np.ndarray]:
     terms = projection.cache.setdefault("text_terms", {})
     found = terms.get(term)
     if found is None:
-        query = (
-            PhraseQuery(" ".join(term.tokens), SEARCH_TEXT)
-            if len(term.tokens) > 1
-            else MatchQuery(term.tokens[0], SEARCH_TEXT)
-        )
+        # The words as typed: the index splits and lowercases them as it did the stored text.
+        query = PhraseQuery(term.text, SEARCH_TEXT)
         table = projection.dataset.to_table(columns=["_score"], full_text_query=query, with_row_address=True)
         addresses = table.column("_rowaddr").to_numpy()
         positions = _positions(projection, addresses)
         found = (positions, table.column("_score").to_numpy().astype(np.float32))
         if len(terms) >= _CACHED_TERMS:
-            terms.pop(next(iter(terms)))
+            with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # another thread evicted first
+                terms.pop(next(iter(terms)))
         terms[term] = found
     return found
 
@@ -162,7 +161,7 @@ def _scanned(projection, candidates: np.ndarray, patterns: list[tuple[str, bool,
         for pattern, wanted, parameter in patterns:
             searched = written if parameter == REGEX_VAR else texts
             if parameter == REGEX_VAR:
-                pattern = LINE_MODE + pattern
+                pattern = wrapped(pattern)
             found = pc.match_substring_regex(searched, pattern).to_numpy(zero_copy_only=False)
             keep &= found if wanted else ~found
         result[chunk[keep]] = True

@@ -9,7 +9,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.http import QueryDict
 
-from trajectories import exporting
+from trajectories import exporting, reads
+from trajectories.query import QueryError
 
 _BAR_WIDTH = 30
 
@@ -37,6 +38,10 @@ class Command(BaseCommand):
         try:
             fmt, query, min_gap = exporting.parse_export(params)
         except exporting.ExportError as error:
+            raise CommandError(f"--where: {error.parameter}: {error.message}") from None
+        try:
+            reads.count(query=query)  # a refused question fails here, before any file is made
+        except QueryError as error:
             raise CommandError(f"--where: {error.parameter}: {error.message}") from None
         to_stdout = options["out"] == "-"
         progress = None if options["no_progress"] or to_stdout else _Progress(self.stderr, sys.stderr.isatty())
