@@ -142,8 +142,9 @@ class AnnotationColumns:
         return AnnotationColumns(version=version, columns=columns, fragments=self.fragments)
 
     def fields_at(self, positions: np.ndarray) -> list[dict[str, Any]]:
-        columns = {name: column.values_at(positions) for name, column in self.columns.items()}
-        return [{name: values[index] for name, values in columns.items()} for index in range(len(positions))]
+        names = list(self.columns)
+        values = [self.columns[name].values_at(positions) for name in names]
+        return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)] if names else []
 
 
 _ANNOTATED = tuple(f for f in PROJECTED[ANNOTATIONS] if f.name != KEY)

@@ -581,13 +581,26 @@ class TrajectoryStore:
         return textsearch.index_state(self._table(TRAJECTORIES_TABLE).to_lance())
 
     def refresh_indexes(self) -> None:
-        """Fold rows written since the last index build into the indexes (cheap; no data rewrite)."""
+        """Fold rows written since the last index build into the indexes (cheap; no data rewrite).
+        The full-text index gets a new segment for them (20 ms for 2,000 rows at a million): merging
+        them into it rewrites the whole index (97 s at a million rows), which `optimize` does."""
         self.ensure_indexes()
         for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
             table = self._table(name)
-            if table.list_indices():
+            names = [index.name for index in table.list_indices()]
+            text = [index for index in names if index == textsearch.INDEX_NAME]
+            others = [index for index in names if index not in text]
+            if others:
                 commits.retrying(
-                    lambda table=table: _latest(table).optimize.optimize_indices(), action=f"refreshing {name}"
+                    lambda table=table, others=others: _latest(table).optimize.optimize_indices(index_names=others),
+                    action=f"refreshing {name}",
+                )
+            if text:
+                commits.retrying(
+                    lambda table=table, text=text: _latest(table).optimize.optimize_indices(
+                        index_names=text, num_indices_to_merge=0
+                    ),
+                    action=f"refreshing the full-text index of {name}",
                 )
         self.sync(force=True)
 

@@ -49,9 +49,12 @@ def _index_name(dataset) -> str | None:
     return None
 
 
+INDEX_NAME = f"{SEARCH_TEXT}_idx"
+
+
 def create_index(table) -> None:
     """Build the full-text index of `table` (a LanceDB table): minutes at a million rows."""
-    table.create_index(SEARCH_TEXT, config=FTS(**INDEX_OPTIONS), replace=True)
+    table.create_index(SEARCH_TEXT, config=FTS(**INDEX_OPTIONS), replace=True, name=INDEX_NAME)
 
 
 def index_state(dataset) -> dict[str, int | bool]:
