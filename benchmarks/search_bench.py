@@ -218,6 +218,8 @@ def _query(params: dict):
 
 
 def _similar(client, store, repeat: int) -> None:
+    from trajectories.links import id_path
+
     rows = store.page(query=_query({"page_size": "20"})).rows
     ids = [row["trajectory_id"] for row in rows]
     started = time.perf_counter()
@@ -228,7 +230,7 @@ def _similar(client, store, repeat: int) -> None:
         ("every row", ""),
         ("failures of one run", "training_id=grpo-qwen2.5-7b-math&is_success=false"),
     ):
-        times = [_timed(client, f"/api/trajectories/{tid}/similar/?{params}")[0] for tid in ids[:repeat]]
+        times = [_timed(client, f"/api/trajectories/{id_path(tid)}/similar/?{params}")[0] for tid in ids[:repeat]]
         table.append((label, f"{statistics.median(times):.1f}", f"{percentile(times, 0.95):.1f}"))
     print(f"\nSimilar (API request, k=10; target <= 50 ms); the first call read the embeddings: {load:.0f} ms")
     print_table(("among", "p50 ms", "p95 ms"), table)

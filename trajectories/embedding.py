@@ -37,7 +37,7 @@ _TOOL_WEIGHT = 2.0
 def hashed(tools: Sequence[str], text: str) -> np.ndarray:
     """The default embedding: hashed words and tool n-grams."""
     clipped = text if len(text) <= _HEAD + _TAIL else text[:_HEAD] + "\n" + text[-_TAIL:]
-    features = [word.encode() for word in {w for w in clipped.lower().translate(_SPACES).split() if len(w) >= 3}]
+    features = [word.encode() for word in set(clipped.lower().translate(_SPACES).split()) if len(word) > 2]
     weights = [1.0] * len(features)
     for index, tool in enumerate(tools):
         features.append(f"tool:{tool}".encode())
