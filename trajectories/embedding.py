@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 import os
 import string
 import zlib
@@ -34,20 +35,23 @@ _SPACES = str.maketrans(dict.fromkeys(string.punctuation + string.digits, " "))
 _TOOL_WEIGHT = 2.0
 
 
-def hashed(tools: Sequence[str], text: str) -> np.ndarray:
-    """The default embedding: hashed words and tool n-grams."""
+def hashed(tools: Sequence[str], text: str) -> list[float]:
+    """The default embedding: hashed words and tool n-grams. Plain Python: for ~150 features a dozen
+    small numpy calls cost more than the loop."""
     clipped = text if len(text) <= _HEAD + _TAIL else text[:_HEAD] + "\n" + text[-_TAIL:]
-    features = [word.encode() for word in set(clipped.lower().translate(_SPACES).split()) if len(word) > 2]
-    weights = [1.0] * len(features)
-    for index, tool in enumerate(tools):
-        features.append(f"tool:{tool}".encode())
-        if index:
-            features.append(f"tools:{tools[index - 1]}>{tool}".encode())
-    weights += [_TOOL_WEIGHT] * (len(features) - len(weights))
+    vector = [0.0] * DIM
     # One crc32 per feature (deterministic across processes); dimension and sign from its bits.
-    codes = np.fromiter(map(zlib.crc32, features), dtype=np.uint32, count=len(features))
-    signs = np.where(codes & 0x80000000, 1.0, -1.0) * np.asarray(weights)
-    return _unit(np.bincount(codes % DIM, weights=signs, minlength=DIM).astype(np.float32))
+    for word in set(clipped.lower().translate(_SPACES).split()):
+        if len(word) > 2:
+            code = zlib.crc32(word.encode())
+            vector[code % DIM] += 1.0 if code & 0x80000000 else -1.0
+    for index, tool in enumerate(tools):
+        features = [f"tool:{tool}"] + ([f"tools:{tools[index - 1]}>{tool}"] if index else [])
+        for feature in features:
+            code = zlib.crc32(feature.encode())
+            vector[code % DIM] += _TOOL_WEIGHT if code & 0x80000000 else -_TOOL_WEIGHT
+    norm = math.sqrt(sum(value * value for value in vector))
+    return [value / norm for value in vector] if norm else vector
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
@@ -83,7 +87,10 @@ def _projection(width: int) -> np.ndarray:
 
 def embed(tools: Sequence[str], text: str) -> list[float]:
     """The stored vector of a trajectory (the chosen function's, brought to `DIM`, length 1)."""
-    vector = np.asarray(_chosen()(tools, text), dtype=np.float32).ravel()
+    chosen = _chosen()
+    if chosen is hashed:
+        return hashed(tools, text)
+    vector = np.asarray(chosen(tools, text), dtype=np.float32).ravel()
     if len(vector) != DIM:
         vector = vector @ _projection(len(vector))
     return _unit(vector).tolist()
