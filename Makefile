@@ -18,7 +18,8 @@ run: venv
 	$(BIN)/python manage.py migrate --no-input -v0
 	$(BIN)/python manage.py ensure_staff
 	$(BIN)/python manage.py load_demo --if-empty
-	@echo "trajsite on http://127.0.0.1:8000/ (log in with the staff login above)"
+	@echo "trajsite on http://127.0.0.1:8000/ (log in with the staff login above); uploads run in the import worker"
+	$(BIN)/python manage.py import_worker & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/python manage.py runserver --insecure 127.0.0.1:8000
 
 test: venv

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 from io import StringIO
 from pathlib import Path
 
@@ -120,3 +121,16 @@ def staff_client(client, django_user_model):
     user = django_user_model.objects.create_user(username="staff", password="pw-staff-123", is_staff=True)
     client.force_login(user)
     return client
+
+
+@pytest.fixture
+def import_worker(store):
+    """An import worker serving the queue from a thread, as `manage.py import_worker` does."""
+    from trajectories.importing import worker
+
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.serve, kwargs={"stop": stop, "poll": 0.1}, name="test-import-worker")
+    thread.start()
+    yield
+    stop.set()
+    thread.join(timeout=60)

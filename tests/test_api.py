@@ -229,6 +229,8 @@ def _every_url() -> list[str]:
         "/api/stats/",
         "/api/groups/",
         "/api/questions/changes/",
+        "/api/imports/",
+        "/api/imports/1/",
         reverse("trajectories:home"),
         reverse("trajectories:list"),
         reverse("trajectories:detail", args=["t1"]),

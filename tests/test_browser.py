@@ -178,7 +178,7 @@ def test_bulk_action_on_a_filtered_set(page, stored):
     assert "20 results" in page.locator("#changelist-search").inner_text()
 
 
-def test_upload_shows_the_import_result(page, tmp_path, record, settings):
+def test_upload_shows_the_import_result(page, import_worker, tmp_path, record, settings):
     settings.VAR_DIR = tmp_path
     dump = tmp_path / "upload.jsonl"
     lines = [__import__("json").dumps(record(trajectory_id=f"up{i}")) for i in range(5)] + ['{"data_id": 1}']
@@ -206,7 +206,7 @@ def test_model_output_renders_as_text_and_never_runs(page):
 FORMATS = Path(__file__).resolve().parent / "data" / "formats"
 
 
-def test_upload_form_takes_format_mapping_defaults_and_dry_run(page, tmp_path, settings):
+def test_upload_form_takes_format_mapping_defaults_and_dry_run(page, import_worker, tmp_path, settings):
     settings.VAR_DIR = tmp_path
     report = tmp_path / "report.json"
     report.write_text(

@@ -8,12 +8,14 @@ from django.db import models
 
 class ImportJob(models.Model):
     class Status(models.TextChoices):
+        QUEUED = "queued", "queued (waiting for an import worker)"
         RUNNING = "running"
         SUCCEEDED = "succeeded"
         PARTIAL = "partial", "imported with rejected records"
         FAILED = "failed"
         INTERRUPTED = "interrupted", "interrupted (its process stopped)"
         DISCARDED = "discarded"
+        UNDONE = "undone", "undone (what it added was removed)"
 
     # A job in one of these can be run again: what it wrote is skipped as duplicates.
     RESUMABLE = (Status.FAILED, Status.INTERRUPTED)
@@ -21,6 +23,10 @@ class ImportJob(models.Model):
     class Origin(models.TextChoices):
         CLI = "cli", "command line"
         WEB = "web", "upload"
+        API = "api", "API upload"
+
+    # Run by an import worker (`manage.py import_worker`), which resumes them when a run is cut short.
+    QUEUED_ORIGINS = (Origin.WEB, Origin.API)
 
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -76,7 +82,13 @@ class ImportJob(models.Model):
         rejected = f"{self.rejected:,} rejected"
         if self.status == self.Status.RUNNING:
             return "running"
-        if self.status in (self.Status.FAILED, self.Status.INTERRUPTED, self.Status.DISCARDED):
+        if self.status in (
+            self.Status.QUEUED,
+            self.Status.FAILED,
+            self.Status.INTERRUPTED,
+            self.Status.DISCARDED,
+            self.Status.UNDONE,
+        ):
             return self.get_status_display()
         if self.is_dry_run:
             return f"dry run: {self.records - self.rejected:,} would import, {rejected}"
@@ -88,6 +100,24 @@ class ImportJob(models.Model):
     @property
     def is_resumable(self) -> bool:
         return self.status in self.RESUMABLE
+
+
+class ImportWorker(models.Model):
+    """An import worker process and when it last said it was alive: what `/healthz` reports, and
+    how any web server knows whether queued imports will run."""
+
+    host = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    started_at = models.DateTimeField(auto_now_add=True)
+    heartbeat_at = models.DateTimeField()
+    job = models.ForeignKey(ImportJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-heartbeat_at"]
+        constraints = [models.UniqueConstraint(fields=["host", "pid"], name="one_row_per_worker_process")]
+
+    def __str__(self) -> str:
+        return f"import worker {self.pid} on {self.host}"
 
 
 class TrajectoryAccess(models.Model):

@@ -51,6 +51,22 @@ class Site:
     env: dict
     tokens: dict[str, str]
     root: Path
+    workers: list[subprocess.Popen] = field(default_factory=list)
+
+    def start_worker(self) -> subprocess.Popen:
+        """An import worker (`manage.py import_worker`) beside the site: it runs the queued uploads."""
+        command = [sys.executable, str(ROOT / "manage.py"), "import_worker", "--poll", "0.2"]
+        log = (self.root / f"worker-{len(self.workers)}.log").open("w")
+        process = subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL, stderr=log)
+        self.workers.append(process)
+        return process
+
+    def stop_workers(self) -> None:
+        for process in self.workers:
+            if process.poll() is None:
+                process.terminate()
+            process.wait(timeout=60)
+        self.workers.clear()
 
     def request(self, method: str, path: str, body=None, *, user: str = "deleter", timeout: float = 60) -> Response:
         data = None if body is None else orjson.dumps(body)
@@ -176,9 +192,11 @@ def running_site(root: Path, extra_env: dict):
     started = Site(url=f"http://127.0.0.1:{port}", env=env, tokens={"deleter": deleter, "editor": editor}, root=root)
     try:
         _wait_until_serving(started, server)
+        started.start_worker()
         yield started
     finally:
         server.terminate()
+        started.stop_workers()
         server.wait(timeout=30)
 
 

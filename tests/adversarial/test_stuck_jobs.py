@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import orjson
+import psutil
 import pytest
 
 from tests.conftest import BASE_RECORD
@@ -76,7 +77,8 @@ def test_a_killed_command_is_shown_interrupted_and_resumes_exactly(site):
     process, job_id = _import_under_way(site, "k")
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert _job(site, job_id)["status"] == "running", "kill -9 leaves the row as it was"
+    # The import worker's next look (or the page's) finds the dead owner; a command's job waits for its user.
+    _wait(lambda: _job(site, job_id)["status"] == "interrupted", what="the job to be found interrupted")
     page = site.browser().get(f"/trajectories/import/{job_id}/").body.decode()
     assert "This import was interrupted" in page and "is gone" in page and 'id="resume-job"' in page
     assert _job(site, job_id)["status"] == "interrupted"
@@ -100,35 +102,64 @@ def test_sigterm_marks_the_job_interrupted_at_once(site):
     assert job["status"] == "interrupted" and job["finished_at"] is not None
 
 
-def test_a_killed_web_worker_leaves_an_upload_that_resumes_from_the_page(site):
+def _upload(site, prefix: str, count: int) -> int:
     browser = site.browser()
     page = browser.get("/trajectories/import/")
-    answer = browser.post(
-        "/trajectories/import/",
-        {"on_duplicate": "skip"},
-        page=page,
-        files={"files": ("web.jsonl", _records("w", 8000))},
-    )
+    files = {"files": (f"{prefix}.jsonl", _records(prefix, count))}
+    answer = browser.post("/trajectories/import/", {"on_duplicate": "skip"}, page=page, files=files)
     assert answer.status == 302, answer.body[:500]
-    job_id = int(re.search(r"/import/(\d+)/", answer.headers["Location"]).group(1))
+    return int(re.search(r"/import/(\d+)/", answer.headers["Location"]).group(1))
+
+
+def test_a_killed_web_worker_loses_no_upload(site):
+    """The web server only stores and queues an upload: killing the worker that took it changes nothing."""
+    job_id = _upload(site, "g", 3000)
+    os.kill(_gunicorn_worker_pids(site)[0], signal.SIGKILL)
+    _wait(lambda: _job(site, job_id)["status"] == "succeeded", what="the queued import")
+    assert _job(site, job_id)["owner_pid"] in [p.pid for p in site.workers], "run by the import worker"
+    ids = [i for i in site.stored_ids() if i.startswith("g")]
+    assert len(ids) == len(set(ids)) == 3000
+
+
+def test_a_killed_import_worker_leaves_a_job_the_next_worker_resumes(site):
+    job_id = _upload(site, "w", 8000)
     _wait(lambda: _job(site, job_id)["imported"] > 0, what="the upload to start importing")
-    os.kill(_job(site, job_id)["owner_pid"], signal.SIGKILL)
-    status = _wait(
-        lambda: (s := site.request("GET", f"/trajectories/import/{job_id}/status/")).status == 200 and s,
-        what="the server",
-    )
-    page = _wait(
-        lambda: b"interrupted" in (p := browser.get(f"/trajectories/import/{job_id}/")).body and p, what="interrupted"
-    )
-    assert status.status == 200
+    running = _job(site, job_id)
+    assert running["status"] == "running" and running["owner_pid"] == site.workers[0].pid
+    site.workers[0].send_signal(signal.SIGKILL)
+    site.workers[0].wait()
+    progress = site.request("GET", f"/trajectories/import/{job_id}/status/")
+    assert progress.status == 200
     uploads = site.root / "var" / "uploads" / str(job_id)
     assert uploads.exists(), "an interrupted upload keeps its file, to be resumed"
-    browser.post(f"/trajectories/import/{job_id}/resume/", {}, page=page)
+    site.workers.pop(0)
+    site.start_worker()
     _wait(lambda: _job(site, job_id)["status"] == "succeeded", what="the resumed import")
     ids = [i for i in site.stored_ids() if i.startswith("w")]
     assert len(ids) == len(set(ids)) == 8000
-    assert _job(site, job_id)["imported"] == 8000
+    job = _job(site, job_id)
+    assert (job["imported"], job["attempts"]) == (8000, 2)
+    assert "is gone" in job["failure"] or job["failure"] == ""
     assert not uploads.exists(), "a finished upload's files are removed"
+
+
+def test_sigterm_to_the_import_worker_queues_its_job_again(site):
+    job_id = _upload(site, "t", 8000)
+    _wait(lambda: _job(site, job_id)["imported"] > 0, what="the upload to start importing")
+    site.workers[0].terminate()
+    site.workers[0].wait(timeout=60)
+    assert _job(site, job_id)["status"] == "interrupted"
+    site.workers.pop(0)
+    site.start_worker()
+    _wait(lambda: _job(site, job_id)["status"] == "succeeded", what="the resumed import")
+    ids = [i for i in site.stored_ids() if i.startswith("t")]
+    assert len(ids) == len(set(ids)) == 8000
+
+
+def _gunicorn_worker_pids(site) -> list[int]:
+    port = site.url.rsplit(":", 1)[1]
+    masters = [p for p in psutil.process_iter(["cmdline"]) if f"127.0.0.1:{port}" in " ".join(p.info["cmdline"] or [])]
+    return [child.pid for master in masters for child in master.children()]
 
 
 def test_a_three_hundred_character_file_name_is_imported(site):
@@ -143,6 +174,7 @@ def test_a_three_hundred_character_file_name_is_imported(site):
 
 
 def test_a_discarded_upload_loses_its_files_not_its_rows(site):
+    site.stop_workers()  # else the import worker would resume the job before it could be discarded
     browser = site.browser()
     path = site.root / "var" / "uploads"
     job_id = _latest_job_id(site) + 1
@@ -162,3 +194,4 @@ def test_a_discarded_upload_loses_its_files_not_its_rows(site):
     browser.post(f"/trajectories/import/{job_id}/discard/", {}, page=page)
     assert _job(site, job_id)["status"] == "discarded"
     assert not (path / str(job_id)).exists()
+    site.start_worker()
