@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.core.cache import cache
 
+from trajectories import timing
 from trajectories.query import TrajectoryQuery
 from trajectories.store import get_store, served
 from trajectories.store import read_scope as store_read_scope
@@ -80,7 +81,8 @@ def _redis(call: Callable[[], T], default: T) -> T:
     if not health.usable():
         return default
     try:
-        result = call()
+        with timing.timed(timing.CACHE):
+            result = call()
     except Exception as error:  # any client or connection failure: the site works uncached
         health.failed(error)
         return default

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
-from trajectories import cache
+from trajectories import cache, timing
 from trajectories.analysis import ChangeQuery, GroupQuery
 from trajectories.query import TrajectoryQuery
 from trajectories.store import ResultPage, get_store
@@ -31,11 +31,26 @@ def _cached(kind: str, question: Callable[..., str], *, max_bytes: int | None = 
     def decorate(read: Callable[P, T]) -> Callable[P, T]:
         @functools.wraps(read)
         def wrapper(**kwargs) -> T:
-            return cache.cached(kind, question(**kwargs), lambda: read(**kwargs), max_bytes=max_bytes)
+            return cache.cached(kind, question(**kwargs), lambda: _timed_read(read, kwargs), max_bytes=max_bytes)
 
         return wrapper
 
     return decorate
+
+
+def _timed_read(read: Callable[..., T], kwargs: dict) -> T:
+    with timing.timed(timing.STORE):
+        return read(**kwargs)
+
+
+def _uncached(read: Callable[P, T]) -> Callable[P, T]:
+    """A read that always asks the store, timed as store time."""
+
+    @functools.wraps(read)
+    def wrapper(**kwargs) -> T:
+        return _timed_read(read, kwargs)
+
+    return wrapper
 
 
 def _filters(*, query: TrajectoryQuery | None = None, **_) -> str:
@@ -140,31 +155,37 @@ def group(
     return get_store().group(training_id=training_id, iteration_id=iteration_id, data_id=data_id, k=k)
 
 
+@_uncached
 def matching_ids(*, query: TrajectoryQuery) -> list[str]:
     """Every id matching `query`, sorted, from the newest versions (what a bulk action acts on)."""
     return get_store().matching_ids(query=query)
 
 
+@_uncached
 def existing_ids(*, ids: list[str]) -> set[str]:
     """Which of `ids` are stored now."""
     return get_store().existing_ids(ids=ids)
 
 
+@_uncached
 def records(*, trajectory_ids: list[str]) -> Iterator[dict[str, Any]]:
     """Full records (steps and annotations) in batches, all from one table version (exports)."""
     return get_store().records(trajectory_ids=trajectory_ids)
 
 
+@_uncached
 def ordered_records(*, query: TrajectoryQuery, progress=None) -> Iterator[dict[str, Any]]:
     """Every record `query` matches, in its order, streamed from one table version (exports)."""
     return get_store().ordered_records(query=query, progress=progress)
 
 
+@_uncached
 def group_pairs(*, query: TrajectoryQuery, min_gap: float, progress=None) -> Iterator[tuple[dict, dict]]:
     """(worst, best) records of each GRPO group among the matching rows (preference-pair exports)."""
     return get_store().group_pairs(query=query, min_gap=min_gap, progress=progress)
 
 
+@_uncached
 def text_index_state() -> dict[str, int | bool]:
     """Whether content search has its index and how many new rows it scans until the next refresh."""
     return get_store().text_index_state()
@@ -176,6 +197,7 @@ def similar(*, trajectory_id: str, query: TrajectoryQuery, k: int) -> list[dict[
     return get_store().similar(trajectory_id=trajectory_id, query=query, k=k)
 
 
+@_uncached
 def clusters(*, query: TrajectoryQuery, k: int) -> dict[str, Any]:
     """k-means clusters of `query`'s rows (not cached: a cluster lists every member's id)."""
     return get_store().clusters(query=query, k=k)

@@ -61,3 +61,43 @@ class ReadScopeMiddleware:
 
         with read_scope():
             return self.get_response(request)
+
+
+class ServerTimingMiddleware:
+    """Says where each request's time went (`Server-Timing: store, cache, render, total`, readable in
+    the browser's network panel) and logs the slow ones as structured lines."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        import time
+
+        from django.conf import settings
+
+        from trajectories import timing
+        from trajectories.events import log_event
+
+        started = time.perf_counter()
+        with timing.measuring() as spent:
+            response = self.get_response(request)
+        total = (time.perf_counter() - started) * 1000
+        store, cache = spent.get(timing.STORE, 0.0) * 1000, spent.get(timing.CACHE, 0.0) * 1000
+        render = max(total - store - cache, 0.0)
+        response["Server-Timing"] = (
+            f"store;dur={store:.1f}, cache;dur={cache:.1f}, render;dur={render:.1f}, total;dur={total:.1f}"
+        )
+        if total >= settings.TRAJSITE_SLOW_REQUEST_MS:
+            log_event(
+                "slow_request",
+                method=request.method,
+                path=request.path[:300],
+                query=request.META.get("QUERY_STRING", "")[:500],
+                status=response.status_code,
+                ms=round(total, 1),
+                store_ms=round(store, 1),
+                cache_ms=round(cache, 1),
+                user=getattr(getattr(request, "user", None), "username", None),
+                warning=True,
+            )
+        return response

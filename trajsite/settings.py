@@ -62,6 +62,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: its total covers everything below (Server-Timing, the slow-request log).
+    "trajsite.middleware.ServerTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files from the app itself, so gunicorn serves pages with their CSS and scripts.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -164,6 +166,8 @@ FILE_UPLOAD_TEMP_DIR = None
 TRAJSITE_BULK_CONFIRM_ROWS = env_int("TRAJSITE_BULK_CONFIRM_ROWS", 100)
 # Versions younger than this are never pruned, so running readers keep a valid snapshot.
 TRAJSITE_KEEP_VERSIONS_MINUTES = env_int("TRAJSITE_KEEP_VERSIONS_MINUTES", 60)
+# Requests slower than this are logged as a structured `slow_request` line.
+TRAJSITE_SLOW_REQUEST_MS = env_int("TRAJSITE_SLOW_REQUEST_MS", 500)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -215,5 +219,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
-    "loggers": {"trajectories": {"level": os.environ.get("LOG_LEVEL", "INFO")}},
+    "loggers": {
+        "trajectories": {"level": os.environ.get("LOG_LEVEL", "INFO")},
+        # Structured lines (imports' ends, slow requests): `trajectories.events`.
+        "trajsite": {"level": os.environ.get("LOG_LEVEL", "INFO")},
+    },
 }

@@ -22,6 +22,7 @@ import psutil
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from trajectories.events import log_event
 from trajectories.models import ImportJob
 from trajectories.store import get_store
 
@@ -165,6 +166,18 @@ def _end(job: ImportJob, status: str, errors: ErrorSink, error_report: Path | No
     job.error_report = str(error_report) if error_report else ""
     job.finished_at = timezone.now()
     _save_surely(job)
+    log_event(
+        "import_finished",
+        job=job.pk,
+        status=status,
+        origin=job.origin,
+        attempt=job.attempts,
+        **{name: getattr(job, name) for name in COUNTERS},
+        seconds=round(job.duration_seconds, 2),
+        records_per_second=round(job.records_per_second),
+        failure=failure or None,
+        warning=status not in (ImportJob.Status.SUCCEEDED, ImportJob.Status.PARTIAL),
+    )
 
 
 def _save_surely(job: ImportJob, attempts: int = 20) -> None:

@@ -68,6 +68,10 @@ class QueryEngine:
         self.builds = 0
         self.appends = 0  # new versions followed by reading only their new fragments
 
+    def ready(self) -> bool:
+        """Whether this process holds a projection to answer from (it may be a version behind)."""
+        return self._projection is not None
+
     def current(self) -> Projection:
         trajectories, annotations = self._open_tables()
         wanted = (trajectories.version, annotations.version)
