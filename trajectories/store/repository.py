@@ -22,7 +22,7 @@ from trajectories.derived import DERIVED, derived_columns, from_text
 from trajectories.fields import SEARCH_TEXT
 from trajectories.query import TextMatch, TrajectoryQuery
 
-from . import commits, textsearch
+from . import commits, snapshots, textsearch
 from .annotations import AnnotationChange, blank_annotation
 from .engine import RECORD_COLUMNS, QueryEngine, ResultPage
 from .projection import PROJECTED_COLUMNS, Projection
@@ -609,9 +609,67 @@ class TrajectoryStore:
         self.ensure_indexes()
         for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
             table = self._table(name)
-            commits.retrying(lambda table=table: table.optimize(cleanup_older_than=keep_versions), action="optimizing")
+            commits.retrying(
+                lambda table=table: snapshots.optimize(table, keep_versions=keep_versions), action="optimizing"
+            )
         self._wrote()
         return self.stats()
+
+    # --- snapshots and undo -----------------------------------------------------------------
+
+    def _both(self) -> dict[str, Any]:
+        return {name: self._table(name) for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE)}
+
+    def snapshot(self, *, tag: str) -> dict[str, int]:
+        """Tag both tables' newest versions as `tag` (kept by every cleanup until the tag is removed)."""
+        return snapshots.create(self._both(), tag=tag)
+
+    def snapshots(self) -> list[snapshots.Snapshot]:
+        return snapshots.listed(self._both())
+
+    def restore_plan(self, *, tag: str | None = None, version: int | None = None) -> snapshots.RestorePlan:
+        return snapshots.plan(self._both(), tag=tag, version=version, main=TRAJECTORIES_TABLE)
+
+    def restore(self, *, plan: snapshots.RestorePlan) -> list[str]:
+        """Carry out `plan` (the current state is tagged first, so this too can be undone)."""
+        try:
+            return snapshots.restore(self._both(), plan, safety_tag=snapshots.safety_tag(plan))
+        finally:
+            self._wrote()
+            self.sync(force=True)
+
+    def imported_ids(self, *, import_id: str) -> list[str]:
+        rows = _latest(self._table(TRAJECTORIES_TABLE)).to_table(
+            columns=[KEY], filter=pc.field("import_id") == import_id
+        )
+        return rows.column(KEY).to_pylist()
+
+    def edited_count(self, *, trajectory_ids: list[str]) -> int:
+        """How many of these trajectories a person has annotated (their edits go with them)."""
+        if not trajectory_ids:
+            return 0
+        by = pc.field("updated_by")
+        # Not counted: what the import itself wrote ("import") and monitors' tags ("monitor").
+        predicate = pc.field(KEY).isin(trajectory_ids) & by.is_valid() & ~by.isin(["import", "monitor"])
+        return _latest(self._table(ANNOTATIONS_TABLE)).count_rows(filter=predicate)
+
+    def undo_import(self, *, import_id: str) -> int:
+        """Delete the rows an import stored (those still carrying its id) and their annotations."""
+        ids = self.imported_ids(import_id=import_id)
+        if not ids:
+            return 0
+        trajectories, annotations = self._table(TRAJECTORIES_TABLE), self._table(ANNOTATIONS_TABLE)
+        # By its id, inside the commit: a row replaced by a later import meanwhile is not this import's.
+        predicate = pc.field("import_id") == import_id
+        commits.retrying(lambda: _latest(trajectories).delete(predicate), action="undoing an import")
+        gone = sorted(set(ids) - self._present(ids))
+        if gone:
+            commits.retrying(
+                lambda: _latest(annotations).delete(pc.field(KEY).isin(gone)), action="deleting annotations"
+            )
+        self._wrote()
+        self.sync(force=True)
+        return len(ids)
 
     def stats(self) -> list[TableStats]:
         return [self._table_stats(name) for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE)]
