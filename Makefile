@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench venv clean
+.PHONY: run serve test lint format bench venv clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,15 @@ run: venv
 	@echo "trajsite on http://127.0.0.1:8000/ (log in with the staff login above); uploads run in the import worker"
 	$(BIN)/python manage.py import_worker & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/python manage.py runserver --insecure 127.0.0.1:8000
+
+# Production-style on one machine: gunicorn (trajsite/gunicorn.conf.py) and an import worker. More
+# machines run the same two commands against one database, one Redis and one object store (README).
+serve: venv
+	$(BIN)/python manage.py migrate --no-input -v0
+	$(BIN)/python manage.py collectstatic --no-input -v0
+	$(BIN)/python manage.py check --deploy
+	$(BIN)/python manage.py import_worker & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/gunicorn -c trajsite/gunicorn.conf.py trajsite.wsgi
 
 test: venv
 	scripts/ensure_chromium.sh
