@@ -328,13 +328,30 @@ def _import_with_monitors(source: Path, enable: bool) -> float:
 
 
 def _realistic_store(size: int, workdir: Path) -> Path:
-    """Real dumps (nemo-gym, tau-bench, SWE-agent) imported once, exported canonically and copied
-    `size` times over: new ids, iterations and samples, the text as it was."""
-    import orjson
-
+    """Real dumps copied to `size` rows (`realistic_source`), imported once into a local store."""
     data_dir = workdir / f"realistic-{size}" / "lancedb"
     if data_dir.exists():
         return data_dir
+    source = realistic_source(size, workdir)
+    env = {
+        **os.environ,
+        "TRAJSITE_DATA_DIR": str(data_dir),
+        "DATABASE_URL": f"sqlite:///{workdir / 'realistic.sqlite3'}",
+    }
+    subprocess.run([*MANAGE, "migrate", "-v0"], env=env, check=True)
+    subprocess.run([*MANAGE, "import_trajectories", str(source), "--no-progress"], env=env, check=True)
+    subprocess.run([*MANAGE, "optimize_store"], env=env, check=True)
+    return data_dir
+
+
+def realistic_source(size: int, workdir: Path) -> Path:
+    """Real dumps (nemo-gym, tau-bench, SWE-agent) imported once, exported canonically and copied
+    `size` times over into a JSONL file: new ids, iterations and samples, the text as it was."""
+    import orjson
+
+    source = workdir / f"realistic-{size}.jsonl"
+    if source.exists():
+        return source
     realdata = ROOT.parent / "shared" / "realdata"
     seed_dir = workdir / "realistic-seed"
     seed_env = {**os.environ, "TRAJSITE_DATA_DIR": str(seed_dir / "lancedb"),
@@ -348,7 +365,6 @@ def _realistic_store(size: int, workdir: Path) -> Path:
         subprocess.run([*MANAGE, "export_trajectories", str(seed), "--no-progress"], env=seed_env, check=True)
     records = [orjson.loads(line) for line in seed.read_bytes().splitlines()]
     chinese = ["错误：权限不足，无法写入缓存目录", "工具调用超时，请稍后重试", "模型回答错误，奖励为零"]
-    source = workdir / f"realistic-{size}.jsonl"
     with source.open("wb") as out:
         for index in range(size):
             record = dict(records[index % len(records)])
@@ -360,15 +376,7 @@ def _realistic_store(size: int, workdir: Path) -> Path:
             if index % 10 == 0:  # a Chinese-speaking user's share of the prompts and tool output
                 record["steps"] = [*record["steps"], {"role": "tool", "content": chinese[index % 3]}]
             out.write(orjson.dumps(record) + b"\n")
-    env = {
-        **os.environ,
-        "TRAJSITE_DATA_DIR": str(data_dir),
-        "DATABASE_URL": f"sqlite:///{workdir / 'realistic.sqlite3'}",
-    }
-    subprocess.run([*MANAGE, "migrate", "-v0"], env=env, check=True)
-    subprocess.run([*MANAGE, "import_trajectories", str(source), "--no-progress"], env=env, check=True)
-    subprocess.run([*MANAGE, "optimize_store"], env=env, check=True)
-    return data_dir
+    return source
 
 
 if __name__ == "__main__":

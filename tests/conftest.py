@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import threading
 from io import StringIO
 from pathlib import Path
@@ -134,3 +135,30 @@ def import_worker(store):
     yield
     stop.set()
     thread.join(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3 server on loopback; the process environment points LanceDB at it."""
+    from tests.s3 import running_s3
+
+    with running_s3(tmp_path_factory.mktemp("s3") / "moto.log") as server:
+        saved = {name: os.environ.get(name) for name in server.env}
+        os.environ.update(server.env)
+        try:
+            yield server
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+@pytest.fixture
+def s3_store(settings, s3_server):
+    """The store on the S3 server, under a prefix of its own."""
+    settings.TRAJSITE_DATA_DIR = s3_server.fresh_uri()
+    reset_store()
+    yield get_store()
+    reset_store()

@@ -168,7 +168,9 @@ TRAJSITE_IMPORT_NICE = env_int("TRAJSITE_IMPORT_NICE", 10)
 # Off: every read goes to the store (benchmarks of the uncached path; debugging).
 TRAJSITE_CACHE = env_bool("TRAJSITE_CACHE", True)
 # How stale a read may be when no cache generation says data changed (0: check LanceDB every request).
-TRAJSITE_VERSION_CHECK_SECONDS = float(os.environ.get("TRAJSITE_VERSION_CHECK_SECONDS", "0"))
+# Unset: 0 on a local disk (a check costs ~1 ms), 1 s on object storage (a check is requests, ~15-30 ms).
+_VERSION_CHECK = os.environ.get("TRAJSITE_VERSION_CHECK_SECONDS")
+TRAJSITE_VERSION_CHECK_SECONDS = float(_VERSION_CHECK) if _VERSION_CHECK else None
 # A projection of this many rows or more is rebuilt in the background after an import, the previous one
 # answering meanwhile; a smaller one is rebuilt by the request that finds it out of date.
 TRAJSITE_BACKGROUND_BUILD_ROWS = env_int("TRAJSITE_BACKGROUND_BUILD_ROWS", 100_000)

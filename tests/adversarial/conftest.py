@@ -51,6 +51,7 @@ class Site:
     env: dict
     tokens: dict[str, str]
     root: Path
+    urls: list[str] = field(default_factory=list)
     workers: list[subprocess.Popen] = field(default_factory=list)
 
     def start_worker(self) -> subprocess.Popen:
@@ -68,10 +69,13 @@ class Site:
             process.wait(timeout=60)
         self.workers.clear()
 
-    def request(self, method: str, path: str, body=None, *, user: str = "deleter", timeout: float = 60) -> Response:
+    def request(
+        self, method: str, path: str, body=None, *, user: str = "deleter", timeout: float = 60, url: str | None = None
+    ) -> Response:
+        """An API request as `user` (token), to `url` (one of `urls`) or the first server."""
         data = None if body is None else orjson.dumps(body)
         headers = {"Authorization": f"Token {self.tokens[user]}", "Content-Type": "application/json"}
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        request = urllib.request.Request((url or self.url) + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as answer:
                 return Response(answer.status, answer.read(), dict(answer.headers))
@@ -87,9 +91,11 @@ class Site:
         path.write_bytes(b"".join(orjson.dumps(item) + b"\n" for item in records))
         return path
 
-    def browser(self, username: str = "deleter", password: str = "pw-deleter-123") -> Browser:
+    def browser(
+        self, username: str = "deleter", password: str = "pw-deleter-123", *, url: str | None = None
+    ) -> Browser:
         """A logged-in session for the staff pages (cookies and CSRF token, no JavaScript)."""
-        session = Browser(self.url)
+        session = Browser(url or self.url)
         form = session.get("/admin/login/")
         session.post("/admin/login/", {"username": username, "password": password, "next": "/"}, page=form)
         return session
@@ -173,40 +179,52 @@ def site(request, tmp_path_factory):
 
 
 @contextlib.contextmanager
-def running_site(root: Path, extra_env: dict):
+def running_site(root: Path, extra_env: dict, *, servers: int = 1):
+    """The site on `servers` gunicorns sharing one database, store and Redis prefix (as several
+    machines would), with one import worker; `site.urls` lists them, `site.url` is the first."""
     env = {**site_env(root), **extra_env}
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "-v0"], env=env, check=True)
     made = subprocess.run([*manage, "shell", "-c", _USERS], env=env, check=True, capture_output=True, text=True)
     deleter, editor = made.stdout.split()[-2:]
-    port = free_port()
+    started, processes = [], []
+    try:
+        for number in range(servers):
+            port = free_port()
+            processes.append(_gunicorn(env, port, root / f"gunicorn-{number}.log"))
+            started.append(f"http://127.0.0.1:{port}")
+        site = Site(url=started[0], env=env, tokens={"deleter": deleter, "editor": editor}, root=root, urls=started)
+        for number, process in enumerate(processes):
+            _wait_until_serving(site, process, started[number], root / f"gunicorn-{number}.log")
+        site.start_worker()
+        yield site
+    finally:
+        for process in processes:
+            process.terminate()
+        if started:
+            site.stop_workers()
+        for process in processes:
+            process.wait(timeout=30)
+
+
+def _gunicorn(env: dict, port: int, log: Path) -> subprocess.Popen:
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    log = root / "gunicorn.log"
-    server = subprocess.Popen(
+    return subprocess.Popen(
         [gunicorn, "trajsite.wsgi", "--workers", "2", "--threads", "4", "--bind", f"127.0.0.1:{port}"],
         env={**env, "PYTHONPATH": str(ROOT)},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=log.open("w"),
     )
-    started = Site(url=f"http://127.0.0.1:{port}", env=env, tokens={"deleter": deleter, "editor": editor}, root=root)
-    try:
-        _wait_until_serving(started, server)
-        started.start_worker()
-        yield started
-    finally:
-        server.terminate()
-        started.stop_workers()
-        server.wait(timeout=30)
 
 
-def _wait_until_serving(site: Site, server: subprocess.Popen) -> None:
+def _wait_until_serving(site: Site, server: subprocess.Popen, url: str, log: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise AssertionError(f"gunicorn exited: {(site.root / 'gunicorn.log').read_text()[-2000:]}")
+            raise AssertionError(f"gunicorn exited: {log.read_text()[-2000:]}")
         try:
-            if site.request("GET", "/api/trajectories/?page_size=1", timeout=5).status == 200:
+            if site.request("GET", "/api/trajectories/?page_size=1", timeout=5, url=url).status == 200:
                 return
         except OSError:
             pass

@@ -43,9 +43,11 @@ __all__ = [
     "StoreBusy",
     "TrajectoryStore",
     "get_store",
+    "is_object_store",
     "read_scope",
     "reset_store",
     "served",
+    "version_check_seconds",
 ]
 
 _store: TrajectoryStore | None = None
@@ -59,10 +61,25 @@ def get_store() -> TrajectoryStore:
 
         _store = TrajectoryStore(
             uri=settings.TRAJSITE_DATA_DIR,
-            version_check_seconds=settings.TRAJSITE_VERSION_CHECK_SECONDS,
+            version_check_seconds=version_check_seconds(settings.TRAJSITE_DATA_DIR),
             background_rows=settings.TRAJSITE_BACKGROUND_BUILD_ROWS,
         )
     return _store
+
+
+def version_check_seconds(uri: str) -> float:
+    """The configured interval, else 0 on a local disk and 1 s on object storage (s3://, gs://, az://)."""
+    configured = settings.TRAJSITE_VERSION_CHECK_SECONDS
+    if configured is not None:
+        return configured
+    return OBJECT_STORE_CHECK_SECONDS if is_object_store(uri) else 0.0
+
+
+def is_object_store(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
+
+
+OBJECT_STORE_CHECK_SECONDS = 1.0
 
 
 def reset_store() -> None:
