@@ -74,8 +74,10 @@ def run_job(
     error_report: Path | None = None,
     on_progress: ProgressCallback | None = None,
     save_every: float = _SAVE_EVERY_SECONDS,
+    runner=run_import,
 ) -> ImportProgress:
-    """Run the import recorded by `job`, keeping its row up to date; re-raises after marking the end."""
+    """Run the import recorded by `job`, keeping its row up to date; re-raises after marking the end.
+    `runner` is the importer (`run_import`, or the distributed one), called with its keywords."""
     options = replace(options, import_id=str(job.pk))
     _claim(job)
     last_saved = [0.0]
@@ -95,7 +97,7 @@ def run_job(
     store = None if options.dry_run else get_store()
     heartbeat = _Heartbeat(job.pk)
     try:
-        progress = run_import(
+        progress = runner(
             paths=job.sources,
             options=options,
             store=store,

@@ -22,7 +22,7 @@ from trajectories.derived import DERIVED, derived_columns, from_text
 from trajectories.fields import SEARCH_TEXT
 from trajectories.query import TextMatch, TrajectoryQuery
 
-from . import commits, snapshots, textsearch
+from . import commits, snapshots, staging, textsearch
 from .annotations import AnnotationChange, blank_annotation
 from .engine import RECORD_COLUMNS, QueryEngine, ResultPage
 from .projection import PROJECTED_COLUMNS, Projection
@@ -59,6 +59,17 @@ def read_scope() -> Iterator[None]:
 class WriteResult:
     inserted: int
     updated: int
+
+
+@dataclass(frozen=True)
+class StagedMerge:
+    """A distributed import's merge: rows staged, later repeats of an id in the input (not taken),
+    rows inserted, and ids the store held already (left as they were)."""
+
+    staged: int
+    repeated: int
+    inserted: int
+    stored: int
 
 
 @dataclass(frozen=True)
@@ -614,6 +625,42 @@ class TrajectoryStore:
             )
         self._wrote()
         return self.stats()
+
+    # --- distributed imports ----------------------------------------------------------------
+
+    def staging_uri(self, *, name: str) -> str:
+        """Where a distributed import's workers write their fragments: a table of its own beside the
+        store's (on the same disk or bucket, so every worker of the cluster reaches it)."""
+        return f"{self.uri.rstrip('/')}/{name}.lance"
+
+    def merge_staged(self, *, name: str, imported_at_us: int) -> StagedMerge:
+        """Merge a committed staging table into the store in one commit: the first staged record of
+        each id, inserted only where the id is not stored (the check inside the commit), then the
+        annotations its records carried on the rows this import stored; the staging table is dropped."""
+        uri = self.staging_uri(name=name)
+        kept = staging.first_of_each_id(uri=uri)
+        table = self._table(TRAJECTORIES_TABLE)
+
+        def merge():
+            rows = pa.RecordBatchReader.from_batches(TRAJECTORY_SCHEMA, staging.kept_rows(uri=uri, kept=kept))
+            builder = table.merge_insert(KEY).when_not_matched_insert_all().use_index(False)
+            return builder.execute(rows)
+
+        inserted = commits.retrying(merge, action="merging a distributed import").num_inserted_rows
+        self._wrote()
+        for changes in staging.annotated(uri=uri, kept=kept):
+            ours = self.imported_by(trajectory_ids=list(changes), imported_at_us=imported_at_us)
+            mine = {key: change for key, change in changes.items() if key in ours}
+            if mine:
+                self.annotate_new(changes=mine, user="import")
+        self.refresh_indexes()
+        self.drop_staging(name=name)
+        unique = kept.staged - kept.duplicates
+        return StagedMerge(staged=kept.staged, repeated=kept.duplicates, inserted=inserted, stored=unique - inserted)
+
+    def drop_staging(self, *, name: str) -> None:
+        with contextlib.suppress(ValueError, FileNotFoundError):
+            self._db.drop_table(name)
 
     # --- snapshots and undo -----------------------------------------------------------------
 
