@@ -36,11 +36,19 @@ class StoreBusyMiddleware:
 
         from trajectories.query import QueryError
         from trajectories.store import StoreBusy
+        from trajectories.store.commits import storage_problem
 
         if isinstance(exception, StoreBusy):
             text = f"The store is busy with other writers; nothing was changed. Try again. ({exception})"
             response = HttpResponse(text, status=503, content_type="text/plain; charset=utf-8")
             response["Retry-After"] = "5"
+            return response
+        problem = storage_problem(exception)
+        if problem is not None:
+            # A full or read-only disk: say so, and that the change was not made (reads go on).
+            text = f"Not saved: {problem}. Nothing was changed; reading still works. ({str(exception)[:200]})"
+            response = HttpResponse(text, status=503, content_type="text/plain; charset=utf-8")
+            response["Retry-After"] = "60"
             return response
         if isinstance(exception, QueryError):
             # A question found too costly while being answered (a pattern over too many rows): a page

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from trajectories.events import log_event
 from trajectories.models import ImportJob
-from trajectories.store import get_store
+from trajectories.store import commits, get_store
 
 from . import readers
 from .errors import ErrorSink
@@ -109,7 +109,7 @@ def run_job(
         _end(job, ImportJob.Status.INTERRUPTED, errors, error_report, failure=f"stopped: {error or 'interrupted'}")
         raise
     except BaseException as error:
-        _end(job, ImportJob.Status.FAILED, errors, error_report, failure=f"{type(error).__name__}: {error}")
+        _end(job, ImportJob.Status.FAILED, errors, error_report, failure=_failure(error))
         raise
     finally:
         heartbeat.stop()
@@ -119,6 +119,15 @@ def run_job(
     status = ImportJob.Status.PARTIAL if errors.rejected else ImportJob.Status.SUCCEEDED
     _end(job, status, errors, error_report)
     return progress
+
+
+def _failure(error: BaseException) -> str:
+    """Why a run failed, plainly first when the storage refused: what it stored stays, resuming continues."""
+    problem = commits.storage_problem(error)
+    detail = f"{type(error).__name__}: {error}"
+    if problem is None:
+        return detail
+    return f"{problem}; the batches stored before stay, resume once it is fixed ({detail[:300]})"
 
 
 def claim(job_id: int, *, status: str) -> bool:

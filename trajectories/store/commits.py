@@ -52,3 +52,20 @@ def retrying(operation: Callable[[], T], *, action: str, deadline_seconds: float
         # Jitter spreads writers that collided so the next round does not collide again.
         time.sleep(pause * (0.5 + random.random()))
         pause = min(pause * 2, _LONGEST_PAUSE)
+
+
+# What the storage itself refused, as LanceDB reports it (errno text, or the object store's words).
+_STORAGE_PROBLEMS = (
+    (("no space left on device", "os error 28", "quota exceeded"), "the store's disk is full"),
+    (("read-only file system", "os error 30"), "the store is read-only"),
+    (("permission denied", "os error 13", "access denied", "forbidden"), "the store refused access"),
+)
+
+
+def storage_problem(error: BaseException) -> str | None:
+    """A plain statement of a storage fault behind `error` (disk full, read-only, no access), or None."""
+    text = str(error).lower()
+    for markers, said in _STORAGE_PROBLEMS:
+        if any(marker in text for marker in markers):
+            return said
+    return None
