@@ -14,6 +14,8 @@ threads = int(os.environ.get("TRAJSITE_THREADS", "4"))
 # Exports stream for minutes; a worker is only presumed stuck after this long without a heartbeat.
 timeout = int(os.environ.get("TRAJSITE_WORKER_TIMEOUT", "120"))
 graceful_timeout = 30
+# Above the pauses of people clicking through pages, so their next request reuses the connection.
+keepalive = 5
 # Not recycled after N requests: a fresh worker rebuilds its projection (seconds at 1M rows).
 max_requests = 0
 accesslog = os.environ.get("TRAJSITE_ACCESS_LOG", "-")

@@ -1,0 +1,448 @@
+"""Load and fault benchmark: many people using a served site at once while a large import runs.
+
+    python benchmarks/load_bench.py                      # 50 clients, 5 minutes, 1M store, 100k import
+    python benchmarks/load_bench.py --faults             # also: SIGKILL a web worker at 1/3 of the
+                                                         # run, restart Redis at 2/3
+    python benchmarks/load_bench.py --clients 10 --seconds 60 --import-size 10000   # a quick look
+
+Serves the store that query_bench.py builds (var/bench/store-N) with gunicorn (trajsite/gunicorn.conf.py)
+and an import worker, on a Redis of its own (so restarting it disturbs nothing else). The store is
+snapshotted first and restored after (`store_snapshot` / `store_restore`), so the run leaves it as
+it was. Each client loops: a request of a random kind with random parameters (list, list page,
+trajectory, stats, search, groups, annotate), then a pause of 0.5-2 s, as a person does. Requests
+whose `Server-Timing` shows store time missed the cache. Afterwards every acknowledged annotation
+and every imported id is checked. Prints per-kind latency, errors, misses, and the web workers'
+memory over time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.tables import machine_reference, percentile, print_table  # noqa: E402
+
+MANAGE = [sys.executable, str(ROOT / "manage.py")]
+WORDS = ["error", "Traceback", "KeyError", "权限不足", "timeout", '"Permission denied"', "answer", "错误", "retry"]
+ORDERINGS = ["-created_at", "-reward", "reward", "step_count", "-exec_time", "iteration_id", "-iteration_id"]
+KINDS = {"list": 30, "list page": 10, "detail": 20, "stats": 8, "search": 15, "groups": 5, "annotate": 12}
+
+
+@dataclass
+class Done:
+    kind: str
+    started: float
+    ms: float
+    status: int
+    missed: bool
+
+
+@dataclass
+class Shared:
+    done: list[Done] = field(default_factory=list)
+    annotated: list[tuple[str, str]] = field(default_factory=list)
+    memory: list[tuple[float, list[int]]] = field(default_factory=list)
+    events: list[tuple[float, str]] = field(default_factory=list)
+    refused: list[tuple[int, str, bytes]] = field(default_factory=list)  # the first non-2xx answers
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=1_000_000, help="the query_bench store to serve")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=int, default=300)
+    parser.add_argument("--import-size", type=int, default=100_000)
+    parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--faults", action="store_true")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench")
+    args = parser.parse_args()
+    data_dir = args.workdir / f"store-{args.size}" / "lancedb"
+    if not data_dir.exists():
+        raise SystemExit(f"{data_dir} is missing: run benchmarks/query_bench.py --size {args.size} first")
+    print(machine_reference())
+    run = tempfile.mkdtemp(prefix="load-bench-", dir=args.workdir)
+    redis_port = _free_port()
+    env = {
+        **os.environ,
+        "TRAJSITE_DATA_DIR": str(data_dir),
+        "TRAJSITE_VAR_DIR": run,
+        "DATABASE_URL": f"sqlite:///{run}/site.sqlite3",
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "CACHE_KEY_PREFIX": "load",
+        "WEB_CONCURRENCY": str(args.web_workers),
+        "TRAJSITE_THREADS": str(args.threads),
+        "TRAJSITE_BIND": f"127.0.0.1:{_free_port()}",
+        "TRAJSITE_ACCESS_LOG": os.devnull,
+        "LOG_LEVEL": "WARNING",
+    }
+    redis = _start_redis(redis_port, run)
+    source = _import_source(args.workdir, args.import_size)
+    subprocess.run([*MANAGE, "migrate", "-v0"], env=env, check=True)
+    token = _staff_token(env)
+    tag = f"load-before-{int(time.time())}"
+    subprocess.run([*MANAGE, "store_snapshot", "--tag", tag], env=env, check=True, stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "-c", "trajsite/gunicorn.conf.py", "trajsite.wsgi"],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(f"{run}/gunicorn.log", "w"),  # noqa: SIM115
+    )  # fmt: skip
+    worker = subprocess.Popen([*MANAGE, "import_worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    shared = Shared()
+    try:
+        site = Site(env["TRAJSITE_BIND"], token)
+        server.bind, server.token = (site.host, site.port), token
+        ready_after = _until_ready(site, args.web_workers)
+        print(f"every web worker ready (projection built) after {ready_after:.1f} s")
+        ids, runs = _sample(site)
+        importing = _start_import(env, source, shared)
+        _load(site, args, shared, ids, runs, server, redis_port, run)
+        import_seconds = _wait(importing, shared)
+        _report(args, shared, import_seconds)
+        _verify(site, shared, env, args.import_size)
+    finally:
+        server.terminate()
+        worker.terminate()
+        server.wait(timeout=60)
+        worker.wait(timeout=60)
+        restored = subprocess.run(
+            [*MANAGE, "store_restore", "--tag", tag, "--yes"], env=env, capture_output=True, text=True
+        )
+        print("store restored to its state before the run" if restored.returncode == 0 else restored.stderr)
+        _stop_redis(redis)
+
+
+class Site:
+    def __init__(self, bind: str, token: str) -> None:
+        self.host, port = bind.split(":")
+        self.port = int(port)
+        self.token = token
+        self.local = threading.local()
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes, dict]:
+        """One request on this thread's keep-alive connection. A reused connection the server closed
+        while idle is opened again once, as browsers do (the request never reached the server)."""
+        reused = getattr(self.local, "connection", None) is not None
+        try:
+            return self._send(method, path, body)
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            if not reused:
+                raise
+            return self._send(method, path, body)
+
+    def _send(self, method: str, path: str, body: dict | None) -> tuple[int, bytes, dict]:
+        connection = getattr(self.local, "connection", None)
+        if connection is None:
+            connection = self.local.connection = http.client.HTTPConnection(self.host, self.port, timeout=120)
+        headers = {"Authorization": f"Token {self.token}", "Content-Type": "application/json"}
+        try:
+            connection.request(method, path, body=orjson.dumps(body) if body is not None else None, headers=headers)
+            answer = connection.getresponse()
+            return answer.status, answer.read(), dict(answer.getheaders())
+        except (OSError, http.client.HTTPException):
+            self.local.connection = None
+            connection.close()
+            raise
+
+
+def _load(site: Site, args, shared: Shared, ids: list[str], runs: list[str], server, redis_port: int, run: str) -> None:
+    started = time.monotonic()
+    stop = threading.Event()
+    clients = [
+        threading.Thread(target=_client, args=(site, shared, ids, runs, stop, number), daemon=True)
+        for number in range(args.clients)
+    ]
+    sampler = threading.Thread(target=_sample_memory, args=(server.pid, shared, stop, started), daemon=True)
+    sampler.start()
+    for client in clients:
+        client.start()
+        time.sleep(1.0 / args.clients)  # arrive over a second, not at once
+    faults = [(args.seconds / 3, "kill a web worker"), (2 * args.seconds / 3, "restart Redis")] if args.faults else []
+    while time.monotonic() - started < args.seconds:
+        if faults and time.monotonic() - started >= faults[0][0]:
+            _, what = faults.pop(0)
+            _fault(what, server, redis_port, run)
+            with shared.lock:
+                shared.events.append((time.monotonic(), what))
+        time.sleep(0.2)
+    stop.set()
+    for client in clients:
+        client.join(timeout=180)
+
+
+def _client(site: Site, shared: Shared, ids: list[str], runs: list[str], stop: threading.Event, number: int) -> None:
+    rng = random.Random(number)
+    kinds, weights = list(KINDS), list(KINDS.values())
+    count = 0
+    while not stop.is_set():
+        kind = rng.choices(kinds, weights)[0]
+        method, path, body = _request(kind, rng, ids, runs, number, count)
+        count += 1
+        started = time.monotonic()
+        try:
+            status, answer, headers = site.request(method, path, body)
+        except (OSError, http.client.HTTPException) as error:
+            status, answer, headers = 599, str(error).encode(), {}
+        elapsed = (time.monotonic() - started) * 1000
+        timing = headers.get("Server-Timing", "")
+        store = re.search(r"store;dur=([\d.]+)", timing)
+        with shared.lock:
+            shared.done.append(Done(kind, started, elapsed, status, bool(store and float(store.group(1)) > 0)))
+            if kind == "annotate" and status == 200:
+                shared.annotated.append((path.split("/")[3], body["add_tags"][0]))
+            if status >= 400 and len(shared.refused) < 10:
+                shared.refused.append((status, path, answer[:300]))
+        stop.wait(rng.uniform(0.5, 2.0))
+
+
+def _request(kind: str, rng: random.Random, ids: list[str], runs: list[str], client: int, count: int):
+    filters = {}
+    if rng.random() < 0.6:
+        filters["training_id"] = rng.choice(runs)
+    if rng.random() < 0.4:
+        low = rng.randint(0, 180)
+        filters.update(iteration_id_min=low, iteration_id_max=low + rng.randint(0, 20))
+    if rng.random() < 0.3:
+        filters["reward_min"] = round(rng.random(), 2)
+    query = lambda extra: urllib.parse.urlencode({**filters, **extra})  # noqa: E731
+    if kind == "list":
+        return (
+            "GET",
+            f"/api/trajectories/?{query({'page': rng.randint(1, 40), 'ordering': rng.choice(ORDERINGS)})}",
+            None,
+        )
+    if kind == "list page":
+        return "GET", f"/trajectories/?{query({'page': rng.randint(1, 20), 'ordering': rng.choice(ORDERINGS)})}", None
+    if kind == "detail":
+        return "GET", f"/api/trajectories/{urllib.parse.quote(rng.choice(ids), safe='')}/", None
+    if kind == "stats":
+        return "GET", f"/api/stats/?{query({'by': rng.choice(['iteration_id', 'agent_name', 'data_id'])})}", None
+    if kind == "search":
+        return "GET", f"/api/trajectories/?{query({'q': rng.choice(WORDS)})}", None
+    if kind == "groups":
+        return "GET", f"/api/groups/?{query({'page': rng.choice([1, 1, 2, 3])})}", None
+    target = urllib.parse.quote(rng.choice(ids), safe="")
+    return "PATCH", f"/api/trajectories/{target}/", {"add_tags": [f"load-{client}-{count}"]}
+
+
+def _fault(what: str, server, redis_port: int, run: str) -> None:
+    import psutil
+
+    if what == "kill a web worker":
+        # Mid-request: a long export is asked for, and the worker serving it (the one holding its
+        # connection) is killed while it streams.
+        host, port = server.bind
+        export = http.client.HTTPConnection(host, port, timeout=60)
+        export.request("GET", "/api/trajectories/export/?as=jsonl", headers={"Authorization": f"Token {server.token}"})
+        client_port = export.sock.getsockname()[1]
+        time.sleep(1.0)
+        serving = [
+            worker for worker in psutil.Process(server.pid).children()
+            if any(c.raddr and c.raddr.port == client_port for c in worker.net_connections())
+        ]  # fmt: skip
+        victim = serving[0] if serving else psutil.Process(server.pid).children()[0]
+        victim.send_signal(signal.SIGKILL)
+        try:
+            answer = export.getresponse()
+            answer.read()
+            outcome = "completed (it was not cut)"
+        except (OSError, http.client.HTTPException) as error:
+            outcome = f"cut off ({type(error).__name__}), as a killed worker's request is"
+        print(f"fault: SIGKILL web worker {victim.pid} while it streamed an export: {outcome}")
+    else:
+        print("fault: Redis restarted (shutdown, then started again empty)")
+        subprocess.run(["redis-cli", "-p", str(redis_port), "shutdown", "nosave"], capture_output=True)
+        time.sleep(2)
+        _REDIS.append(_start_redis(redis_port, run))
+
+
+def _sample_memory(master: int, shared: Shared, stop: threading.Event, started: float) -> None:
+    import psutil
+
+    while not stop.wait(5):
+        try:
+            workers = [child.memory_info().rss for child in psutil.Process(master).children()]
+        except psutil.Error:
+            continue
+        with shared.lock:
+            shared.memory.append((time.monotonic() - started, workers))
+
+
+def _report(args, shared: Shared, import_seconds: float) -> None:
+    done = shared.done
+    print(f"\n{args.clients} clients for {args.seconds} s, {args.web_workers} gunicorn workers x {args.threads} "
+          f"threads; a {args.import_size:,}-trajectory import ran from the start ({import_seconds:.0f} s)")  # fmt: skip
+    rows = []
+    for kind in [*KINDS, "all"]:
+        chosen = [d for d in done if kind in ("all", d.kind)]
+        if not chosen:
+            continue
+        times = [d.ms for d in chosen]
+        errors = sum(1 for d in chosen if d.status >= 500 or d.status == 599)
+        other = sum(1 for d in chosen if 400 <= d.status < 500)
+        missed = f"{100 * sum(d.missed for d in chosen) / len(chosen):.0f}%"
+        rows.append([
+            kind, f"{len(chosen):,}", str(errors), str(other), missed,
+            f"{percentile(times, 0.5):.0f}", f"{percentile(times, 0.95):.0f}", f"{percentile(times, 0.99):.0f}",
+            f"{max(times):.0f}",
+        ])  # fmt: skip
+    print_table(
+        ["requests", "count", "5xx/failed", "4xx", "cache misses", "p50 ms", "p95 ms", "p99 ms", "max ms"], rows
+    )
+    for status, path, answer in shared.refused:
+        print(f"  {status} {path}: {answer.decode(errors='replace')}")
+    for moment, what in shared.events:
+        window = [d for d in done if moment <= d.started < moment + 10]
+        failed = sum(1 for d in window if d.status >= 500)
+        print(f"after '{what}': {len(window)} requests in the next 10 s, {failed} failed")
+    if shared.memory:
+        print("\nweb workers' memory (RSS, MB) every 30 s:")
+        shown = [sample for index, sample in enumerate(shared.memory) if index % 6 == 0] + [shared.memory[-1]]
+        print_table(["second", *(f"worker {n}" for n in range(len(shown[0][1])))],
+                    [[f"{t:.0f}", *(f"{rss / 1e6:.0f}" for rss in workers)] for t, workers in shown])  # fmt: skip
+        last = [sum(w) for t, w in shared.memory if t >= args.seconds - 180]
+        if last:
+            print(f"last 3 minutes, all workers: min {min(last) / 1e6:.0f} MB, max {max(last) / 1e6:.0f} MB, "
+                  f"first {last[0] / 1e6:.0f} MB, last {last[-1] / 1e6:.0f} MB")  # fmt: skip
+
+
+def _verify(site: Site, shared: Shared, env: dict, import_size: int) -> None:
+    missing = []
+    by_id: dict[str, set[str]] = {}
+    for trajectory_id, tag in shared.annotated:
+        by_id.setdefault(trajectory_id, set()).add(tag)
+    for quoted, tags in by_id.items():
+        status, body, _ = site.request("GET", f"/api/trajectories/{quoted}/")
+        stored = set(orjson.loads(body)["tags"]) if status == 200 else set()
+        missing += sorted(tags - stored)
+    print(f"acknowledged annotations: {len(shared.annotated):,}, missing afterwards: {len(missing)}")
+    check = (
+        "from trajectories.store import get_store\n"
+        "from trajectories.query import parse_query\n"
+        "ids = get_store().matching_ids(query=parse_query({'training_id': 'load-import'}))\n"
+        "print(len(ids), len(set(ids)))\n"
+    )
+    found = subprocess.run([*MANAGE, "shell", "-c", check], env=env, capture_output=True, text=True, check=True)
+    stored, unique = map(int, found.stdout.split()[-2:])
+    print(f"imported during the load: {stored:,} stored, {unique:,} unique ids, of {import_size:,}")
+
+
+def _start_import(env: dict, source: Path, shared: Shared) -> subprocess.Popen:
+    with shared.lock:
+        shared.events.append((time.monotonic(), "import started"))
+    command = [*MANAGE, "import_trajectories", str(source), "--no-progress"]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait(importing: subprocess.Popen, shared: Shared) -> float:
+    started = next(moment for moment, what in shared.events if what == "import started")
+    _, err = importing.communicate()
+    if importing.returncode != 0:
+        print(f"the import failed: {err[-2000:]}")
+    return time.monotonic() - started
+
+
+def _import_source(workdir: Path, size: int) -> Path:
+    """`size` generated trajectories under ids and a run of their own (the generator's ids repeat)."""
+    path = workdir / f"load-import-{size}.jsonl"
+    if path.exists():
+        return path
+    raw = workdir / f"load-import-{size}.raw.jsonl"
+    subprocess.run(
+        [*MANAGE, "generate_trajectories", "--count", str(size), "--out", str(raw), "--seed", "99"], check=True
+    )
+    with raw.open("rb") as source, path.open("wb") as out:
+        for line in source:
+            record = orjson.loads(line)
+            record["trajectory_id"] = "load-" + record["trajectory_id"]
+            record["training_id"] = "load-import"
+            out.write(orjson.dumps(record) + b"\n")
+    raw.unlink()
+    return path
+
+
+def _sample(site: Site) -> tuple[list[str], list[str]]:
+    ids = []
+    for page in (1, 50, 500, 5000):
+        status, body, _ = site.request("GET", f"/api/trajectories/?page={page}&page_size=100")
+        if status == 200:
+            ids += [urllib.parse.unquote(row["trajectory_id"]) for row in orjson.loads(body)["results"]]
+    _, body, _ = site.request("GET", "/api/stats/?by=training_id")
+    runs = [row["key"] for row in orjson.loads(body)["results"] if row.get("key")] or ["run-a"]
+    return ids, runs
+
+
+def _until_ready(site: Site, workers: int) -> float:
+    started = time.monotonic()
+    in_a_row = 0
+    while in_a_row < 4 * workers:
+        try:
+            status, _, _ = site.request("GET", "/readyz")
+        except (OSError, http.client.HTTPException):
+            status = 0
+        in_a_row = in_a_row + 1 if status == 200 else 0
+        time.sleep(0.25)
+        if time.monotonic() - started > 900:
+            raise SystemExit("the site did not become ready in 15 minutes")
+    return time.monotonic() - started
+
+
+def _staff_token(env: dict) -> str:
+    script = (
+        "from django.contrib.auth.models import User\n"
+        "from rest_framework.authtoken.models import Token\n"
+        "user, _ = User.objects.get_or_create(username='load', defaults={'is_staff': True, 'is_superuser': True})\n"
+        "print(Token.objects.get_or_create(user=user)[0].key)\n"
+    )
+    made = subprocess.run([*MANAGE, "shell", "-c", script], env=env, capture_output=True, text=True, check=True)
+    return made.stdout.split()[-1]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _start_redis(port: int, run: str) -> subprocess.Popen:
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", run],
+        stdout=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        if subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip() == b"PONG":
+            return process
+        time.sleep(0.05)
+    raise SystemExit("redis-server did not start")
+
+
+_REDIS: list[subprocess.Popen] = []  # restarted ones
+
+
+def _stop_redis(process: subprocess.Popen) -> None:
+    for each in [process, *_REDIS]:
+        each.terminate()
+        each.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
