@@ -30,6 +30,7 @@ class ImportJobViewSet(viewsets.GenericViewSet):
     permission_classes = [permissions.IsAdminUser]
     serializer_class = ImportJobSerializer
     parser_classes = [MultiPartParser]
+    lookup_value_converter = "int"  # /api/imports/names/ is a 404, not a lookup of "names"
 
     def get_queryset(self):
         return ImportJob.objects.all()
