@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from django.urls import reverse
 
 from trajectories.importing import worker
@@ -15,6 +17,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def _wait(job_id: int) -> ImportJob:
     """Run the queue as the import worker would, then read the job."""
     assert ImportJob.objects.get(pk=job_id).status == "queued", "an upload is queued, not run by the web server"
+    viewer = Client()
+    viewer.force_login(User.objects.get(username="staff"))
+    waiting = viewer.get(f"/trajectories/import/{job_id}/").content.decode()
+    assert 'id="job-no-worker"' in waiting and "import_worker" in waiting, "no worker alive: the page says so"
     while worker.run_once() is not None:
         pass
     job = ImportJob.objects.get(pk=job_id)

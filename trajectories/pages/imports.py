@@ -20,7 +20,7 @@ from trajectories.importing.adapters import FORMAT_CHOICES, MAPPING
 from trajectories.importing.jobs import missing_sources, reap
 from trajectories.importing.pipeline import COUNTERS, ON_DUPLICATE_CHOICES
 from trajectories.importing.uploads import REPLACE_PERMISSION_MESSAGE
-from trajectories.importing.worker import upload_folder
+from trajectories.importing.worker import alive_workers, upload_folder
 from trajectories.models import ImportJob
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,8 @@ def import_job(request: HttpRequest, job_id: int) -> HttpResponse:
     context = {
         "job": job,
         "names": job.file_names,
+        # A queued job waits for a worker: if none is alive, say so instead of waiting silently.
+        "no_worker": job.status == ImportJob.Status.QUEUED and not alive_workers(),
         "missing": missing_sources(job) if job.is_resumable else [],
         "needs_delete_permission": job.options.get("on_duplicate") == "update" and not can_delete(request.user),
     }
