@@ -62,7 +62,7 @@ def test_the_duplicate_rule_holds_across_files_and_the_store(cluster, store, rec
     job = ImportJob.objects.latest("pk")
     assert (job.status, job.records, job.imported, job.duplicates, job.rejected) == ("partial", 82, 60, 21, 1)
     assert store.count_imported(import_id=str(job.pk)) == 60
-    assert not [name for name in store._db.table_names() if name.startswith("_staging")], "staging is dropped"
+    assert not [name for name in store._db.list_tables().tables if name.startswith("_staging")], "staging is dropped"
 
 
 def test_distributed_and_single_process_imports_store_the_same_rows(cluster, store, settings, tmp_path, run_import):
@@ -101,4 +101,4 @@ def test_a_distributed_import_onto_s3(cluster, s3_store, record, tmp_path):
     _, err, error = _distributed(path)
     assert error is None, err
     assert sorted(s3_store.matching_ids(query=TrajectoryQuery())) == sorted(f"o{i}" for i in range(30))
-    assert not [name for name in s3_store._db.table_names() if name.startswith("_staging")]
+    assert not [name for name in s3_store._db.list_tables().tables if name.startswith("_staging")]

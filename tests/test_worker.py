@@ -30,11 +30,11 @@ def _dead_run(job: ImportJob) -> None:
 
 def test_a_queued_job_runs_once_and_its_upload_is_removed(store, record, write_jsonl, settings, tmp_path):
     settings.VAR_DIR = tmp_path
-    folder = worker.upload_folder(1)
+    job = _queued(tmp_path / "later")
+    folder = worker.upload_folder(job.pk)
     folder.mkdir(parents=True)
-    path = write_jsonl([record(trajectory_id=f"q{i}") for i in range(25)], name="uploads/1/0-q.jsonl")
-    job = _queued(path)
-    assert job.pk == 1
+    path = write_jsonl([record(trajectory_id=f"q{i}") for i in range(25)], name=f"uploads/{job.pk}/0-q.jsonl")
+    ImportJob.objects.filter(pk=job.pk).update(sources=[str(path)])
     assert worker.run_once() == job.pk
     assert worker.run_once() is None, "nothing left: a job is claimed once"
     job.refresh_from_db()

@@ -4,6 +4,7 @@ database: overlapping imports store each id once, parallel edits from both serve
 from __future__ import annotations
 
 import re
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
 import orjson
@@ -63,8 +64,27 @@ def test_overlapping_uploads_to_two_servers_store_each_id_once(site):
     assert sum(job["duplicates"] for job in owners.values()) == 1500
     ids = [i for i in site.stored_ids() if i.startswith("s3-")]
     assert len(ids) == len(set(ids)) == 4500
+    runs = _runs(site, [first, second])
+    assert len({pid for pid, _, _ in runs}) == 2, "each upload ran in its own import worker"
+    (_, start_a, end_a), (_, start_b, end_b) = runs
+    assert start_a < end_b and start_b < end_a, "at the same time"
     for url in site.urls:
         assert site.request("GET", f"{API}?page_size=1", url=url).json()["count"] >= 4500
+
+
+def _runs(site, job_ids: list[int]) -> list[tuple[int, float, float]]:
+    """(worker pid, start, end) of each job, from the shared database."""
+    from datetime import datetime
+
+    with sqlite3.connect(site.root / "site.sqlite3") as db:
+        rows = [
+            db.execute(
+                "select owner_pid, finished_at, duration_seconds from trajectories_importjob where id = ?", (i,)
+            ).fetchone()
+            for i in job_ids
+        ]
+    ends = [datetime.fromisoformat(finished).timestamp() for _, finished, _ in rows]
+    return [(pid, end - seconds, end) for (pid, _, seconds), end in zip(rows, ends, strict=True)]
 
 
 def test_parallel_edits_through_both_servers_all_stay(site):
