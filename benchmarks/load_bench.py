@@ -222,14 +222,12 @@ def _request(kind: str, rng: random.Random, ids: list[str], runs: list[str], cli
     if rng.random() < 0.3:
         filters["reward_min"] = round(rng.random(), 2)
     query = lambda extra: urllib.parse.urlencode({**filters, **extra})  # noqa: E731
+    # Mostly the first pages, sometimes further, as people page.
+    page = rng.choice([1, 1, 1, 2, 2, 3, rng.randint(1, 10)])
     if kind == "list":
-        return (
-            "GET",
-            f"/api/trajectories/?{query({'page': rng.randint(1, 40), 'ordering': rng.choice(ORDERINGS)})}",
-            None,
-        )
+        return "GET", f"/api/trajectories/?{query({'page': page, 'ordering': rng.choice(ORDERINGS)})}", None
     if kind == "list page":
-        return "GET", f"/trajectories/?{query({'page': rng.randint(1, 20), 'ordering': rng.choice(ORDERINGS)})}", None
+        return "GET", f"/trajectories/?{query({'page': page, 'ordering': rng.choice(ORDERINGS)})}", None
     if kind == "detail":
         return "GET", f"/api/trajectories/{urllib.parse.quote(rng.choice(ids), safe='')}/", None
     if kind == "stats":

@@ -50,3 +50,51 @@ def test_a_busy_store_is_a_503_that_says_nothing_changed(
     client.force_login(django_user_model.objects.get(username="b"))
     page = client.post("/trajectories/t1/annotate/", {"notes": "x"})
     assert page.status_code == 503 and b"nothing was changed" in page.content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_imports_annotations_wait_out_people_editing_other_rows(store, record, run_import, write_jsonl):
+    """People tagging rows while an import stores its records' annotations: both land (the import
+    once failed with StoreBusy after 60 s of conflicts with edits of other rows)."""
+    import threading
+
+    from trajectories.store import AnnotationChange
+
+    _, err, error = run_import(write_jsonl([record(trajectory_id=f"old{i}") for i in range(50)], name="old.jsonl"))
+    assert error is None, err
+    stop = threading.Event()
+    edits: list[str] = []
+
+    def edit() -> None:
+        while not stop.is_set():
+            tag = f"edit-{len(edits)}"
+            store.annotate(trajectory_ids=[f"old{len(edits) % 50}"], change=AnnotationChange(add_tags=(tag,)), user="u")
+            edits.append(tag)
+
+    editor = threading.Thread(target=edit)
+    editor.start()
+    try:
+        changes = {f"new{i}": AnnotationChange(category="imported") for i in range(5000)}
+        store.insert_new(trajectories=_rows(record, list(changes)))
+        assert store.annotate_new(changes=changes, user="import", deadline_seconds=300) == 5000
+    finally:
+        stop.set()
+        editor.join()
+    store.sync(force=True)
+    assert len(edits) > 5, "the edits really ran alongside"
+    assert store.get(trajectory_id="new4999")["category"] == "imported"
+    tags = {tag for i in range(50) for tag in store.get(trajectory_id=f"old{i}")["tags"]}
+    assert set(edits) <= tags
+
+
+def _rows(record, ids: list[str]):
+    import pyarrow as pa
+
+    from trajectories.importing.validation import Defaults, validate
+    from trajectories.store import TRAJECTORY_SCHEMA
+
+    defaults = Defaults(training_id=None, agent_name=None, import_id=None, imported_at_us=1)
+    built = [
+        validate(record(trajectory_id=key), source="t", source_format="canonical", defaults=defaults).row for key in ids
+    ]
+    return pa.Table.from_pylist(built, schema=TRAJECTORY_SCHEMA)

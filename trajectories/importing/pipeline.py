@@ -36,6 +36,7 @@ ON_DUPLICATE_CHOICES = ("skip", "update", "error")
 _PENDING_BATCHES = 2
 # Ids a run tracks itself before folding them into the store's index (~100 bytes each).
 REMEMBER_IDS = 1_000_000
+IMPORT_DEADLINE_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -340,7 +341,8 @@ class _Writer:
             self._report_existing(batch, set(batch.ids) - ours)
         changes = {key: change for key, change in batch.annotations.items() if key in ours}
         if changes:
-            self._store.annotate_new(changes=changes, user="import")
+            # An import is not a page: it waits out people's concurrent edits for minutes, not seconds.
+            self._store.annotate_new(changes=changes, user="import", deadline_seconds=IMPORT_DEADLINE_SECONDS)
 
     def _existing(self, ids: list[str]) -> set[str]:
         """Ids already stored: those this run wrote (tracked here) plus an index probe for the rest."""

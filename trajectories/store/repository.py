@@ -38,6 +38,8 @@ _SCHEMAS = {TRAJECTORIES_TABLE: TRAJECTORY_SCHEMA, ANNOTATIONS_TABLE: ANNOTATION
 # Annotation rows rewritten per commit: a bulk change of a million rows is many small commits, so a
 # concurrent single edit conflicts with (and retries) one chunk, not the whole bulk action.
 ANNOTATE_CHUNK = 50_000
+# An import's new annotation rows per commit: small, so each retry under concurrent edits is quick.
+NEW_ANNOTATION_CHUNK = 2_000
 
 
 # Per request (or per command step): the table versions read once and reused by every read in it.
@@ -426,32 +428,37 @@ class TrajectoryStore:
         self._wrote()
         return done
 
-    def annotate_new(self, *, changes: dict[str, AnnotationChange], user: str | None) -> int:
+    def annotate_new(
+        self,
+        *,
+        changes: dict[str, AnnotationChange],
+        user: str | None,
+        deadline_seconds: float = commits.DEADLINE_SECONDS,
+    ) -> int:
         """`annotate_each` for trajectories just inserted, which have no annotation row yet: the rows
-        are inserted if absent, without reading first (an import's hot path). Any id that has a row
-        after all (a user was quicker, or a stale row) gets the read-change-commit path instead."""
+        are inserted if absent, without reading first (an import's hot path), in chunks each retried
+        on its own until `deadline_seconds` (people editing other rows meanwhile make commits conflict;
+        an import waits them out instead of failing). Any id that has a row after all (a user was
+        quicker, or a stale row) gets the read-change-commit path instead."""
         now = datetime.now(tz=UTC)
-        rows = [
-            {**change.apply(blank_annotation(key)), "updated_at": now, "updated_by": user}
-            for key, change in changes.items()
-        ]
-        dataset = _latest(self._table(ANNOTATIONS_TABLE))
-        try:
-            merged = (
-                dataset.merge_insert(KEY)
-                .when_not_matched_insert_all()
-                .conflict_retries(0)
-                .use_index(False)
-                .execute(pa.Table.from_pylist(rows, schema=ANNOTATION_SCHEMA))
+        items = list(changes.items())
+        for start in range(0, len(items), NEW_ANNOTATION_CHUNK):
+            chunk = dict(items[start : start + NEW_ANNOTATION_CHUNK])
+            rows = pa.Table.from_pylist(
+                [{**c.apply(blank_annotation(key)), "updated_at": now, "updated_by": user} for key, c in chunk.items()],
+                schema=ANNOTATION_SCHEMA,
             )
-        except Exception as error:
-            if not commits.is_conflict(error):
-                raise
-            return self.annotate_each(changes=changes, user=user)
-        if merged["num_inserted_rows"] < len(rows):
-            self._annotate_the_rest(changes, now=now, user=user)
+
+            def insert(rows=rows):
+                dataset = _latest(self._table(ANNOTATIONS_TABLE))
+                merge = dataset.merge_insert(KEY).when_not_matched_insert_all().conflict_retries(0)
+                return merge.use_index(False).execute(rows)
+
+            merged = commits.retrying(insert, action="storing imported annotations", deadline_seconds=deadline_seconds)
+            if merged["num_inserted_rows"] < len(chunk):
+                self._annotate_the_rest(chunk, now=now, user=user)
         self._wrote()
-        return len(rows)
+        return len(items)
 
     def _annotate_the_rest(self, changes: dict[str, AnnotationChange], *, now, user) -> None:
         table = _latest(self._table(ANNOTATIONS_TABLE)).to_table(
