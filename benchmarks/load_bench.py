@@ -42,6 +42,15 @@ from benchmarks.tables import machine_reference, percentile, print_table  # noqa
 MANAGE = [sys.executable, str(ROOT / "manage.py")]
 WORDS = ["error", "Traceback", "KeyError", "权限不足", "timeout", '"Permission denied"', "answer", "错误", "retry"]
 ORDERINGS = ["-created_at", "-reward", "reward", "step_count", "-exec_time", "iteration_id", "-iteration_id"]
+NO_EDITS = False
+UNIQUE_TAGS = False
+CLIENTS = 1
+_USED: dict[int, set[tuple[str, str]]] = {}
+TAGS = [
+    "reviewed", "bad-tool-call", "reward-hacking", "good-example", "loops", "wrong-answer", "needs-look",
+    "format-error", "timeout", "hallucinated-tool", "gave-up", "partial", "lucky", "verbose", "off-task",
+    "unsafe", "duplicate-question", "env-bug", "grader-bug", "keep",
+]  # fmt: skip
 KINDS = {"list": 30, "list page": 10, "detail": 20, "stats": 8, "search": 15, "groups": 5, "annotate": 12}
 
 
@@ -69,12 +78,16 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1_000_000, help="the query_bench store to serve")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=int, default=300)
-    parser.add_argument("--import-size", type=int, default=100_000)
+    parser.add_argument("--import-size", type=int, default=100_000, help="0: no import during the load")
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--faults", action="store_true")
+    parser.add_argument("--no-edits", action="store_true", help="no annotate requests (reads only)")
+    parser.add_argument("--unique-tags", action="store_true", help="every edit a new tag (worst case)")
     parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench")
     args = parser.parse_args()
+    global NO_EDITS, UNIQUE_TAGS, CLIENTS
+    NO_EDITS, UNIQUE_TAGS, CLIENTS = args.no_edits, args.unique_tags, args.clients
     data_dir = args.workdir / f"store-{args.size}" / "lancedb"
     if not data_dir.exists():
         raise SystemExit(f"{data_dir} is missing: run benchmarks/query_bench.py --size {args.size} first")
@@ -95,7 +108,7 @@ def main() -> None:
         "LOG_LEVEL": "WARNING",
     }
     redis = _start_redis(redis_port, run)
-    source = _import_source(args.workdir, args.import_size)
+    source = _import_source(args.workdir, args.import_size) if args.import_size else None
     subprocess.run([*MANAGE, "migrate", "-v0"], env=env, check=True)
     token = _staff_token(env)
     tag = f"load-before-{int(time.time())}"
@@ -112,9 +125,9 @@ def main() -> None:
         ready_after = _until_ready(site, args.web_workers)
         print(f"every web worker ready (projection built) after {ready_after:.1f} s")
         ids, runs = _sample(site)
-        importing = _start_import(env, source, shared)
+        importing = _start_import(env, source, shared) if source else None
         _load(site, args, shared, ids, runs, server, redis_port, run)
-        import_seconds = _wait(importing, shared)
+        import_seconds = _wait(importing, shared) if importing else 0.0
         _report(args, shared, import_seconds)
         _verify(site, shared, env, args.import_size)
     finally:
@@ -189,7 +202,8 @@ def _load(site: Site, args, shared: Shared, ids: list[str], runs: list[str], ser
 
 def _client(site: Site, shared: Shared, ids: list[str], runs: list[str], stop: threading.Event, number: int) -> None:
     rng = random.Random(number)
-    kinds, weights = list(KINDS), list(KINDS.values())
+    kinds = [kind for kind in KINDS if not (NO_EDITS and kind == "annotate")]
+    weights = [KINDS[kind] for kind in kinds]
     count = 0
     while not stop.is_set():
         kind = rng.choices(kinds, weights)[0]
@@ -236,8 +250,20 @@ def _request(kind: str, rng: random.Random, ids: list[str], runs: list[str], cli
         return "GET", f"/api/trajectories/?{query({'q': rng.choice(WORDS)})}", None
     if kind == "groups":
         return "GET", f"/api/groups/?{query({'page': rng.choice([1, 1, 2, 3])})}", None
-    target = urllib.parse.quote(rng.choice(ids), safe="")
-    return "PATCH", f"/api/trajectories/{target}/", {"add_tags": [f"load-{client}-{count}"]}
+    if UNIQUE_TAGS:  # the worst case: every edit a tag never seen before (the projection's tag codes grow)
+        target, tag = rng.choice(ids), f"load-{client}-{count}"
+    else:
+        # As people tag: from a small vocabulary. Each client tags its own rows with tags it has not
+        # given them yet, so every acknowledged edit can be checked afterwards.
+        used = _USED.setdefault(client, set())
+        mine = ids[client :: max(1, CLIENTS)] or ids
+        target, tag = rng.choice(mine), rng.choice(TAGS)
+        for _ in range(50):
+            if (target, tag) not in used:
+                break
+            target, tag = rng.choice(mine), rng.choice(TAGS)
+        used.add((target, tag))
+    return "PATCH", f"/api/trajectories/{urllib.parse.quote(target, safe='')}/", {"add_tags": [tag]}
 
 
 def _fault(what: str, server, redis_port: int, run: str) -> None:
