@@ -79,3 +79,14 @@ def test_slow_requests_and_imports_are_logged_as_json(
     assert finished["records_per_second"] >= 0 and finished["seconds"] >= 0
     slow = next(line for line in lines if line["event"] == "slow_request")
     assert (slow["path"], slow["query"], slow["status"], slow["user"]) == ("/trajectories/", "q=anything", 200, "staff")
+
+
+def test_a_permission_refusal_is_not_taken_for_a_storage_fault(rf):
+    from django.core.exceptions import PermissionDenied
+
+    from trajsite.middleware import StoreBusyMiddleware
+
+    middleware = StoreBusyMiddleware(lambda request: None)
+    assert middleware.process_exception(rf.get("/"), PermissionDenied("Permission denied")) is None
+    answer = middleware.process_exception(rf.get("/"), OSError("Read-only file system (os error 30)"))
+    assert answer.status_code == 503 and b"read-only" in answer.content

@@ -43,7 +43,9 @@ class StoreBusyMiddleware:
             response = HttpResponse(text, status=503, content_type="text/plain; charset=utf-8")
             response["Retry-After"] = "5"
             return response
-        problem = storage_problem(exception)
+        # Only what the storage layer raises (LanceDB: RuntimeError, OSError): a Django PermissionDenied
+        # saying "permission denied" stays the 403 it is.
+        problem = storage_problem(exception) if isinstance(exception, (OSError, RuntimeError)) else None
         if problem is not None:
             # A full or read-only disk: say so, and that the change was not made (reads go on).
             text = f"Not saved: {problem}. Nothing was changed; reading still works. ({str(exception)[:200]})"
