@@ -123,7 +123,7 @@ def main() -> None:
         site = Site(env["TRAJSITE_BIND"], token)
         server.bind, server.token = (site.host, site.port), token
         ready_after = _until_ready(site, args.web_workers)
-        print(f"every web worker ready (projection built) after {ready_after:.1f} s")
+        print(f"every web worker ready (projection built, sort orders and analytics warmed) after {ready_after:.1f} s")
         ids, runs = _sample(site)
         importing = _start_import(env, source, shared) if source else None
         _load(site, args, shared, ids, runs, server, redis_port, run)
@@ -416,9 +416,13 @@ def _sample(site: Site) -> tuple[list[str], list[str]]:
 def _until_ready(site: Site, workers: int) -> float:
     started = time.monotonic()
     in_a_row = 0
-    while in_a_row < 4 * workers:
+    # A new connection each time: a kept-alive one always reaches the same worker.
+    while in_a_row < 10 * workers:
         try:
-            status, _, _ = site.request("GET", "/readyz")
+            connection = http.client.HTTPConnection(site.host, site.port, timeout=10)
+            connection.request("GET", "/readyz", headers={"Connection": "close"})
+            status = connection.getresponse().status
+            connection.close()
         except (OSError, http.client.HTTPException):
             status = 0
         in_a_row = in_a_row + 1 if status == 200 else 0

@@ -143,10 +143,18 @@ def test_edits_by_another_process_are_followed_by_reading_only_what_they_added(s
     assert ids(tags="x") == ["a1", "a2"]
     assert store.page(query=TrajectoryQuery.where(category="brand-new")).rows[0]["category"] == "brand-new"
     assert full_reads == [], "only the fragments the edits added were read"
-    # A compaction rewrites fragments: the next change is read in full, and still right.
+    # A compaction rewrites fragments: rows of small ones are followed from where they sat...
     other.optimize(keep_versions=timedelta(hours=1))
     other.annotate(trajectory_ids=["a3"], change=AnnotationChange(category="brand-new"), user="u")
     assert ids(category="brand-new") == ["a1", "a2", "a3"]
+    assert full_reads == []
+    # ...a fragment too large to keep its rows' positions for is read in full, and still right.
+    monkeypatch.setattr(projection_module, "_PLACED_ROWS", 0)
+    other.annotate(trajectory_ids=["a4"], change=AnnotationChange(category="brand-new"), user="u")
+    assert ids(category="brand-new") == ["a1", "a2", "a3", "a4"]
+    other.optimize(keep_versions=timedelta(hours=1))
+    other.annotate(trajectory_ids=["a5"], change=AnnotationChange(category="brand-new"), user="u")
+    assert ids(category="brand-new") == ["a1", "a2", "a3", "a4", "a5"]
     assert full_reads == [1]
 
 

@@ -6,13 +6,15 @@ import json
 import logging
 import re
 import socket
+import threading
 import time
 
 import pytest
 from django.utils import timezone
 
 from trajectories.models import ImportWorker
-from trajectories.store import reset_store
+from trajectories.query import TrajectoryQuery
+from trajectories.store import get_store, reset_store
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,6 +53,28 @@ def test_readyz_is_not_ready_until_the_projection_is_built(client, store, record
     while (answer := client.get("/readyz")).status_code != 200 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert answer.status_code == 200 and b"r1" not in answer.content
+
+
+def test_readyz_waits_for_the_sort_orders_of_a_large_projection(
+    client, store, record, run_import, write_jsonl, monkeypatch
+):
+    """A worker whose projection is built but not warmed (sort orders, analytics: seconds at 1M) is
+    not ready yet: a load balancer sends it no traffic that would wait for them."""
+    from trajectories.store import engine
+
+    run_import(write_jsonl([record(trajectory_id=f"r{i}") for i in range(5)]))
+    reset_store()
+    release = threading.Event()
+    monkeypatch.setattr(engine, "WARM_ROWS", 1)
+    monkeypatch.setattr(engine, "_warm", lambda projection: release.wait(30))
+    get_store().page(query=TrajectoryQuery())
+    answer = client.get("/readyz")
+    assert answer.status_code == 503 and "sort orders" in answer.json()["checks"]["projection"]["problem"]
+    release.set()
+    deadline = time.monotonic() + 30
+    while (answer := client.get("/readyz")).status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert answer.status_code == 200
 
 
 def _timings(response) -> dict[str, float]:

@@ -176,5 +176,69 @@ def test_patched_annotations_equal_a_fresh_read(store, record, settings):
             expected = fresh.page(query=query).rows
             for left, right in zip(patched.rows, expected, strict=True):
                 assert left == right, {k: (left[k], right.get(k)) for k in left if left[k] != right.get(k)}
+        # Facet counts of unchanged fields are kept across the edit, the annotation ones recounted.
+        assert store.facets() == fresh.facets()
         assert store.engine.builds == builds, "an own write must not rebuild the projection"
     assert store.facets() == TrajectoryStore(uri=settings.TRAJSITE_DATA_DIR).facets()
+
+
+def test_an_edit_keeps_what_the_rows_alone_decide(store, record):
+    """Masks of trajectory fields, their facet counts and sort orders survive an annotation edit;
+    those of annotation fields are dropped and recomputed from the new annotations."""
+    batch = _batch([record(trajectory_id=f"t{i}", agent_name=f"agent-{i % 3}") for i in range(30)])
+    store.insert_new(trajectories=batch.trajectories, annotations=batch.annotations)
+    by_agent, by_tag = TrajectoryQuery.where(agent_name="agent-1"), TrajectoryQuery.where(tags="keep")
+    assert store.page(query=by_agent).count == 10 and store.page(query=by_tag).count == 0
+    store.facets()
+    before = store.engine.current()
+    store.annotate(trajectory_ids=["t1", "t2"], change=AnnotationChange(add_tags=("keep",)), user=None)
+    after = store.engine.current()
+    assert after is not before and after.annotations.version > before.annotations.version
+    assert after.cache["masks"][by_agent.filter_key()] is before.cache["masks"][by_agent.filter_key()]
+    assert by_tag.filter_key() not in after.cache["masks"]
+    assert after.cache["facets"]["agent_name"] is before.cache["facets"]["agent_name"]
+    assert "tags" not in after.cache["facets"]
+    assert store.page(query=by_tag).count == 2
+    assert dict(store.facets()["tags"])["keep"] == 2
+
+
+def test_another_server_follows_rows_edited_again_and_restored(store, record, settings):
+    """A second server follows edits by reading only new fragments, also when a row edited again
+    makes its earlier fragment vanish, and when a restore goes back past an edit (the row is blank
+    again): always equal to a fresh read, never a full re-read."""
+    from trajectories.store import TrajectoryStore
+
+    batch = _batch([record(trajectory_id=f"t{i}", tags=None, analysis=None) for i in range(40)])
+    store.insert_new(trajectories=batch.trajectories, annotations=batch.annotations)
+    other = TrajectoryStore(uri=settings.TRAJSITE_DATA_DIR)
+    query = TrajectoryQuery(page_size=50, ordering=(("trajectory_id", False),))
+    other.page(query=query)
+    store.snapshot(tag="before-edits")
+    builds = other.engine.builds
+    for tag in ("one", "two", "three"):
+        store.annotate(trajectory_ids=["t1", "t2"], change=AnnotationChange(add_tags=(tag,)), user=None)
+        store.annotate(trajectory_ids=["t2"], change=AnnotationChange(category=tag), user=None)
+        assert other.page(query=query).rows == TrajectoryStore(uri=settings.TRAJSITE_DATA_DIR).page(query=query).rows
+    rows = {row["trajectory_id"]: row for row in other.page(query=query).rows}
+    assert rows["t1"]["tags"] == ["one", "two", "three"] and rows["t2"]["category"] == "three"
+    assert other.engine.builds == builds, "followed by reading the edits' fragments alone"
+
+    store.restore(plan=store.restore_plan(tag="before-edits"))
+    rows = {row["trajectory_id"]: row for row in other.page(query=query).rows}
+    assert rows["t1"]["tags"] == [] and rows["t2"]["category"] is None
+    assert other.page(query=query).rows == TrajectoryStore(uri=settings.TRAJSITE_DATA_DIR).page(query=query).rows
+
+
+def test_get_follows_another_servers_edit_from_the_projection(store, record, settings):
+    from trajectories.store import TrajectoryStore
+
+    batch = _batch([record(trajectory_id="a"), record(trajectory_id="b")])
+    store.insert_new(trajectories=batch.trajectories, annotations=batch.annotations)
+    store.page(query=TrajectoryQuery())
+    builds, reads_before = store.engine.builds, store.engine.current().annotations.version
+    TrajectoryStore(uri=settings.TRAJSITE_DATA_DIR).annotate(
+        trajectory_ids=["a"], change=AnnotationChange(notes="later 后来"), user="you"
+    )
+    found = store.get(trajectory_id="a")
+    assert (found["notes"], found["updated_by"]) == ("later 后来", "you")
+    assert store.engine.current().annotations.version > reads_before and store.engine.builds == builds

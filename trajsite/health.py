@@ -56,8 +56,10 @@ def _projection() -> str | None:
     from trajectories.store import get_store
 
     store = get_store()
-    if store.engine.ready():
+    if store.engine.warmed():
         return None
+    if store.engine.ready():
+        return "building this process's sort orders and analytics"
     if _warming.acquire(blocking=False):
         threading.Thread(target=_warm, args=(store,), name="trajsite-readyz-warm", daemon=True).start()
     return "building this process's projection of the store"

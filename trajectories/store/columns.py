@@ -203,7 +203,9 @@ class ListColumn:
         )
 
     def with_lists(self, positions: np.ndarray, lists: list[list[str]], *, rows: int) -> ListColumn | None:
-        """A copy where the rows at `positions` hold `lists` instead; None when that cannot be patched."""
+        """A copy where the rows at `positions` hold `lists` instead; None when that cannot be patched.
+        The entries of those rows are cut out and the new ones spliced in where their rows are: no sort
+        of the million entries (an edit arrives every few seconds while people work)."""
         coded = self.coded
         codes: dict[str, int] = {}
         for value in dict.fromkeys(value for values in lists for value in values):
@@ -213,17 +215,22 @@ class ListColumn:
             coded, codes[value] = grown
         # Codes handed out before a later insertion may have shifted: look them up again.
         codes = {value: coded.with_value(value)[1] for value in codes}
-        keep = ~np.isin(self.rows, positions)
-        entry_rows = np.concatenate([self.rows[keep], np.repeat(positions, [len(v) for v in lists])]).astype(np.int64)
-        entry_codes = np.concatenate(
-            [coded.codes[keep], np.array([codes[v] for values in lists for v in values], dtype=np.int32)]
-        )
-        order = np.argsort(entry_rows, kind="stable")
-        entry_rows = entry_rows[order]
-        offsets = np.searchsorted(entry_rows, np.arange(rows + 1)).astype(np.int64)
-        return ListColumn(
-            rows=entry_rows.astype(np.int32), coded=Coded(entry_codes[order], coded.uniques), offsets=offsets
-        )
+        latest = dict(zip(np.asarray(positions, dtype=np.int64).tolist(), lists, strict=True))  # last write wins
+        changed = np.array(sorted(latest), dtype=np.int64)
+        sizes = np.diff(self.offsets)
+        keep = np.ones(len(self.rows), dtype=bool)
+        keep[_ranges(self.offsets[changed], sizes[changed])] = False
+        kept_rows, kept_codes = self.rows[keep].astype(np.int64), coded.codes[keep]
+        new_lists = [latest[position] for position in changed.tolist()]
+        lengths = np.array([len(values) for values in new_lists], dtype=np.int64)
+        at = np.repeat(np.searchsorted(kept_rows, changed), lengths)
+        new_codes = np.array([codes[value] for values in new_lists for value in values], dtype=np.int32)
+        entry_rows = np.insert(kept_rows, at, np.repeat(changed, lengths))
+        entry_codes = np.insert(kept_codes, at, new_codes)
+        sizes[changed] = lengths
+        offsets = np.zeros(rows + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        return ListColumn(rows=entry_rows.astype(np.int32), coded=Coded(entry_codes, coded.uniques), offsets=offsets)
 
     def mask(self, match: Match, rows: int) -> np.ndarray:
         if isinstance(match, EmptyMatch):
@@ -571,6 +578,15 @@ class FlagColumn:
         default = 0 if self.kind is Kind.BOOL else -1
         copy[positions] = [default if value is None else int(value) for value in values]
         return FlagColumn(values=copy, kind=self.kind)
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The indices start..start+length-1 of every range, back to back."""
+    total = int(lengths.sum())
+    if not total:
+        return np.empty(0, dtype=np.int64)
+    firsts = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+    return firsts + np.arange(total, dtype=np.int64)
 
 
 def _text_predicate(uniques: pa.Array, match: TextMatch) -> pa.Array:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,6 +26,7 @@ from trajectories.fields import ANNOTATIONS, KEY, TRAJECTORIES, Kind
 from trajectories.query import TrajectoryQuery
 
 from . import textsearch
+from .annotations import blank_annotation
 from .columns import Coded, FlagColumn, IdColumn, ListColumn, NumberColumn
 from .schema import ANNOTATION_COLUMNS, ANNOTATION_SCHEMA
 
@@ -33,6 +35,10 @@ _CACHED_MASKS = 8
 _SCAN_STEP = 16_384
 # Annotation rows read to follow a new version; past this a full read is as cheap.
 _FOLLOW_ROWS = 100_000
+# Keys up to this many are found by binary search, each (~40 us); more by a hash pass over all ids (~15 ms at 1M).
+_SEARCHED_KEYS = 256
+# Fragments up to this many rows (an edit's, a bulk change's) have their rows' positions kept.
+_PLACED_ROWS = 10_000
 # New trajectory rows appended to a projection; past this a full build is as cheap.
 APPEND_ROWS = 200_000
 _COLUMN_TYPES = {
@@ -62,11 +68,14 @@ class AnnotationColumns:
     """The mutable side of every row (one column per annotation field), aligned with the projection's
     positions; a trajectory never annotated reads as blank (not bookmarked, not judged, no tags).
     `fragments` are the annotation table's fragment ids this was read from: an edit or an import adds
-    fragments (and deletes the rows they replace), so `followed` reads only the new ones."""
+    fragments (and deletes the rows they replace), so `followed` reads only the new ones. `placed`
+    says where the rows of the small ones sit: an edit's fragment vanishes once its row is edited
+    again (or a restore goes back past it), and its rows are then either in an added fragment or gone."""
 
     version: int
     columns: dict[str, Any]
     fragments: frozenset[int] = frozenset()
+    placed: dict[int, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def read(cls, dataset, *, trajectory_ids: pa.Array) -> AnnotationColumns:
@@ -74,11 +83,12 @@ class AnnotationColumns:
         as read when all its rows found their trajectory: the rest are read again once they do."""
         fragments = dataset.get_fragments()
         table = dataset.to_table(columns=list(ANNOTATION_COLUMNS))
-        loaded, matched = cls._loaded(table, version=dataset.version, trajectory_ids=trajectory_ids)
+        loaded, located = cls._loaded(table, version=dataset.version, trajectory_ids=trajectory_ids)
         sizes = [fragment.count_rows() for fragment in fragments]
         if sum(sizes) != table.num_rows:
             return loaded  # a layout not understood: no fragment counts as read, the next change reads all
-        return replace(loaded, fragments=_fully_matched(fragments, sizes, matched))
+        seen, placed = _read_fragments(fragments, sizes, located)
+        return replace(loaded, fragments=seen, placed=placed)
 
     @classmethod
     def load(cls, table: pa.Table, *, version: int, trajectory_ids: pa.Array) -> AnnotationColumns:
@@ -88,48 +98,53 @@ class AnnotationColumns:
     def _loaded(
         cls, table: pa.Table, *, version: int, trajectory_ids: pa.Array
     ) -> tuple[AnnotationColumns, np.ndarray]:
+        """The columns, and per row of `table` its position (-1: a trajectory not held)."""
         rows = len(trajectory_ids)
         positions = pc.index_in(table.column(KEY), value_set=trajectory_ids)
         matched = positions.is_valid()
         table = table.filter(matched)
         index = positions.drop_null().to_numpy().astype(np.int64)
         columns = {f.name: load_column(f, table.column(f.name), rows=rows, index=index) for f in _ANNOTATED}
-        return cls(version=version, columns=columns), matched.to_numpy(zero_copy_only=False)
+        return cls(version=version, columns=columns), positions.fill_null(-1).to_numpy().astype(np.int64)
 
-    def followed(self, dataset, *, trajectory_ids: pa.Array) -> AnnotationColumns | None:
+    def followed(self, dataset, *, locate: Callable[[pa.Array], np.ndarray]) -> AnnotationColumns | None:
         """These columns moved on to `dataset`'s version by reading only the fragments added since;
-        None when that is not possible (a compaction rewrote fragments) or not cheaper."""
+        None when that is not possible (a compaction rewrote large fragments) or not cheaper."""
         fragments = {fragment.fragment_id: fragment for fragment in dataset.get_fragments()}
-        if not self.fragments <= fragments.keys():
-            return None  # compacted: fragments were rewritten
+        vanished = self.fragments - fragments.keys()
+        if any(key not in self.placed for key in vanished):
+            return None  # compacted: large fragments were rewritten
         added = [fragment for key, fragment in fragments.items() if key not in self.fragments]
         if sum(fragment.count_rows() for fragment in added) > _FOLLOW_ROWS:
             return None
-        if not added:
-            return AnnotationColumns(version=dataset.version, columns=self.columns, fragments=self.fragments)
         # Rows replaced by a later fragment are deleted where they were: each id is read once, as it is now.
         pieces = [fragment.to_table(columns=list(ANNOTATION_COLUMNS)) for fragment in added]
-        table = pa.concat_tables(pieces)
-        found = pc.index_in(trajectory_ids, value_set=table.column(KEY))
-        positions = np.flatnonzero(found.is_valid().to_numpy(zero_copy_only=False))
-        taken = found.drop_null().to_numpy()
+        table = pa.concat_tables(pieces) if pieces else ANNOTATION_SCHEMA.empty_table()
+        located = locate(table.column(KEY).combine_chunks()) if table.num_rows else np.empty(0, dtype=np.int64)
         # A fragment counts as read once all its rows found their trajectory here; rows of trajectories
-        # this projection does not hold yet (an import landing) are read again once it holds them.
-        matched = np.zeros(table.num_rows, dtype=bool)
-        matched[taken] = True
-        seen = self.fragments | _fully_matched(added, [piece.num_rows for piece in pieces], matched)
+        # this projection does not hold yet (an import landing) are read again once they are held.
+        seen, placed = _read_fragments(added, [piece.num_rows for piece in pieces], located)
+        kept = {key: positions for key, positions in self.placed.items() if key not in vanished}
+        moved = replace(self, version=dataset.version, fragments=(self.fragments - vanished) | seen,
+                        placed={**kept, **placed})  # fmt: skip
+        taken = np.flatnonzero(located >= 0)
+        positions, rows = located[taken], table.take(pa.array(taken, pa.int64())).to_pylist()
+        if vanished:
+            # Rows of a vanished fragment that no added fragment holds now are gone: blank again.
+            emptied = np.setdiff1d(np.concatenate([self.placed[key] for key in vanished]), positions)
+            positions = np.concatenate([positions, emptied]).astype(np.int64)
+            rows += [blank_annotation(None)] * len(emptied)
         if not len(positions):
-            return AnnotationColumns(version=dataset.version, columns=self.columns, fragments=seen)
-        patched = self.patched(positions, table.take(pa.array(taken)).to_pylist(), version=dataset.version)
-        return None if patched is None else replace(patched, fragments=seen)
+            return moved
+        patched = moved.patched(positions, rows, version=dataset.version)
+        return patched
 
     def appended(self, rows: int) -> AnnotationColumns:
         """These columns followed by `rows` rows never annotated (blank)."""
         empty = pa.table({name: pa.array([], type=ANNOTATION_SCHEMA.field(name).type) for name in ANNOTATION_COLUMNS})
         blank = {f.name: load_column(f, empty.column(f.name), rows=rows, index=np.empty(0, dtype=np.int64))
                  for f in _ANNOTATED}  # fmt: skip
-        columns = {name: column.appended(blank[name]) for name, column in self.columns.items()}
-        return AnnotationColumns(version=self.version, columns=columns, fragments=self.fragments)
+        return replace(self, columns={name: column.appended(blank[name]) for name, column in self.columns.items()})
 
     def patched(self, positions: np.ndarray, rows: list[dict[str, Any]], *, version: int) -> AnnotationColumns | None:
         """A copy with `rows` (whole annotation rows) written at `positions`; None if it cannot be patched."""
@@ -139,7 +154,7 @@ class AnnotationColumns:
             if patched is None:
                 return None
             columns[name] = patched
-        return AnnotationColumns(version=version, columns=columns, fragments=self.fragments)
+        return replace(self, version=version, columns=columns)
 
     def fields_at(self, positions: np.ndarray) -> list[dict[str, Any]]:
         names = list(self.columns)
@@ -240,11 +255,25 @@ class Projection:
         return projection
 
     def with_annotations(self, annotations: AnnotationColumns) -> Projection:
-        """The same rows with other annotations; sort orders of unchanged columns are kept."""
+        """The same rows with other annotations; sort orders, masks, facet counts and search hits of
+        unchanged columns are kept (an edit every few seconds must not make every answer start over)."""
         orders = {key: order for key, order in self._orders.items() if not set(key) & ANNOTATION_FIELDS}
         return Projection(
-            **{**self.__dict__, "annotations": annotations, "_orders": orders, "_lock": threading.RLock(), "cache": {}}
+            **{
+                **self.__dict__,
+                "annotations": annotations,
+                "_orders": orders,
+                "_lock": threading.RLock(),
+                "cache": self._cache_without_annotations(),
+            }
         )
+
+    def _cache_without_annotations(self) -> dict[str, Any]:
+        kept: dict[str, Any] = {name: self.cache[name] for name in _ROWS_ONLY_CACHES if name in self.cache}
+        masks = {key: mask for key, mask in self.cache.get("masks", {}).items() if not _reads_annotations(key)}
+        facets = {name: counts for name, counts in self.cache.get("facets", {}).items()
+                  if name not in ANNOTATION_FIELDS}  # fmt: skip
+        return {**kept, "masks": masks, "facets": facets}
 
     def column(self, name: str):
         if name == KEY:
@@ -264,6 +293,17 @@ class Projection:
         for name, column in self.annotations.columns.items():
             columns[name] = column.values_at(positions)
         return [{name: values[index] for name, values in columns.items()} for index in range(len(positions))]
+
+    def positions_of(self, keys: pa.Array) -> np.ndarray:
+        """Per key its position here, -1 where this projection does not hold it. A few keys (an
+        edit's) are found by binary search; many by one hash pass over every id."""
+        if len(keys) <= _SEARCHED_KEYS:
+            found = [self.position_of(key) for key in keys.to_pylist()]
+            return np.array([-1 if position is None else position for position in found], dtype=np.int64)
+        hits = pc.index_in(self.ids.array, value_set=keys)
+        positions = np.full(len(keys), -1, dtype=np.int64)
+        positions[hits.drop_null().to_numpy()] = np.flatnonzero(hits.is_valid().to_numpy(zero_copy_only=False))
+        return positions
 
     def position_of(self, trajectory_id: str) -> int | None:
         """Binary search over the id order: no scan, no index probe."""
@@ -447,15 +487,30 @@ class Projection:
         return self.column(name).sort_key(positions, descending)
 
 
-def _fully_matched(fragments: list, sizes: list[int], matched: np.ndarray) -> frozenset[int]:
-    """The ids of the fragments (whose rows lie back to back in `matched`, `sizes` each) whose every
-    row found its trajectory."""
-    bounds = np.cumsum([0, *sizes])
-    return frozenset(
-        fragment.fragment_id
-        for fragment, start, stop in zip(fragments, bounds[:-1], bounds[1:], strict=True)
-        if matched[start:stop].all()
-    )
+# Caches of what the trajectory rows alone decide: the texts of an in-memory projection, search hits per term.
+_ROWS_ONLY_CACHES = ("texts", "text_terms")
+_ANNOTATION_SEARCHED = ANNOTATION_FIELDS & set(fields.SEARCHED)
+
+
+def _reads_annotations(filter_key: tuple) -> bool:
+    """Whether the rows a filter (`TrajectoryQuery.filter_key()`) selects depend on annotations."""
+    filters, search, _text = filter_key
+    return any(name in ANNOTATION_FIELDS for name, _ in filters) or bool(search and _ANNOTATION_SEARCHED)
+
+
+def _read_fragments(fragments: list, sizes: list[int], located: np.ndarray) -> tuple[frozenset[int], dict]:
+    """Of `fragments`, whose rows lie back to back in `located` (`sizes` each; a position per row, -1
+    for a trajectory not held): the ids of those whose every row found its trajectory, and where
+    the rows of the small ones among them sit."""
+    bounds = np.cumsum([0, *sizes]).tolist()
+    seen, placed = [], {}
+    for fragment, start, stop in zip(fragments, bounds[:-1], bounds[1:], strict=True):
+        rows = located[start:stop]
+        if (rows >= 0).all():
+            seen.append(fragment.fragment_id)
+            if stop - start <= _PLACED_ROWS:
+                placed[fragment.fragment_id] = rows.astype(np.int32)
+    return frozenset(seen), placed
 
 
 def rows_layout(dataset) -> tuple:

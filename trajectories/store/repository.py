@@ -22,7 +22,7 @@ from trajectories.derived import DERIVED, derived_columns, from_text
 from trajectories.fields import SEARCH_TEXT
 from trajectories.query import TextMatch, TrajectoryQuery
 
-from . import commits, snapshots, staging, textsearch
+from . import commits, snapshots, staging, textsearch, upkeep
 from .annotations import AnnotationChange, blank_annotation
 from .engine import RECORD_COLUMNS, QueryEngine, ResultPage
 from .projection import PROJECTED_COLUMNS, Projection
@@ -103,6 +103,7 @@ class TrajectoryStore:
         self._dirty = True
         self._probes: dict[str, Any] = {}
         self._known_versions: dict[str, int] = {}
+        self._folding = threading.Lock()  # one merge of small annotation fragments at a time
         self.reads = 0
         self.version_checks = 0  # how often sync() looked for new versions (tests pin it per request)
         self.engine = QueryEngine(open_tables=self._open_tables, background_rows=background_rows)
@@ -222,10 +223,13 @@ class TrajectoryStore:
     def get(self, *, trajectory_id: str) -> dict[str, Any] | None:
         """One trajectory with its steps and annotations."""
         self.reads += 1
-        projection = self.engine.peek()
-        if projection is not None:
-            # A loaded projection finds the row by binary search and takes it from its own version.
-            return self.engine.get(trajectory_id, projection)
+        if self.engine.ready():
+            # A loaded projection (following an edit costs milliseconds, and it never waits for a
+            # rebuild) finds the row by binary search and takes it from its own version. An id it
+            # does not hold may be newer than it: that one is looked up in the store.
+            found = self.engine.get(trajectory_id, self.engine.current())
+            if found is not None:
+                return found
         self.sync()
         # A pyarrow expression, not SQL text: the id is a value, never part of a filter string.
         dataset = self._table(TRAJECTORIES_TABLE).to_lance()
@@ -426,7 +430,20 @@ class TrajectoryStore:
             done += len(rows) - self._drop_orphans(created)
             self.engine.annotations_written(rows, before=before, after=after)
         self._wrote()
+        self._fold_edits_later()
         return done
+
+    def _fold_edits_later(self) -> None:
+        """Merge the small fragments edits leave (see `upkeep`), on a thread of its own."""
+        if self._folding.acquire(blocking=False):
+            threading.Thread(target=self._fold_edits, name="trajsite-fold-edits", daemon=True).start()
+
+    def _fold_edits(self) -> None:
+        try:
+            if upkeep.fold_small_fragments(_latest(self._table(ANNOTATIONS_TABLE))):
+                self._wrote()
+        finally:
+            self._folding.release()
 
     def annotate_new(
         self,

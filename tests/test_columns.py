@@ -1,0 +1,33 @@
+"""The projection's column types against plain Python lists of the same values."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from trajectories.store.columns import ListColumn
+
+VOCABULARY = ["a", "b", "zz", "权限", ""]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_patched_lists_equal_lists_loaded_afresh(seed):
+    rng = random.Random(seed)
+    for _ in range(60):
+        rows = rng.randint(1, 40)
+        lists = [rng.sample(VOCABULARY, rng.randint(0, 3)) for _ in range(rows)]
+        column = ListColumn.from_lists(pa.array(lists, pa.list_(pa.string())), rows=rows)
+        positions = np.array([rng.randrange(rows) for _ in range(rng.randint(1, 6))])  # repeats too
+        new = [rng.sample([*VOCABULARY, "new", "aa", "新"], rng.randint(0, 3)) for _ in positions]
+        patched = column.with_lists(positions, new, rows=rows)
+        expected = list(lists)
+        for position, values in zip(positions.tolist(), new, strict=True):
+            expected[position] = values  # the last write of a row wins
+        fresh = ListColumn.from_lists(pa.array(expected, pa.list_(pa.string())), rows=rows)
+        assert patched.values_at(np.arange(rows)) == expected
+        assert patched.offsets.tolist() == fresh.offsets.tolist()
+        assert patched.rows.tolist() == fresh.rows.tolist()
+        assert patched.counts(None) == fresh.counts(None)

@@ -1,0 +1,39 @@
+"""Keeping the annotations table quick to read while people edit it.
+
+Every edit commits its rows as a fragment of their own, and every later lookup of the table (the
+edit path reads the rows it changes, merge-insert joins on the key) opens each fragment: with 236
+one-row fragments beside a million-row one, a lookup took 59 ms instead of 3 ms, and an edit 220 ms.
+So once enough small fragments pile up they are merged into one, off the request path. Only small
+fragments are touched (deletions are not materialised, large fragments not rewritten), so the
+projections of every process follow the change by reading the merged rows alone (`placed`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+# Fragments below this many rows are merged; the merged ones stop being small once they reach it.
+SMALL_ROWS = 1_024
+# Small fragments tolerated before they are merged.
+SMALL_FRAGMENTS = 32
+
+
+def small_fragments(dataset) -> int:
+    return sum(1 for fragment in dataset.get_fragments() if fragment.metadata.physical_rows < SMALL_ROWS)
+
+
+def fold_small_fragments(dataset, *, at_least: int = SMALL_FRAGMENTS) -> bool:
+    """Merge `dataset`'s small fragments into fewer when there are `at_least` of them; whether it did.
+    A merge that loses to a concurrent writer is given up (the next edit tries again): an edit of
+    a row inside them wins, as it should."""
+    if small_fragments(dataset) < at_least:
+        return False
+    try:
+        metrics = dataset.optimize.compact_files(target_rows_per_fragment=SMALL_ROWS, materialize_deletions=False)
+    except Exception as error:  # a commit conflict with an edit, or the store refusing: tried again later
+        log.info("small annotation fragments not merged this time: %s", error)
+        return False
+    log.info("merged %s small annotation fragments into %s", metrics.fragments_removed, metrics.fragments_added)
+    return True
