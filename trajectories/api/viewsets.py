@@ -59,10 +59,12 @@ class TrajectoryViewSet(viewsets.GenericViewSet):
 
     @extend_schema(request=s.AnnotationSerializer, responses=s.TrajectoryDetailSerializer)
     def partial_update(self, request, trajectory_id: str, format=None):
-        self._get(trajectory_id)
         changes = s.AnnotationSerializer(data=request.data)
         changes.is_valid(raise_exception=True)
-        services.annotate(trajectory_ids=[trajectory_id], change=changes.to_change(), user=request.user)
+        # The edit itself checks that the id is stored (no read of its steps first: a detail read is
+        # the costliest part of an edit under load); nothing annotated is a 404 or an empty change.
+        if not services.annotate(trajectory_ids=[trajectory_id], change=changes.to_change(), user=request.user):
+            self._get(trajectory_id)
         return self.retrieve(request, trajectory_id)
 
     @extend_schema(responses={204: OpenApiResponse(description="deleted")})

@@ -199,6 +199,11 @@ def _floats(projection: Projection, name: str) -> np.ndarray:
     return column.floats()
 
 
+# Selections below one row in this many are sorted alone for percentiles (a sort of 60k rows ~5 ms,
+# a pass over a million-row order ~10 ms per measure).
+_SPARSE = 16
+
+
 def _percentiles(
     projection: Projection, name: str, *, by: str, mask, size: int, buckets: Bucketing | None = None
 ) -> dict[str, np.ndarray]:
@@ -220,6 +225,12 @@ def _percentiles(
         elements = key_elements(projection, by, order.astype(np.int64))
         rows = elements.rows[_regrouped(elements.codes, size)]
         counts = np.bincount(elements.codes, minlength=size)
+    elif mask is not None and (selected := np.flatnonzero(mask)).size * _SPARSE < projection.rows:
+        # A few rows: sorting them alone beats a pass over the whole precomputed order.
+        keys = _row_keys(column)[0]
+        present = selected[~np.isnan(values[selected])]
+        rows = present[np.lexsort((values[present], keys[present]))]
+        counts = np.bincount(keys[rows], minlength=size)
     else:
         rows = _key_value_order(projection, by, name)
         if mask is not None:

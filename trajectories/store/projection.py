@@ -346,6 +346,11 @@ class Projection:
         """Highest score first, equal scores by trajectory id: one order, so pages never skip or repeat."""
         candidates = np.arange(self.rows) if mask is None else np.flatnonzero(mask)
         scores = textsearch.scores(self, query.text)[candidates]
+        if stop < len(candidates):
+            # Only rows scoring at least the page's last score can be on it (ties included): sort those.
+            threshold = np.partition(scores, len(scores) - stop)[len(scores) - stop]
+            keep = scores >= threshold
+            candidates, scores = candidates[keep], scores[keep]
         ranked = candidates[np.lexsort((self.ids.rank[candidates], -scores))]
         return ranked[start:stop]
 
