@@ -364,11 +364,19 @@ def _verify(site: Site, shared: Shared, env: dict, import_size: int) -> None:
     by_id: dict[str, set[str]] = {}
     for trajectory_id, tag in shared.annotated:
         by_id.setdefault(trajectory_id, set()).add(tag)
+    unreadable = []
     for quoted, tags in by_id.items():
-        status, body, _ = site.request("GET", f"/api/trajectories/{quoted}/")
-        stored = set(orjson.loads(body)["tags"]) if status == 200 else set()
-        missing += sorted(tags - stored)
-    print(f"acknowledged annotations: {len(shared.annotated):,}, missing afterwards: {len(missing)}")
+        for _ in range(5):  # a read refused (a worker being replaced) is not a missing edit: asked again
+            status, body, _ = site.request("GET", f"/api/trajectories/{quoted}/")
+            if status == 200:
+                break
+            time.sleep(1.0)
+        if status != 200:
+            unreadable.append((quoted, status))
+            continue
+        missing += sorted(tags - set(orjson.loads(body)["tags"]))
+    print(f"acknowledged annotations: {len(shared.annotated):,}, missing afterwards: {len(missing)}, "
+          f"trajectories that could not be read back: {len(unreadable)} {unreadable[:3]}")  # fmt: skip
     check = (
         "from trajectories.store import get_store\n"
         "from trajectories.query import parse_query\n"

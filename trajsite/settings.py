@@ -122,6 +122,14 @@ DATABASES = {
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web workers read (sessions' users, tokens, jobs) while import workers write progress: in WAL mode
+    # readers never wait for a writer, writers take the lock when their transaction begins (no
+    # deadlocked upgrade), and a writer waits its turn instead of failing with "database is locked"
+    # (seen under load with the default rollback journal: 500s on plain list requests).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE", "timeout": 30}
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Under pytest the defaults are a database and key prefix of their own: the machine's Redis is shared.
