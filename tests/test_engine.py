@@ -71,29 +71,6 @@ def test_a_large_projection_keeps_answering_while_the_next_is_built(store, recor
     assert store.page(query=TrajectoryQuery.where(is_bookmarked=True)).count == 1
 
 
-def test_while_an_import_lands_a_large_projection_is_rebuilt_at_most_once_an_interval(store, record, write_jsonl):
-    """Batch after batch of an import: one rebuild, then the version it built answers (edits followed)
-    until the interval has passed; the next request after it builds the newest version."""
-    store.engine.background_rows = 0
-    store.engine.rebuild_seconds = 3600
-    _add(store.uri, write_jsonl([record(trajectory_id=f"a{i}") for i in range(4)], "a.jsonl"))
-    everything = TrajectoryQuery()
-    assert store.page(query=everything).count == 4
-    _add(store.uri, write_jsonl([record(trajectory_id=f"b{i}") for i in range(2)], "b.jsonl"))
-    store.page(query=everything)
-    _wait(lambda: store.page(query=everything).count == 6)  # the first new version: rebuilt at once
-    builds = store.engine.builds
-    _add(store.uri, write_jsonl([record(trajectory_id=f"c{i}") for i in range(3)], "c.jsonl"))
-    store.annotate(trajectory_ids=["a1"], change=store_change(), user="u")
-    for _ in range(5):
-        assert store.page(query=everything).count == 6, "within the interval the built version answers"
-    assert store.page(query=TrajectoryQuery.where(is_bookmarked=True)).count == 1, "edits still show at once"
-    assert store.engine.builds == builds
-    store.engine.rebuild_seconds = 0  # the interval has passed
-    store.page(query=everything)
-    _wait(lambda: store.page(query=everything).count == 9)
-
-
 def test_an_answer_from_the_previous_version_is_not_cached_as_the_next(store, record, write_jsonl, held_builds):
     _, release = held_builds
     store.engine.background_rows = 0

@@ -182,8 +182,6 @@ TRAJSITE_VERSION_CHECK_SECONDS = float(_VERSION_CHECK) if _VERSION_CHECK else No
 # A projection of this many rows or more is rebuilt in the background after an import, the previous one
 # answering meanwhile; a smaller one is rebuilt by the request that finds it out of date.
 TRAJSITE_BACKGROUND_BUILD_ROWS = env_int("TRAJSITE_BACKGROUND_BUILD_ROWS", 100_000)
-# While an import lands, a large projection is rebuilt at most this often (its new rows show within it).
-TRAJSITE_REBUILD_SECONDS = float(os.environ.get("TRAJSITE_REBUILD_SECONDS", "0" if TESTING else "30"))
 # Largest file the import page accepts (the command line has no limit).
 TRAJSITE_UPLOAD_MAX_BYTES = env_int("TRAJSITE_UPLOAD_MAX_BYTES", 1024**3)
 FILE_UPLOAD_TEMP_DIR = None

@@ -63,7 +63,6 @@ def get_store() -> TrajectoryStore:
             uri=settings.TRAJSITE_DATA_DIR,
             version_check_seconds=version_check_seconds(settings.TRAJSITE_DATA_DIR),
             background_rows=settings.TRAJSITE_BACKGROUND_BUILD_ROWS,
-            rebuild_seconds=settings.TRAJSITE_REBUILD_SECONDS,
         )
     return _store
 

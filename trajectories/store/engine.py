@@ -8,7 +8,6 @@ import ctypes
 import gc
 import itertools
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -59,16 +58,9 @@ class QueryEngine:
     (see `served`), so caches keyed by table versions never store them under the newer key.
     """
 
-    def __init__(
-        self, *, open_tables: Callable[[], tuple[Any, Any]], background_rows: int = 100_000, rebuild_seconds: float = 0
-    ) -> None:
+    def __init__(self, *, open_tables: Callable[[], tuple[Any, Any]], background_rows: int = 100_000) -> None:
         self._open_tables = open_tables
         self.background_rows = background_rows
-        # An import commits batch after batch: each new version rebuilt at once would keep every worker
-        # re-sorting a million rows (p95 3.5 s under load at 1M). A large projection is rebuilt at most
-        # this often after the previous rebuild; until then the previous version answers (marked).
-        self.rebuild_seconds = rebuild_seconds
-        self._rebuilt_at = -math.inf
         self._projection: Projection | None = None
         self._lock = threading.Lock()
         self._building = False  # a background build is under way
@@ -104,8 +96,7 @@ class QueryEngine:
                     if self._projection is projection:
                         self._projection = repinned
                 projection = self._projection
-        behind = projection is not None and projection.version != wanted[0]
-        if behind and projection.rows >= self.background_rows and self._rebuild_due():
+        if projection is not None and projection.version != wanted[0] and projection.rows >= self.background_rows:
             self._build_in_background(trajectories, annotations)
         with self._lock:
             projection = self._projection
@@ -116,9 +107,6 @@ class QueryEngine:
                 projection = self._with_current_annotations(projection, annotations)
             self._projection = projection
         return projection
-
-    def _rebuild_due(self) -> bool:
-        return time.monotonic() - self._rebuilt_at >= self.rebuild_seconds
 
     def _with_current_annotations(self, projection: Projection, annotations) -> Projection:
         """The projection with the annotations of now: the fragments added since it read them (an
@@ -170,7 +158,6 @@ class QueryEngine:
                 read = AnnotationColumns.read(annotation_dataset, trajectory_ids=rows_of.ids.array)
                 projection = rows_of.with_annotations(read)
             self.builds += 1
-            self._rebuilt_at = time.monotonic()
             self._warmed.set()  # orders in use are built (the first projection may have come this way)
             _return_freed_memory()
             with self._lock:

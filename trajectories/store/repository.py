@@ -85,21 +85,13 @@ class TableStats:
 
 
 class TrajectoryStore:
-    def __init__(
-        self,
-        *,
-        uri: str,
-        version_check_seconds: float = 0.0,
-        background_rows: int = 100_000,
-        rebuild_seconds: float = 0,
-    ) -> None:
+    def __init__(self, *, uri: str, version_check_seconds: float = 0.0, background_rows: int = 100_000) -> None:
         """`version_check_seconds`: how stale a read may be when nobody says data changed.
 
         Table handles never look for new versions by themselves (read_consistency_interval=None:
         on object storage every check is a request). `sync()` moves them to the newest version when
         forced (the cache generation changed: another process wrote) or when this interval has passed;
         0 checks on every read, which costs well under a millisecond on a local disk.
-        `rebuild_seconds`: how often at most a large projection is rebuilt while imports land.
         """
         self.uri = uri
         self.version_check_seconds = version_check_seconds
@@ -114,9 +106,7 @@ class TrajectoryStore:
         self._folding = threading.Lock()  # one merge of small annotation fragments at a time
         self.reads = 0
         self.version_checks = 0  # how often sync() looked for new versions (tests pin it per request)
-        self.engine = QueryEngine(
-            open_tables=self._open_tables, background_rows=background_rows, rebuild_seconds=rebuild_seconds
-        )
+        self.engine = QueryEngine(open_tables=self._open_tables, background_rows=background_rows)
 
     def _open_tables(self):
         self.sync()
