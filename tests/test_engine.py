@@ -230,3 +230,19 @@ def test_a_sparse_filter_pages_through_the_sort_order_in_growing_pieces(store, r
         assert ([row["trajectory_id"] for row in found.rows], found.count) == (expected, 6)
     # The default order (newest first) ties on created_at here: by id.
     assert [row["trajectory_id"] for row in store.page(query=query).rows] == ["t00", "t07", "t14", "t21", "t28", "t35"]
+
+
+def test_a_trajectory_deleted_while_the_projection_is_rebuilt_is_not_found(store, record, write_jsonl, held_builds):
+    """A detail is answered from the projection only when it holds the newest rows: one deleted by
+    another server while this one rebuilds is gone at once, and a PATCH of it edits nothing."""
+    started, release = held_builds
+    store.engine.background_rows = 0
+    _add(store.uri, write_jsonl([record(trajectory_id=f"a{i}") for i in range(4)], "a.jsonl"))
+    assert store.page(query=TrajectoryQuery()).count == 4
+    assert store.get(trajectory_id="a1") is not None
+    TrajectoryStore(uri=store.uri).delete(trajectory_ids=["a1"])
+    assert store.page(query=TrajectoryQuery()).count == 4, "the previous version answers lists meanwhile"
+    assert started.wait(10)
+    assert store.get(trajectory_id="a1") is None
+    assert store.get(trajectory_id="a2")["trajectory_id"] == "a2"
+    release.set()

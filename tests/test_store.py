@@ -242,3 +242,37 @@ def test_get_follows_another_servers_edit_from_the_projection(store, record, set
     found = store.get(trajectory_id="a")
     assert (found["notes"], found["updated_by"]) == ("later 后来", "you")
     assert store.engine.current().annotations.version > reads_before and store.engine.builds == builds
+
+
+def test_another_server_follows_a_bulk_edit_then_each_row_edited_again(store, record, settings):
+    """A bulk edit writes one fragment for both rows; editing each again empties it and it vanishes:
+    the row edited first keeps its value (it is in a fragment read before), nothing turns blank."""
+    from trajectories.store import TrajectoryStore
+
+    batch = _batch([record(trajectory_id=key, tags=["x"]) for key in ("a", "b", "c")])
+    store.insert_new(trajectories=batch.trajectories, annotations=batch.annotations)
+    other = TrajectoryStore(uri=settings.TRAJSITE_DATA_DIR)
+    query = TrajectoryQuery(ordering=(("trajectory_id", False),))
+    other.page(query=query)
+    store.annotate(trajectory_ids=["a", "b"], change=AnnotationChange(tags=["bulk"]), user=None)
+    other.page(query=query)
+    for key in ("a", "b"):
+        store.annotate(trajectory_ids=[key], change=AnnotationChange(tags=[key.upper()]), user=None)
+        other.page(query=query)
+    assert [row["tags"] for row in other.page(query=query).rows] == [["A"], ["B"], ["x"]]
+    assert other.page(query=query).rows == TrajectoryStore(uri=settings.TRAJSITE_DATA_DIR).page(query=query).rows
+
+
+def test_after_a_restore_an_edited_row_has_its_value_from_before(store, record, settings):
+    from trajectories.store import TrajectoryStore
+
+    batch = _batch([record(trajectory_id=key, tags=["x"]) for key in ("a", "b")])
+    store.insert_new(trajectories=batch.trajectories, annotations=batch.annotations)
+    other = TrajectoryStore(uri=settings.TRAJSITE_DATA_DIR)
+    query = TrajectoryQuery(ordering=(("trajectory_id", False),))
+    other.page(query=query)
+    store.snapshot(tag="before")
+    store.annotate(trajectory_ids=["a"], change=AnnotationChange(tags=["A"]), user=None)
+    assert [row["tags"] for row in other.page(query=query).rows] == [["A"], ["x"]]
+    store.restore(plan=store.restore_plan(tag="before"))
+    assert [row["tags"] for row in other.page(query=query).rows] == [["x"], ["x"]]

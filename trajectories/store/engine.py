@@ -112,7 +112,7 @@ class QueryEngine:
         """The projection with the annotations of now: the fragments added since it read them (an
         edit, an import's rows), else a full read, in the background for a large projection."""
         dataset = annotations.to_lance()
-        followed = projection.annotations.followed(dataset, locate=projection.positions_of)
+        followed = projection.annotations.followed(dataset, projection=projection)
         if followed is not None:
             return projection.with_annotations(followed)
         if projection.rows >= self.background_rows:
@@ -223,7 +223,7 @@ class QueryEngine:
             return Projection.load(dataset, annotation_dataset=annotation_dataset)
         self.appends += 1
         ids = projection.ids.array
-        followed = projection.annotations.followed(annotation_dataset, locate=projection.positions_of)
+        followed = projection.annotations.followed(annotation_dataset, projection=projection)
         return projection.with_annotations(followed or AnnotationColumns.read(annotation_dataset, trajectory_ids=ids))
 
     def _build(self, trajectories, annotations) -> Projection:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -70,12 +69,16 @@ class AnnotationColumns:
     `fragments` are the annotation table's fragment ids this was read from: an edit or an import adds
     fragments (and deletes the rows they replace), so `followed` reads only the new ones. `placed`
     says where the rows of the small ones sit: an edit's fragment vanishes once its row is edited
-    again (or a restore goes back past it), and its rows are then either in an added fragment or gone."""
+    again, and its rows are then in an added fragment, in one read before, or gone. `deletions`
+    (per fragment read) and `gone` (fragments seen vanish) tell a restore, which un-deletes rows and
+    brings fragments back: that is read in full."""
 
     version: int
     columns: dict[str, Any]
     fragments: frozenset[int] = frozenset()
     placed: dict[int, np.ndarray] = field(default_factory=dict)
+    deletions: dict[int, int] = field(default_factory=dict)
+    gone: frozenset[int] = frozenset()
 
     @classmethod
     def read(cls, dataset, *, trajectory_ids: pa.Array) -> AnnotationColumns:
@@ -88,7 +91,7 @@ class AnnotationColumns:
         if sum(sizes) != table.num_rows:
             return loaded  # a layout not understood: no fragment counts as read, the next change reads all
         seen, placed = _read_fragments(fragments, sizes, located)
-        return replace(loaded, fragments=seen, placed=placed)
+        return replace(loaded, fragments=seen, placed=placed, deletions=_deletions(fragments, seen))
 
     @classmethod
     def load(cls, table: pa.Table, *, version: int, trajectory_ids: pa.Array) -> AnnotationColumns:
@@ -107,37 +110,44 @@ class AnnotationColumns:
         columns = {f.name: load_column(f, table.column(f.name), rows=rows, index=index) for f in _ANNOTATED}
         return cls(version=version, columns=columns), positions.fill_null(-1).to_numpy().astype(np.int64)
 
-    def followed(self, dataset, *, locate: Callable[[pa.Array], np.ndarray]) -> AnnotationColumns | None:
-        """These columns moved on to `dataset`'s version by reading only the fragments added since;
-        None when that is not possible (a compaction rewrote large fragments) or not cheaper."""
+    def followed(self, dataset, *, projection: Projection) -> AnnotationColumns | None:
+        """These columns moved on to `dataset`'s version by reading only the fragments added since (and
+        the rows of vanished ones by key); None when that is not possible (a compaction rewrote large
+        fragments, a restore went back) or not cheaper."""
         fragments = {fragment.fragment_id: fragment for fragment in dataset.get_fragments()}
         vanished = self.fragments - fragments.keys()
         if any(key not in self.placed for key in vanished):
             return None  # compacted: large fragments were rewritten
+        if self.gone & fragments.keys() or any(
+            fragments[key].metadata.num_deletions < count for key, count in self.deletions.items() if key in fragments
+        ):
+            return None  # restored: fragments came back, or deleted rows did
         added = [fragment for key, fragment in fragments.items() if key not in self.fragments]
         if sum(fragment.count_rows() for fragment in added) > _FOLLOW_ROWS:
             return None
         # Rows replaced by a later fragment are deleted where they were: each id is read once, as it is now.
         pieces = [fragment.to_table(columns=list(ANNOTATION_COLUMNS)) for fragment in added]
         table = pa.concat_tables(pieces) if pieces else ANNOTATION_SCHEMA.empty_table()
-        located = locate(table.column(KEY).combine_chunks()) if table.num_rows else np.empty(0, dtype=np.int64)
+        located = projection.positions_of(table.column(KEY).combine_chunks()) if table.num_rows else _NO_POSITIONS
         # A fragment counts as read once all its rows found their trajectory here; rows of trajectories
         # this projection does not hold yet (an import landing) are read again once they are held.
         seen, placed = _read_fragments(added, [piece.num_rows for piece in pieces], located)
         kept = {key: positions for key, positions in self.placed.items() if key not in vanished}
-        moved = replace(self, version=dataset.version, fragments=(self.fragments - vanished) | seen,
-                        placed={**kept, **placed})  # fmt: skip
+        still = (self.fragments - vanished) | seen
+        moved = replace(self, version=dataset.version, fragments=still, placed={**kept, **placed},
+                        deletions=_deletions(fragments.values(), still), gone=self.gone | vanished)  # fmt: skip
         taken = np.flatnonzero(located >= 0)
         positions, rows = located[taken], table.take(pa.array(taken, pa.int64())).to_pylist()
         if vanished:
-            # Rows of a vanished fragment that no added fragment holds now are gone: blank again.
+            # Rows of a vanished fragment that no added fragment holds: as the table has them now (in a
+            # fragment read before, after several edits), else gone (blank).
             emptied = np.setdiff1d(np.concatenate([self.placed[key] for key in vanished]), positions)
+            values = _rows_by_key(dataset, projection, emptied)
             positions = np.concatenate([positions, emptied]).astype(np.int64)
-            rows += [blank_annotation(None)] * len(emptied)
+            rows += [values.get(position) or blank_annotation(None) for position in emptied.tolist()]
         if not len(positions):
             return moved
-        patched = moved.patched(positions, rows, version=dataset.version)
-        return patched
+        return moved.patched(positions, rows, version=dataset.version)
 
     def appended(self, rows: int) -> AnnotationColumns:
         """These columns followed by `rows` rows never annotated (blank)."""
@@ -270,8 +280,9 @@ class Projection:
 
     def _cache_without_annotations(self) -> dict[str, Any]:
         kept: dict[str, Any] = {name: self.cache[name] for name in _ROWS_ONLY_CACHES if name in self.cache}
-        masks = {key: mask for key, mask in self.cache.get("masks", {}).items() if not _reads_annotations(key)}
-        facets = {name: counts for name, counts in self.cache.get("facets", {}).items()
+        # list(): request threads add to (and evict from) these dicts meanwhile.
+        masks = {key: mask for key, mask in list(self.cache.get("masks", {}).items()) if not _reads_annotations(key)}
+        facets = {name: counts for name, counts in list(self.cache.get("facets", {}).items())
                   if name not in ANNOTATION_FIELDS}  # fmt: skip
         return {**kept, "masks": masks, "facets": facets}
 
@@ -501,6 +512,25 @@ def _reads_annotations(filter_key: tuple) -> bool:
     """Whether the rows a filter (`TrajectoryQuery.filter_key()`) selects depend on annotations."""
     filters, search, _text = filter_key
     return any(name in ANNOTATION_FIELDS for name, _ in filters) or bool(search and _ANNOTATION_SEARCHED)
+
+
+_NO_POSITIONS = np.empty(0, dtype=np.int64)
+
+
+def _deletions(fragments, ids: frozenset[int]) -> dict[int, int]:
+    return {
+        fragment.fragment_id: fragment.metadata.num_deletions for fragment in fragments if fragment.fragment_id in ids
+    }
+
+
+def _rows_by_key(dataset, projection: Projection, positions: np.ndarray) -> dict[int, dict]:
+    """The annotation rows `dataset` holds for the trajectories at `positions`, by position."""
+    if not len(positions):
+        return {}
+    keys = projection.ids.values_at(positions)
+    table = dataset.to_table(columns=list(ANNOTATION_COLUMNS), filter=pc.field(KEY).isin(keys))
+    at = dict(zip(keys, positions.tolist(), strict=True))
+    return {at[row[KEY]]: row for row in table.to_pylist() if row[KEY] in at}
 
 
 def _read_fragments(fragments: list, sizes: list[int], located: np.ndarray) -> tuple[frozenset[int], dict]:

@@ -224,12 +224,12 @@ class TrajectoryStore:
         """One trajectory with its steps and annotations."""
         self.reads += 1
         if self.engine.ready():
-            # A loaded projection (following an edit costs milliseconds, and it never waits for a
-            # rebuild) finds the row by binary search and takes it from its own version. An id it
-            # does not hold may be newer than it: that one is looked up in the store.
-            found = self.engine.get(trajectory_id, self.engine.current())
-            if found is not None:
-                return found
+            # A loaded projection of the newest rows (following an edit costs milliseconds) finds the
+            # row by binary search and takes it from its own version. One still being rebuilt after an
+            # import or a delete is not asked: the row may be new, or deleted since.
+            projection = self.engine.current()
+            if projection.version == self.sync()[0]:
+                return self.engine.get(trajectory_id, projection)
         self.sync()
         # A pyarrow expression, not SQL text: the id is a value, never part of a filter string.
         dataset = self._table(TRAJECTORIES_TABLE).to_lance()
