@@ -182,6 +182,11 @@ TRAJSITE_VERSION_CHECK_SECONDS = float(_VERSION_CHECK) if _VERSION_CHECK else No
 # A projection of this many rows or more is rebuilt in the background after an import, the previous one
 # answering meanwhile; a smaller one is rebuilt by the request that finds it out of date.
 TRAJSITE_BACKGROUND_BUILD_ROWS = env_int("TRAJSITE_BACKGROUND_BUILD_ROWS", 100_000)
+# Projections of this many rows or more are written once into TRAJSITE_PROJECTION_DIR (a local disk of
+# this machine) and mapped by every process: one copy in the page cache, one build per new version.
+# An empty TRAJSITE_PROJECTION_DIR turns it off (each process holds and builds its own).
+TRAJSITE_PROJECTION_DIR = os.environ.get("TRAJSITE_PROJECTION_DIR", str(VAR_DIR / "projections"))
+TRAJSITE_SHARED_PROJECTION_ROWS = env_int("TRAJSITE_SHARED_PROJECTION_ROWS", 100_000)
 # Largest file the import page accepts (the command line has no limit).
 TRAJSITE_UPLOAD_MAX_BYTES = env_int("TRAJSITE_UPLOAD_MAX_BYTES", 1024**3)
 FILE_UPLOAD_TEMP_DIR = None

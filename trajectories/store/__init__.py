@@ -63,6 +63,8 @@ def get_store() -> TrajectoryStore:
             uri=settings.TRAJSITE_DATA_DIR,
             version_check_seconds=version_check_seconds(settings.TRAJSITE_DATA_DIR),
             background_rows=settings.TRAJSITE_BACKGROUND_BUILD_ROWS,
+            projection_dir=settings.TRAJSITE_PROJECTION_DIR or None,
+            shared_rows=settings.TRAJSITE_SHARED_PROJECTION_ROWS,
         )
     return _store
 

@@ -18,6 +18,7 @@ import numpy as np
 from trajectories import fields
 from trajectories.fields import Kind
 
+from . import mapped
 from .columns import ListColumn, NumberColumn
 from .projection import Projection
 
@@ -298,6 +299,7 @@ def _number(value: float) -> float | None:
 # --- GRPO groups -----------------------------------------------------------------------------
 
 
+@mapped.shareable
 @dataclass(frozen=True)
 class GroupIndex:
     """Per row its group number, and all rows in group order, ascending reward inside each (no

@@ -24,6 +24,7 @@ from trajectories.analysis import ChangeQuery, GroupQuery
 from trajectories.query import DEFAULT_ORDERING, TrajectoryQuery
 
 from . import analytics, similarity, textsearch
+from .mapped import ProjectionFiles
 from .projection import PROJECTED_COLUMNS, AnnotationColumns, Projection
 from .schema import TRAJECTORY_SCHEMA
 
@@ -58,9 +59,18 @@ class QueryEngine:
     (see `served`), so caches keyed by table versions never store them under the newer key.
     """
 
-    def __init__(self, *, open_tables: Callable[[], tuple[Any, Any]], background_rows: int = 100_000) -> None:
+    def __init__(
+        self,
+        *,
+        open_tables: Callable[[], tuple[Any, Any]],
+        background_rows: int = 100_000,
+        files: ProjectionFiles | None = None,
+        shared_rows: int = 100_000,
+    ) -> None:
         self._open_tables = open_tables
         self.background_rows = background_rows
+        self.files = files  # where projections of `shared_rows` rows or more are shared between processes
+        self.shared_rows = shared_rows
         self._projection: Projection | None = None
         self._lock = threading.Lock()
         self._building = False  # a background build is under way
@@ -216,15 +226,26 @@ class QueryEngine:
         return projection if _versions(projection) == (trajectories.version, annotations.version) else None
 
     def _next(self, serving: Projection | None, dataset, annotation_dataset) -> Projection:
-        """The projection of `dataset`: `serving` followed by the rows of the fragments an import
-        appended (read alone), else the whole version read."""
-        projection = serving.appended(dataset) if serving is not None else None
+        """The projection of `dataset`: mapped from the files another process shared, else `serving`
+        followed by the rows of the fragments an import appended (read alone), else the whole version
+        read; shared in turn when large enough."""
+        projection = None
+        if self.files is not None:
+            projection = Projection.mapped(dataset, files=self.files, serving=serving)
+        if projection is None and serving is not None:
+            projection = serving.appended(dataset)
+            self.appends += projection is not None
         if projection is None:
-            return Projection.load(dataset, annotation_dataset=annotation_dataset)
-        self.appends += 1
-        ids = projection.ids.array
+            return self._shared(Projection.load(dataset, annotation_dataset=annotation_dataset))
         followed = projection.annotations.followed(annotation_dataset, projection=projection)
-        return projection.with_annotations(followed or AnnotationColumns.read(annotation_dataset, trajectory_ids=ids))
+        if followed is None:
+            followed = AnnotationColumns.read(annotation_dataset, trajectory_ids=projection.ids.array)
+        return self._shared(projection.with_annotations(followed))
+
+    def _shared(self, projection: Projection) -> Projection:
+        if self.files is None or projection.rows < self.shared_rows:
+            return projection
+        return projection.shared(self.files)
 
     def _build(self, trajectories, annotations) -> Projection:
         started = time.perf_counter()

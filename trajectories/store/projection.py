@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from trajectories import fields
 from trajectories.fields import ANNOTATIONS, KEY, TRAJECTORIES, Kind
 from trajectories.query import TrajectoryQuery
 
-from . import textsearch
+from . import mapped, textsearch
 from .annotations import blank_annotation
 from .columns import Coded, FlagColumn, IdColumn, ListColumn, NumberColumn
 from .schema import ANNOTATION_COLUMNS, ANNOTATION_SCHEMA
@@ -189,6 +190,8 @@ class Projection:
     cache: dict[str, Any] = field(default_factory=dict)
     # Which rows `dataset` holds, by fragment: a later version with the same layout has the same rows.
     layout: tuple = ()
+    # Where these rows' columns and sort orders are shared with other processes (mapped.py), if they are.
+    files: Path | None = None
 
     def appended(self, dataset) -> Projection | None:
         """This projection followed by the rows `dataset` (a later version) added in new fragments,
@@ -220,6 +223,41 @@ class Projection:
             annotations=self.annotations.appended(count),
             layout=layout,
         )
+
+    @classmethod
+    def mapped(cls, dataset, *, files: mapped.ProjectionFiles, serving: Projection | None) -> Projection | None:
+        """The projection of `dataset` from the files another process shared; None when none were. Its
+        annotations are to be followed: `serving`'s when `dataset` only appended rows to it, else blank
+        (no fragment read yet)."""
+        layout = rows_layout(dataset)
+        found = files.mapped(uri=dataset.uri, layout=layout)
+        if found is None:
+            return None
+        ids, columns, directory = found
+        rows = len(ids.array)
+        appended = serving is not None and serving.layout and layout[: len(serving.layout)] == serving.layout
+        annotations = (
+            serving.annotations.appended(rows - serving.rows)
+            if appended
+            else AnnotationColumns.load(ANNOTATION_SCHEMA.empty_table(), version=-1, trajectory_ids=ids.array)
+        )
+        return cls(version=dataset.version, dataset=dataset, rows=rows, ids=ids, columns=columns,
+                   annotations=annotations, layout=layout, files=directory)  # fmt: skip
+
+    def shared(self, files: mapped.ProjectionFiles) -> Projection:
+        """This projection with its trajectory columns written for other processes and mapped back, so
+        this process's pages are the shared ones; itself when they cannot be written."""
+        if self.files is not None or self.dataset is None or not self.layout:
+            return self
+        uri = self.dataset.uri
+        if files.write(uri=uri, layout=self.layout, ids=self.ids, columns=self.columns) is None:
+            return self
+        found = files.mapped(uri=uri, layout=self.layout)
+        if found is None:
+            return self
+        ids, columns, directory = found
+        return Projection(**{**self.__dict__, "ids": ids, "columns": columns, "files": directory,
+                             "_orders": {}, "_lock": threading.RLock(), "cache": {}})  # fmt: skip
 
     def repinned(self, dataset) -> Projection | None:
         """This projection for `dataset`, a later version holding exactly the same rows (an index was
@@ -478,21 +516,34 @@ class Projection:
             with self._lock:
                 order = self._orders.get(key)
                 if order is None:
+                    order = self._shared_order(key) if self.files is not None else None
+                if order is None:
                     keys = self._sort_key(name, descending, np.arange(self.rows))
                     order = np.lexsort([self.ids.rank, *keys]).astype(np.int32)
-                    self._orders[key] = order
+                    if self.files is not None and name not in ANNOTATION_FIELDS:
+                        order = mapped.write_order(self.files, key, order)
+                self._orders[key] = order
         return order
+
+    def _shared_order(self, key: tuple[str, bool]) -> np.ndarray | None:
+        """A sort order another process built for these rows (orders by annotations are never shared)."""
+        if key[0] in ANNOTATION_FIELDS:
+            return None
+        order = mapped.mapped_order(self.files, key)
+        return order if order is not None and len(order) == self.rows else None
 
     def derived(self, key: tuple[str, str], build):
         """What `build()` makes from this projection's rows, made once (it is kept across annotation
-        edits: nothing derived here may depend on annotations)."""
+        edits: nothing derived here may depend on annotations), and shared with other processes when
+        the projection is."""
         key = ("derived", *key)
         found = self._orders.get(key)
         if found is None:
             with self._lock:
                 found = self._orders.get(key)
                 if found is None:
-                    found = self._orders[key] = build()
+                    found = mapped.derived(self.files, key, build) if self.files is not None else build()
+                    self._orders[key] = found
         return found
 
     def has_derived(self, key: tuple[str, str]) -> bool:

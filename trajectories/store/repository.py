@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import lancedb
@@ -25,6 +26,7 @@ from trajectories.query import TextMatch, TrajectoryQuery
 from . import commits, snapshots, staging, textsearch, upkeep
 from .annotations import AnnotationChange, blank_annotation
 from .engine import RECORD_COLUMNS, QueryEngine, ResultPage
+from .mapped import ProjectionFiles
 from .projection import PROJECTED_COLUMNS, Projection
 from .schema import (
     ANNOTATION_SCHEMA,
@@ -85,13 +87,24 @@ class TableStats:
 
 
 class TrajectoryStore:
-    def __init__(self, *, uri: str, version_check_seconds: float = 0.0, background_rows: int = 100_000) -> None:
+    def __init__(
+        self,
+        *,
+        uri: str,
+        version_check_seconds: float = 0.0,
+        background_rows: int = 100_000,
+        projection_dir: str | Path | None = None,
+        shared_rows: int = 100_000,
+    ) -> None:
         """`version_check_seconds`: how stale a read may be when nobody says data changed.
 
         Table handles never look for new versions by themselves (read_consistency_interval=None:
         on object storage every check is a request). `sync()` moves them to the newest version when
         forced (the cache generation changed: another process wrote) or when this interval has passed;
         0 checks on every read, which costs well under a millisecond on a local disk.
+
+        `projection_dir`: where projections of `shared_rows` rows or more are written once and mapped
+        by every process of this machine (None: each process holds its own).
         """
         self.uri = uri
         self.version_check_seconds = version_check_seconds
@@ -106,7 +119,10 @@ class TrajectoryStore:
         self._folding = threading.Lock()  # one merge of small annotation fragments at a time
         self.reads = 0
         self.version_checks = 0  # how often sync() looked for new versions (tests pin it per request)
-        self.engine = QueryEngine(open_tables=self._open_tables, background_rows=background_rows)
+        files = ProjectionFiles(root=Path(projection_dir)) if projection_dir else None
+        self.engine = QueryEngine(
+            open_tables=self._open_tables, background_rows=background_rows, files=files, shared_rows=shared_rows
+        )
 
     def _open_tables(self):
         self.sync()

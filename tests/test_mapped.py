@@ -1,0 +1,147 @@
+"""Projections shared between processes: written once per table layout, mapped by the others, and
+answering exactly as a projection built in memory does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.http import QueryDict
+
+from tests.test_store import _batch
+from trajectories.analysis import GroupQuery
+from trajectories.query import parse_query
+from trajectories.store import AnnotationChange, TrajectoryStore, analytics, mapped
+from trajectories.store.projection import Projection
+
+pytestmark = pytest.mark.django_db
+
+_QUERIES = tuple(
+    parse_query(QueryDict(text))
+    for text in (
+        "ordering=trajectory_id&page_size=100",
+        "ordering=-reward&page_size=7&page=2",
+        "ordering=-iteration_id,exec_time&page_size=100",
+        "training_id=训练-二&ordering=created_at&page_size=100",
+        "tool=calculator&reward_min=0.3&page_size=100",
+    )
+)
+
+
+def _records(record, start: int, count: int) -> list[dict]:
+    return [
+        record(
+            trajectory_id=f"t{i:03d}",
+            training_id="训练-二" if i % 3 else "run-a",
+            iteration_id=i % 7,
+            reward=None if i % 5 == 0 else (i * 37 % 11) / 10,
+            exec_time=float(i % 4),
+            tags=[f"tag{i % 2}"],
+        )
+        for i in range(start, start + count)
+    ]
+
+
+def _add(store: TrajectoryStore, records: list[dict]) -> None:
+    batch = _batch(records)
+    store.insert_new(trajectories=batch.trajectories, annotations=batch.annotations)
+
+
+def _server(uri: str, root) -> TrajectoryStore:
+    """Another web process of this machine: its own store object, sharing projections under `root`."""
+    return TrajectoryStore(uri=uri, projection_dir=root, shared_rows=1)
+
+
+def _answers(store: TrajectoryStore) -> list:
+    pages = [(page.count, page.rows) for page in (store.page(query=query) for query in _QUERIES)]
+    everything = parse_query(QueryDict(""))
+    stats = [store.stats_by(query=everything, by=by) for by in ("iteration_id", "training_id", "tools")]
+    groups = store.groups(query=GroupQuery(rows=everything, ordering=(("reward_std", True),)))
+    return [*pages, store.facets(), stats, groups]
+
+
+def _mapped(projection: Projection) -> bool:
+    return all(
+        isinstance(column.values, np.memmap) for column in projection.columns.values() if hasattr(column, "values")
+    )
+
+
+def test_a_second_process_maps_what_the_first_built_and_answers_the_same(store, record, tmp_path, monkeypatch):
+    _add(store, _records(record, 0, 40))
+    root = tmp_path / "projections"
+    first = _server(store.uri, root)
+    expected = _answers(store)  # a store of its own, nothing shared
+    assert _answers(first) == expected
+    built = first.engine.current()
+    assert built.files is not None and built.files.parent == root and _mapped(built)
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the second process read the table instead of mapping the shared projection")
+
+    monkeypatch.setattr(Projection, "load", no_build)
+    second = _server(store.uri, root)
+    assert _answers(second) == expected
+    mapped = second.engine.current()
+    assert mapped.files == built.files and _mapped(mapped)
+    # What analytics derive from the rows (group index, per-key value orders) is mapped too.
+    assert isinstance(analytics.group_index(mapped).order, np.memmap)
+
+
+def test_sort_orders_are_built_once_and_orders_by_annotations_are_not_shared(store, record, tmp_path):
+    _add(store, _records(record, 0, 30))
+    root = tmp_path / "projections"
+    first, second = _server(store.uri, root), _server(store.uri, root)
+    by_reward = first.engine.current().order("reward", True)
+    shared = second.engine.current().order("reward", True)
+    assert isinstance(shared, np.memmap) and np.array_equal(shared, by_reward)
+    first.engine.current().order("category", False)
+    assert not list(first.engine.current().files.glob("orders/category.*"))
+
+
+def test_edits_stay_per_process_and_imports_write_new_layouts(store, record, tmp_path):
+    _add(store, _records(record, 0, 20))
+    root = tmp_path / "projections"
+    first, second = _server(store.uri, root), _server(store.uri, root)
+    assert _answers(first) == _answers(second)
+    first.annotate(trajectory_ids=["t003"], change=AnnotationChange(add_tags=("编辑",), is_bookmarked=True), user=None)
+    assert _answers(second) == _answers(first) == _answers(store)
+    for start in (20, 30, 40, 50):  # four imports: four new layouts, each mapped by the other process
+        _add(store, _records(record, start, 10))
+        assert _answers(first) == _answers(store)
+        assert _answers(second) == _answers(store)
+        assert second.engine.current().files == first.engine.current().files
+    tagged = parse_query(QueryDict("tag=编辑"))
+    assert [row["trajectory_id"] for row in second.page(query=tagged).rows] == ["t003"]
+    assert len([path for path in root.iterdir() if not path.name.startswith(".")]) == 3  # older layouts removed
+
+
+def test_damaged_or_unwritable_files_fall_back_to_a_projection_of_its_own(store, record, tmp_path):
+    _add(store, _records(record, 0, 25))
+    root = tmp_path / "projections"
+    expected = _answers(store)
+    first = _server(store.uri, root)
+    assert _answers(first) == expected
+    directory = first.engine.current().files
+    (directory / "reward.values.npy").write_bytes(b"\x93NUMPY broken")
+    second = _server(store.uri, root)
+    assert _answers(second) == expected
+    assert second.engine.current().files is None
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")  # the root cannot be made: a disk mounted read-only, full, or mis-set
+    third = _server(store.uri, blocked / "projections")
+    assert _answers(third) == expected
+    assert third.engine.current().files is None
+
+
+def test_derived_values_are_shared_when_they_can_be(tmp_path):
+    (tmp_path / "derived").mkdir()
+    made = mapped.derived(tmp_path, ("pair",), lambda: (np.arange(5, dtype=np.int64), 5, None))
+    assert isinstance(made[0], np.memmap) and made[1:] == (5, None)
+
+    def not_again():
+        raise AssertionError("built twice")
+
+    again = mapped.derived(tmp_path, ("pair",), not_again)
+    assert np.array_equal(again[0], np.arange(5)) and again[1:] == (5, None)
+    kept = mapped.derived(tmp_path, ("python",), lambda: {"a": [1, 2]})  # not shareable: kept as made
+    assert kept == {"a": [1, 2]}
+    assert not list((tmp_path / "derived").glob(".writing-*"))

@@ -1,0 +1,237 @@
+"""Projections written once per table layout as files that every process maps.
+
+Every web worker used to read, decode and sort the same million rows and hold its own copy (~200 MB of
+columns plus ~4-8 MB per sort order per million rows, per process), and after each import every worker
+rebuilt it. Here the first process to build the projection of a layout writes its trajectory columns
+(numpy `.npy`, Arrow IPC for strings) and the sort orders it builds into a directory named by the
+table and its layout; the others map those files instead of building: the pages sit once in the page
+cache, shared by every process on the machine (and dropped under memory pressure, read back from disk).
+
+Only what the trajectory rows alone decide is shared. Annotations stay per process (edits patch them in
+memory); so do the caches derived from them. A directory is written to a temporary name and renamed,
+so a reader sees all of it or none; directories of older layouts beyond the newest few are removed (a
+process still mapping one keeps its pages until it lets go).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from trajectories.fields import Kind
+
+from .columns import Coded, FlagColumn, IdColumn, ListColumn, NumberColumn
+
+log = logging.getLogger(__name__)
+
+_CLASSES: dict[str, type] = {cls.__name__: cls for cls in (Coded, FlagColumn, IdColumn, ListColumn, NumberColumn)}
+_FORMAT = 1  # written into every manifest: a directory of another format is rebuilt, not misread
+_MANIFEST = "manifest.json"
+_ORDERS = "orders"
+_DERIVED = "derived"
+# Tuples and lists longer than this are not shared item by item (a list of values belongs in an array).
+_MAX_ITEMS = 64
+# A directory still being written after this long belongs to a process that died writing it.
+_ABANDONED_SECONDS = 3_600
+
+
+class ProjectionFiles:
+    """Where the projections of one store's tables are shared, and how many layouts are kept."""
+
+    def __init__(self, *, root: Path, keep: int = 3) -> None:
+        self.root = Path(root)
+        self.keep = keep
+
+    def directory(self, *, uri: str, layout: tuple) -> Path:
+        digest = hashlib.sha256(repr((uri, layout)).encode()).hexdigest()[:24]
+        return self.root / digest
+
+    def mapped(self, *, uri: str, layout: tuple) -> tuple[IdColumn, dict[str, Any], Path] | None:
+        """The ids and columns written for this layout, mapped; None when none were (or they cannot be
+        read: a half-removed directory, another format), and the caller builds them."""
+        directory = self.directory(uri=uri, layout=layout)
+        try:
+            manifest = json.loads((directory / _MANIFEST).read_text())
+            if manifest.get("format") != _FORMAT:
+                return None
+            ids = _mapped(manifest["ids"], directory)
+            columns = {name: _mapped(spec, directory) for name, spec in manifest["columns"].items()}
+        except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as error:
+            if not isinstance(error, FileNotFoundError):
+                log.warning("shared projection in %s not readable (%s): building it here", directory, error)
+            return None
+        return ids, columns, directory
+
+    def write(self, *, uri: str, layout: tuple, ids: IdColumn, columns: dict[str, Any]) -> Path | None:
+        """Write these columns as the layout's shared projection (unless another process just did);
+        the directory, or None when it could not be written (a full or read-only disk: each process
+        then keeps its own copy, as before)."""
+        directory = self.directory(uri=uri, layout=layout)
+        if (directory / _MANIFEST).exists():
+            return directory
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".writing-", dir=self.root))
+            manifest = {
+                "format": _FORMAT,
+                "uri": uri,
+                "ids": _written(ids, staging, "ids"),
+                "columns": {name: _written(column, staging, name) for name, column in columns.items()},
+            }
+            (staging / _ORDERS).mkdir()
+            (staging / _DERIVED).mkdir()
+            (staging / _MANIFEST).write_text(json.dumps(manifest))
+            try:
+                staging.rename(directory)
+            except OSError:  # another process renamed its copy first: the same rows, keep theirs
+                shutil.rmtree(staging, ignore_errors=True)
+        except OSError as error:
+            log.warning("shared projection not written to %s (%s): this process keeps its own", self.root, error)
+            shutil.rmtree(locals().get("staging", self.root / ".none"), ignore_errors=True)
+            return None
+        self._remove_old(keeping=directory)
+        return directory
+
+    def _remove_old(self, *, keeping: Path) -> None:
+        """Keep the newest `keep` directories (by when they were written), this one among them, and
+        remove what a process killed while writing left behind. Other processes may be removing the
+        same directories meanwhile."""
+        now = time.time()
+        for path in self.root.glob(".writing-*"):
+            if now - _written_at(path) > _ABANDONED_SECONDS:
+                shutil.rmtree(path, ignore_errors=True)
+        written = [path for path in self.root.glob("*") if (path / _MANIFEST).exists()]
+        for path in sorted(written, key=_written_at, reverse=True)[self.keep :]:
+            if path != keeping:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _written_at(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0  # removed meanwhile
+
+
+def mapped_order(directory: Path, key: tuple[str, bool]) -> np.ndarray | None:
+    try:
+        return np.load(_order_path(directory, key), mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+
+
+def write_order(directory: Path, key: tuple[str, bool], order: np.ndarray) -> np.ndarray:
+    """Share a sort order just built; the mapped copy (so this process's pages are the shared ones),
+    or the order itself when it cannot be written."""
+    path = _order_path(directory, key)
+    written = None
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".writing-", suffix=".npy", delete=False) as out:
+            written = out.name
+            np.save(out, order)
+        os.replace(written, path)
+        return np.load(path, mmap_mode="r")
+    except OSError:
+        if written is not None:
+            Path(written).unlink(missing_ok=True)
+        return order
+
+
+def shareable(cls: type) -> type:
+    """A class decorator: instances (dataclasses of arrays and numbers) can be shared as derived values."""
+    _CLASSES[cls.__name__] = cls
+    return cls
+
+
+def derived(directory: Path, key: tuple, build: Callable[[], Any]) -> Any:
+    """What `build()` makes from the rows of the projection shared in `directory`: mapped when another
+    process made it, else made here and shared (kept in memory as made when it cannot be)."""
+    path = directory / _DERIVED / hashlib.sha256(repr(key).encode()).hexdigest()[:24]
+    found = _mapped_value(path)
+    if found is not _MISSING:
+        return found
+    value = build()
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".writing-", dir=path.parent))
+        (staging / _MANIFEST).write_text(json.dumps(_written(value, staging, "value")))
+    except (OSError, TypeError):
+        shutil.rmtree(locals().get("staging", path.parent / ".none"), ignore_errors=True)
+        return value
+    try:
+        staging.rename(path)
+    except OSError:  # made by another process meanwhile: the same value
+        shutil.rmtree(staging, ignore_errors=True)
+    found = _mapped_value(path)
+    return value if found is _MISSING else found
+
+
+_MISSING = object()
+
+
+def _mapped_value(path: Path) -> Any:
+    try:
+        return _mapped(json.loads((path / _MANIFEST).read_text()), path)
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
+        return _MISSING
+
+
+def _order_path(directory: Path, key: tuple[str, bool]) -> Path:
+    name, descending = key
+    return directory / _ORDERS / f"{name}.{'desc' if descending else 'asc'}.npy"
+
+
+def _written(value: Any, directory: Path, name: str) -> Any:
+    """Write `value` (numpy and Arrow arrays, numbers, and tuples and registered dataclasses of them)
+    under `name`; its spec for `_mapped`. TypeError for anything else."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.hasobject:
+            raise TypeError("arrays of Python objects cannot be shared")
+        np.save(directory / f"{name}.npy", value)
+        return {"npy": f"{name}.npy"}
+    if isinstance(value, pa.Array):
+        batch = pa.record_batch([value], names=["values"])
+        with pa.OSFile(str(directory / f"{name}.arrow"), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as out:
+            out.write_batch(batch)
+        return {"arrow": f"{name}.arrow"}
+    if isinstance(value, Kind):
+        return {"kind": value.value}
+    if value is None or isinstance(value, bool | int | float | str):
+        return {"scalar": value}
+    if isinstance(value, tuple | list) and len(value) <= _MAX_ITEMS:
+        return {"items": [_written(item, directory, f"{name}.{index}") for index, item in enumerate(value)],
+                "tuple": isinstance(value, tuple)}  # fmt: skip
+    if dataclasses.is_dataclass(value) and _CLASSES.get(type(value).__name__) is type(value):
+        parts = {
+            part.name: _written(getattr(value, part.name), directory, f"{name}.{part.name}")
+            for part in dataclasses.fields(value)
+        }
+        return {"class": type(value).__name__, "fields": parts}
+    raise TypeError(f"{type(value).__name__} cannot be shared")
+
+
+def _mapped(spec: dict, directory: Path) -> Any:
+    if "npy" in spec:
+        return np.load(directory / spec["npy"], mmap_mode="r")
+    if "arrow" in spec:
+        source = pa.memory_map(str(directory / spec["arrow"]), "r")
+        return pa.ipc.open_file(source).get_batch(0).column(0)
+    if "kind" in spec:
+        return Kind(spec["kind"])
+    if "scalar" in spec:
+        return spec["scalar"]
+    if "items" in spec:
+        items = [_mapped(item, directory) for item in spec["items"]]
+        return tuple(items) if spec["tuple"] else items
+    return _CLASSES[spec["class"]](**{name: _mapped(part, directory) for name, part in spec["fields"].items()})
