@@ -3,7 +3,13 @@ answering exactly as a projection built in memory does."""
 
 from __future__ import annotations
 
+import mmap
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+import pyarrow as pa
 import pytest
 from django.http import QueryDict
 
@@ -11,7 +17,7 @@ from tests.test_store import _batch
 from trajectories.analysis import GroupQuery
 from trajectories.query import parse_query
 from trajectories.store import AnnotationChange, TrajectoryStore, analytics, mapped
-from trajectories.store.projection import Projection
+from trajectories.store.projection import Projection, _located
 
 pytestmark = pytest.mark.django_db
 
@@ -23,6 +29,8 @@ _QUERIES = tuple(
         "ordering=-iteration_id,exec_time&page_size=100",
         "training_id=训练-二&ordering=created_at&page_size=100",
         "tool=calculator&reward_min=0.3&page_size=100",
+        "search=T01&page_size=100",
+        "trajectory_id=t0*5&page_size=100",
     )
 )
 
@@ -80,10 +88,30 @@ def test_a_second_process_maps_what_the_first_built_and_answers_the_same(store, 
     monkeypatch.setattr(Projection, "load", no_build)
     second = _server(store.uri, root)
     assert _answers(second) == expected
-    mapped = second.engine.current()
-    assert mapped.files == built.files and _mapped(mapped)
+    served = second.engine.current()
+    assert served.files == built.files and _mapped(served)
     # What analytics derive from the rows (group index, per-key value orders) is mapped too.
-    assert isinstance(analytics.group_index(mapped).order, np.memmap)
+    assert isinstance(analytics.group_index(served).order, np.memmap)
+    assert isinstance(served.ids._haystack(lowered=True), mmap.mmap)  # the ids' bytes searches scan
+
+
+def test_processes_seeing_a_new_version_at_once_build_it_once(store, record, tmp_path, monkeypatch):
+    _add(store, _records(record, 0, 30))
+    root = tmp_path / "projections"
+    servers = [_server(store.uri, root) for _ in range(3)]
+    load = Projection.load
+    loads = []
+
+    def slow_load(*args, **kwargs):
+        loads.append(threading.current_thread().name)
+        time.sleep(0.3)  # long enough for every server to be waiting on the first
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(Projection, "load", slow_load)
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(_answers, servers))
+    assert len(loads) == 1
+    assert answers == [_answers(store)] * 3
 
 
 def test_sort_orders_are_built_once_and_orders_by_annotations_are_not_shared(store, record, tmp_path):
@@ -145,3 +173,14 @@ def test_derived_values_are_shared_when_they_can_be(tmp_path):
     kept = mapped.derived(tmp_path, ("python",), lambda: {"a": [1, 2]})  # not shareable: kept as made
     assert kept == {"a": [1, 2]}
     assert not list((tmp_path / "derived").glob(".writing-*"))
+
+
+def test_annotation_rows_find_their_trajectories_whichever_side_is_hashed():
+    """A few annotation rows among many trajectories hash the annotation keys; repeated keys (never
+    written by the store, but possible in a damaged table) go the other way: both agree."""
+    ids = pa.array([f"t{i:03d}" for i in range(100)] + ["雪"])
+    few = pa.chunked_array([pa.array(["t007", "missing", "雪"]), pa.array(["t099"])])
+    assert _located(few, ids).tolist() == [7, -1, 100, 99]
+    repeated = pa.chunked_array([pa.array(["t007", "t007", "missing"])])
+    assert _located(repeated, ids).tolist() == [7, 7, -1]
+    assert _located(pa.chunked_array([], pa.string()), ids).tolist() == []

@@ -132,3 +132,30 @@ def test_a_worker_killed_mid_import_fails_the_run_clearly_and_keeps_what_was_wri
     assert isinstance(outcome.get("error"), WorkerDied), outcome
     assert "import the same files again to add the rest" in str(outcome["error"])
     assert 100 <= store.count() < 6000
+
+
+def test_a_long_import_folds_its_rows_into_the_indexes_as_it_goes(store, tmp_path, monkeypatch):
+    """Content search scans rows not yet indexed: a long import folds them in every so many rows,
+    not only at its end."""
+    from trajectories.importing import pipeline
+    from trajectories.importing.errors import ErrorSink
+
+    data = tmp_path / "demo.jsonl"
+    with open(data, "wb") as stream:
+        write_jsonl(stream, DemoShape(count=200))
+    monkeypatch.setattr(pipeline, "INDEX_EVERY_ROWS", 50)
+    folds = []
+    refresh = TrajectoryStore.refresh_indexes
+
+    def noted(self):
+        refresh(self)
+        folds.append((self.count(), self.text_index_state()["unindexed"]))
+
+    monkeypatch.setattr(TrajectoryStore, "refresh_indexes", noted)
+    options = pipeline.ImportOptions(workers=1, batch_size=25)
+    pipeline.run_import(paths=[str(data)], options=options, store=store, errors=ErrorSink())
+    assert store.count() == 200
+    stored_at_folds = [count for count, _ in folds]
+    assert [count for count in stored_at_folds if 0 < count < 200] == [50, 100, 150]
+    assert stored_at_folds[-1] == 200
+    assert {left for _, left in folds} == {0}

@@ -335,6 +335,8 @@ class IdColumn:
     def __post_init__(self) -> None:
         self._offsets = _relative_offsets(self.array)
         self._haystacks: dict[bool, bytes] = {}
+        # (key, build) -> what build() makes, shared with other processes: set by a shared projection.
+        self.shared: Callable[[tuple, Callable[[], Any]], Any] | None = None
         if self.rank is None:
             rows = len(self.array)
             self.rank = np.empty(rows, dtype=np.int32)
@@ -406,14 +408,19 @@ class IdColumn:
         return mask
 
     def _haystack(self, *, lowered: bool) -> bytes:
-        """All ids' bytes back to back (kept after first use: ~40 MB per million ids)."""
+        """All ids' bytes back to back (kept after first use: ~40 MB per million ids; shared between
+        processes, as a mapped file, when `shared` is set)."""
         haystack = self._haystacks.get(lowered)
         if haystack is None:
-            array = pc.ascii_lower(self.array) if lowered else self.array
-            offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + len(array) + 1]
-            haystack = array.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
+            build = lambda: self._joined(lowered=lowered)  # noqa: E731
+            haystack = self.shared(("haystack", lowered), build) if self.shared is not None else build()
             self._haystacks[lowered] = haystack
         return haystack
+
+    def _joined(self, *, lowered: bool) -> bytes:
+        array = pc.ascii_lower(self.array) if lowered else self.array
+        offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + len(array) + 1]
+        return array.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
 
 
 def glob_matches(parts: list[str], value: str) -> bool:

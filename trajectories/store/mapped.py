@@ -15,15 +15,18 @@ process still mapping one keeps its pages until it lets go).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
+import mmap
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,21 @@ class ProjectionFiles:
     def directory(self, *, uri: str, layout: tuple) -> Path:
         digest = hashlib.sha256(repr((uri, layout)).encode()).hexdigest()[:24]
         return self.root / digest
+
+    @contextlib.contextmanager
+    def building(self, *, uri: str, layout: tuple) -> Iterator[None]:
+        """Held while this process builds (or maps) the layout's projection: the web workers of a
+        machine see a new version at the same moment, and one builds while the others wait to map
+        it. Lock files are few and never removed (removing one could let two holders in)."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            lock = open(self.root / f".lock-{self.directory(uri=uri, layout=layout).name[:2]}", "a+b")  # noqa: SIM115
+        except OSError:
+            yield  # no lock to be had (a read-only disk): build as if alone
+            return
+        with lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released when the file closes, or the process dies
+            yield
 
     def mapped(self, *, uri: str, layout: tuple) -> tuple[IdColumn, dict[str, Any], Path] | None:
         """The ids and columns written for this layout, mapped; None when none were (or they cannot be
@@ -205,6 +223,9 @@ def _written(value: Any, directory: Path, name: str) -> Any:
         with pa.OSFile(str(directory / f"{name}.arrow"), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as out:
             out.write_batch(batch)
         return {"arrow": f"{name}.arrow"}
+    if isinstance(value, bytes):  # mapped back as an mmap: a shared buffer with bytes' find()
+        (directory / f"{name}.bin").write_bytes(value)
+        return {"bytes": f"{name}.bin"}
     if isinstance(value, Kind):
         return {"kind": value.value}
     if value is None or isinstance(value, bool | int | float | str):
@@ -227,6 +248,10 @@ def _mapped(spec: dict, directory: Path) -> Any:
     if "arrow" in spec:
         source = pa.memory_map(str(directory / spec["arrow"]), "r")
         return pa.ipc.open_file(source).get_batch(0).column(0)
+    if "bytes" in spec:
+        with open(directory / spec["bytes"], "rb") as file:
+            # A zero-length file cannot be mapped.
+            return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(file.fileno()).st_size else b""
     if "kind" in spec:
         return Kind(spec["kind"])
     if "scalar" in spec:

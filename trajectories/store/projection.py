@@ -11,6 +11,7 @@ annotations part alone is re-read when only annotations changed.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from dataclasses import dataclass, field, replace
@@ -104,12 +105,11 @@ class AnnotationColumns:
     ) -> tuple[AnnotationColumns, np.ndarray]:
         """The columns, and per row of `table` its position (-1: a trajectory not held)."""
         rows = len(trajectory_ids)
-        positions = pc.index_in(table.column(KEY), value_set=trajectory_ids)
-        matched = positions.is_valid()
-        table = table.filter(matched)
-        index = positions.drop_null().to_numpy().astype(np.int64)
-        columns = {f.name: load_column(f, table.column(f.name), rows=rows, index=index) for f in _ANNOTATED}
-        return cls(version=version, columns=columns), positions.fill_null(-1).to_numpy().astype(np.int64)
+        located = _located(table.column(KEY), trajectory_ids)
+        matched = located >= 0
+        table = table.filter(pa.array(matched))
+        columns = {f.name: load_column(f, table.column(f.name), rows=rows, index=located[matched]) for f in _ANNOTATED}
+        return cls(version=version, columns=columns), located
 
     def followed(self, dataset, *, projection: Projection) -> AnnotationColumns | None:
         """These columns moved on to `dataset`'s version by reading only the fragments added since (and
@@ -234,6 +234,7 @@ class Projection:
         if found is None:
             return None
         ids, columns, directory = found
+        ids.shared = functools.partial(mapped.derived, directory)
         rows = len(ids.array)
         appended = serving is not None and serving.layout and layout[: len(serving.layout)] == serving.layout
         annotations = (
@@ -256,6 +257,7 @@ class Projection:
         if found is None:
             return self
         ids, columns, directory = found
+        ids.shared = functools.partial(mapped.derived, directory)
         return Projection(**{**self.__dict__, "ids": ids, "columns": columns, "files": directory,
                              "_orders": {}, "_lock": threading.RLock(), "cache": {}})  # fmt: skip
 
@@ -566,6 +568,20 @@ def _reads_annotations(filter_key: tuple) -> bool:
 
 
 _NO_POSITIONS = np.empty(0, dtype=np.int64)
+
+
+def _located(keys: pa.ChunkedArray, trajectory_ids: pa.Array) -> np.ndarray:
+    """Per key its position among `trajectory_ids` (-1: not there). Hashes the smaller side: an
+    annotations table is mostly far smaller than the trajectories (hashing 10M ids takes seconds)."""
+    keys = keys.combine_chunks()
+    if not len(keys):
+        return np.empty(0, dtype=np.int64)
+    if len(keys) * 4 < len(trajectory_ids) and pc.count_distinct(keys).as_py() == len(keys):
+        hits = pc.index_in(trajectory_ids, value_set=keys)
+        located = np.full(len(keys), -1, dtype=np.int64)
+        located[hits.drop_null().to_numpy()] = np.flatnonzero(hits.is_valid().to_numpy(zero_copy_only=False))
+        return located
+    return pc.index_in(keys, value_set=trajectory_ids).fill_null(-1).to_numpy().astype(np.int64)
 
 
 def _deletions(fragments, ids: frozenset[int]) -> dict[int, int]:
