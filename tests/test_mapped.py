@@ -17,7 +17,7 @@ from tests.test_store import _batch
 from trajectories.analysis import GroupQuery
 from trajectories.query import parse_query
 from trajectories.store import AnnotationChange, TrajectoryStore, analytics, mapped
-from trajectories.store.projection import Projection, _located
+from trajectories.store.projection import AnnotationColumns, Projection, _located
 
 pytestmark = pytest.mark.django_db
 
@@ -184,3 +184,42 @@ def test_annotation_rows_find_their_trajectories_whichever_side_is_hashed():
     repeated = pa.chunked_array([pa.array(["t007", "t007", "missing"])])
     assert _located(repeated, ids).tolist() == [7, 7, -1]
     assert _located(pa.chunked_array([], pa.string()), ids).tolist() == []
+
+
+def test_a_restore_then_another_delete_of_as_many_rows_is_not_taken_for_the_first(store, record, tmp_path):
+    """Layouts that delete as many rows of the same fragment are told apart by their deletion files."""
+    _add(store, _records(record, 0, 30))
+    web = _server(store.uri, tmp_path / "projections")
+    everything = parse_query(QueryDict("ordering=trajectory_id&page_size=100"))
+
+    def ids(server):
+        return [row["trajectory_id"] for row in server.page(query=everything).rows]
+
+    assert len(ids(web)) == 30
+    store.snapshot(tag="full")
+    store.delete(trajectory_ids=["t003"])
+    assert "t003" not in ids(web)
+    store.restore(plan=store.restore_plan(tag="full"))
+    store.delete(trajectory_ids=["t007"])
+    assert ids(web) == ids(store) and "t003" in ids(web) and "t007" not in ids(web)
+    assert web.get(trajectory_id="t003")["iteration_id"] == 3
+
+
+def test_a_new_process_reads_the_annotations_whole_not_row_by_row(store, record, tmp_path, monkeypatch):
+    records = _records(record, 0, 40)
+    for index, made in enumerate(records):
+        made["analysis"] = {"is_success": True, "category": "c", "root_cause": f"cause {index}"}
+    _add(store, records)
+    root = tmp_path / "projections"
+    _answers(_server(store.uri, root))
+    patched = []
+    original = AnnotationColumns.patched
+
+    def spy(self, positions, rows, *, version):
+        patched.append(len(rows))
+        return original(self, positions, rows, version=version)
+
+    monkeypatch.setattr(AnnotationColumns, "patched", spy)
+    second = _server(store.uri, root)
+    assert _answers(second) == _answers(store)
+    assert second.engine.current().files is not None and patched == []

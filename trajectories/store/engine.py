@@ -25,7 +25,7 @@ from trajectories.query import DEFAULT_ORDERING, TrajectoryQuery
 
 from . import analytics, similarity, textsearch
 from .mapped import ProjectionFiles
-from .projection import PROJECTED_COLUMNS, AnnotationColumns, Projection, rows_layout
+from .projection import PROJECTED_COLUMNS, AnnotationColumns, Projection, layout_rows, rows_layout
 from .schema import TRAJECTORY_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -230,7 +230,7 @@ class QueryEngine:
         followed by the rows of the fragments an import appended (read alone), else the whole version
         read; shared in turn when large enough."""
         layout = rows_layout(dataset)
-        if self.files is None or sum((rows or 0) - (deleted or 0) for _, rows, deleted, _ in layout) < self.shared_rows:
+        if self.files is None or layout_rows(layout) < self.shared_rows:
             return self._read(serving, dataset, annotation_dataset)
         with self.files.building(uri=dataset.uri, layout=layout):
             return self._read(serving, dataset, annotation_dataset)
@@ -238,7 +238,9 @@ class QueryEngine:
     def _read(self, serving: Projection | None, dataset, annotation_dataset) -> Projection:
         projection = None
         if self.files is not None:
-            projection = Projection.mapped(dataset, files=self.files, serving=serving)
+            projection = Projection.mapped(
+                dataset, files=self.files, serving=serving, annotation_dataset=annotation_dataset
+            )
         if projection is None and serving is not None:
             projection = serving.appended(dataset)
             self.appends += projection is not None

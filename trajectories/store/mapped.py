@@ -46,6 +46,9 @@ _ORDERS = "orders"
 _DERIVED = "derived"
 # Tuples and lists longer than this are not shared item by item (a list of values belongs in an array).
 _MAX_ITEMS = 64
+# Past this wait for another process's build of the same layout (a build at low priority under load
+# takes minutes at 10M), a process builds its own.
+_LOCK_WAIT_SECONDS = 300
 # A directory still being written after this long belongs to a process that died writing it.
 _ABANDONED_SECONDS = 3_600
 
@@ -65,15 +68,25 @@ class ProjectionFiles:
     def building(self, *, uri: str, layout: tuple) -> Iterator[None]:
         """Held while this process builds (or maps) the layout's projection: the web workers of a
         machine see a new version at the same moment, and one builds while the others wait to map
-        it. Lock files are few and never removed (removing one could let two holders in)."""
+        it (for `_LOCK_WAIT_SECONDS` at most). Lock files are few and never removed (removing one could
+        let two holders in); layouts sharing one may wait on each other."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             lock = open(self.root / f".lock-{self.directory(uri=uri, layout=layout).name[:2]}", "a+b")  # noqa: SIM115
         except OSError:
             yield  # no lock to be had (a read-only disk): build as if alone
             return
-        with lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        with lock:  # released when the file closes, or when the process dies
+            deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+            while True:
+                try:
+                    fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        log.warning("another process has built %s for %d s: building here too", uri, _LOCK_WAIT_SECONDS)
+                        break
+                    time.sleep(0.05)
             yield
 
     def mapped(self, *, uri: str, layout: tuple) -> tuple[IdColumn, dict[str, Any], Path] | None:
@@ -97,11 +110,11 @@ class ProjectionFiles:
         the directory, or None when it could not be written (a full or read-only disk: each process
         then keeps its own copy, as before)."""
         directory = self.directory(uri=uri, layout=layout)
-        if (directory / _MANIFEST).exists():
-            return directory
         try:
+            if (directory / _MANIFEST).exists():
+                return directory
             self.root.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=".writing-", dir=self.root))
+            staging = _staging(self.root)
             manifest = {
                 "format": _FORMAT,
                 "uri": uri,
@@ -115,11 +128,11 @@ class ProjectionFiles:
                 staging.rename(directory)
             except OSError:  # another process renamed its copy first: the same rows, keep theirs
                 shutil.rmtree(staging, ignore_errors=True)
+            self._remove_old(keeping=directory)
         except OSError as error:
             log.warning("shared projection not written to %s (%s): this process keeps its own", self.root, error)
             shutil.rmtree(locals().get("staging", self.root / ".none"), ignore_errors=True)
             return None
-        self._remove_old(keeping=directory)
         return directory
 
     def _remove_old(self, *, keeping: Path) -> None:
@@ -130,10 +143,26 @@ class ProjectionFiles:
         for path in self.root.glob(".writing-*"):
             if now - _written_at(path) > _ABANDONED_SECONDS:
                 shutil.rmtree(path, ignore_errors=True)
-        written = [path for path in self.root.glob("*") if (path / _MANIFEST).exists()]
+        written = [path for path in self.root.iterdir() if not path.name.startswith(".") and _complete(path)]
         for path in sorted(written, key=_written_at, reverse=True)[self.keep :]:
             if path != keeping:
                 shutil.rmtree(path, ignore_errors=True)
+
+
+def _complete(path: Path) -> bool:
+    try:
+        return (path / _MANIFEST).exists()
+    except OSError:
+        return False
+
+
+def _staging(parent: Path) -> Path:
+    """A fresh directory to write into before renaming it into place, readable by the site's other
+    users (mkdtemp makes it private: a projection written by `manage.py` as another user must still
+    be mapped by the web workers)."""
+    staging = Path(tempfile.mkdtemp(prefix=".writing-", dir=parent))
+    staging.chmod(0o755)
+    return staging
 
 
 def _written_at(path: Path) -> float:
@@ -159,6 +188,7 @@ def write_order(directory: Path, key: tuple[str, bool], order: np.ndarray) -> np
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".writing-", suffix=".npy", delete=False) as out:
             written = out.name
             np.save(out, order)
+        os.chmod(written, 0o644)  # made private, as a temporary file: other users' processes map it too
         os.replace(written, path)
         return np.load(path, mmap_mode="r")
     except OSError:
@@ -182,7 +212,7 @@ def derived(directory: Path, key: tuple, build: Callable[[], Any]) -> Any:
         return found
     value = build()
     try:
-        staging = Path(tempfile.mkdtemp(prefix=".writing-", dir=path.parent))
+        staging = _staging(path.parent)
         (staging / _MANIFEST).write_text(json.dumps(_written(value, staging, "value")))
     except (OSError, TypeError):
         shutil.rmtree(locals().get("staging", path.parent / ".none"), ignore_errors=True)

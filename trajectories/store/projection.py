@@ -225,10 +225,12 @@ class Projection:
         )
 
     @classmethod
-    def mapped(cls, dataset, *, files: mapped.ProjectionFiles, serving: Projection | None) -> Projection | None:
+    def mapped(
+        cls, dataset, *, files: mapped.ProjectionFiles, serving: Projection | None, annotation_dataset
+    ) -> Projection | None:
         """The projection of `dataset` from the files another process shared; None when none were. Its
-        annotations are to be followed: `serving`'s when `dataset` only appended rows to it, else blank
-        (no fragment read yet)."""
+        annotations are `serving`'s followed by blank rows when `dataset` only appended rows to it (to
+        be followed), else read whole from `annotation_dataset`."""
         layout = rows_layout(dataset)
         found = files.mapped(uri=dataset.uri, layout=layout)
         if found is None:
@@ -240,7 +242,7 @@ class Projection:
         annotations = (
             serving.annotations.appended(rows - serving.rows)
             if appended
-            else AnnotationColumns.load(ANNOTATION_SCHEMA.empty_table(), version=-1, trajectory_ids=ids.array)
+            else AnnotationColumns.read(annotation_dataset, trajectory_ids=ids.array)
         )
         return cls(version=dataset.version, dataset=dataset, rows=rows, ids=ids, columns=columns,
                    annotations=annotations, layout=layout, files=directory)  # fmt: skip
@@ -616,17 +618,29 @@ def _read_fragments(fragments: list, sizes: list[int], located: np.ndarray) -> t
 
 
 def rows_layout(dataset) -> tuple:
-    """(fragment id, rows written, rows deleted, data files) per fragment: equal layouts hold the same
-    rows, in order, with the same values (a column rewritten or added changes the files)."""
+    """(fragment id, rows written, rows deleted, data files, deletion file) per fragment: equal layouts
+    hold the same rows, in order, with the same values (a column rewritten or added changes the files;
+    the deletion file says which rows are deleted, not only how many: after a restore, another delete
+    of as many rows leaves the same counts)."""
     return tuple(
         (
             fragment.fragment_id,
             fragment.metadata.physical_rows,
             fragment.metadata.num_deletions,
             tuple(data_file.path for data_file in fragment.data_files()),
+            _deletion_file(fragment.metadata.deletion_file),
         )
         for fragment in dataset.get_fragments()
     )
+
+
+def layout_rows(layout: tuple) -> int:
+    """How many rows a layout holds."""
+    return sum((entry[1] or 0) - (entry[2] or 0) for entry in layout)
+
+
+def _deletion_file(deletion) -> tuple | None:
+    return None if deletion is None else (deletion.id, deletion.read_version, str(deletion.file_type))
 
 
 def _first_matching(order: np.ndarray, mask: np.ndarray, start: int, stop: int) -> np.ndarray:
