@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from trajectories.store.columns import ListColumn
+from trajectories.store.columns import Coded, ListColumn
 
 VOCABULARY = ["a", "b", "zz", "权限", ""]
 
@@ -31,3 +31,23 @@ def test_patched_lists_equal_lists_loaded_afresh(seed):
         assert patched.offsets.tolist() == fresh.offsets.tolist()
         assert patched.rows.tolist() == fresh.rows.tolist()
         assert patched.counts(None) == fresh.counts(None)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_patched_text_equals_text_loaded_afresh_however_many_values_are_new(seed):
+    """An import batch's free-text notes bring thousands of new values at once: merged in one pass,
+    with codes still in string order (sorting by codes is sorting by text)."""
+    rng = random.Random(seed)
+    rows = 3_000
+    values = [rng.choice([None, *VOCABULARY]) for _ in range(rows)]
+    column = Coded.load(pa.array(values, pa.string()), rows=rows)
+    positions = np.array([rng.randrange(rows) for _ in range(2_000)])  # repeats too
+    new = [rng.choice([None, "a", f"note {rng.randrange(10**6)}", f"笔记 {rng.randrange(99)}"]) for _ in positions]
+    patched = column.patched(positions, new)
+    expected = list(values)
+    for position, value in zip(positions.tolist(), new, strict=True):
+        expected[position] = value
+    assert patched.values_at(np.arange(rows)) == expected
+    uniques = patched.uniques.to_pylist()  # values written over may stay among them, unused
+    assert uniques == sorted(set(uniques)) and set(uniques) >= set(expected) - {None}
+    assert column.values_at(np.arange(rows)) == values  # the original is left as it was

@@ -111,16 +111,31 @@ class Coded:
         return shifted
 
     def patched(self, positions: np.ndarray, values: list[str | None]) -> Coded | None:
-        coded = self
-        for value in dict.fromkeys(values):
-            grown = coded.with_value(value)
-            if grown is None:
-                return None
-            coded = grown[0]
-        # Codes handed out before a later insertion may have shifted: look them up once all are in.
-        codes = coded.codes.copy()
-        codes[positions] = [coded.with_value(value)[1] for value in values]
+        """A copy with `values` at `positions`; None when the uniques would be too many."""
+        coded = self.holding(values)
+        if coded is None:
+            return None
+        codes = coded.codes.copy() if coded.codes is self.codes else coded.codes
+        codes[positions] = coded.codes_of(values)
         return Coded(codes=codes, uniques=coded.uniques)
+
+    def holding(self, values) -> Coded | None:
+        """This column able to hold every one of `values` (new ones merged into the uniques in one
+        pass, however many: an import batch's free-text notes), codes still in string order; None when
+        the uniques would be too many."""
+        known = self._python_uniques()
+        new = [value for value in dict.fromkeys(values) if value is not None and not _holds(known, value)]
+        if not new:
+            return self
+        if len(known) + len(new) > _PYTHON_UNIQUES:
+            return None
+        union = pa.array(sorted([*known, *new]), pa.string())
+        return Coded(codes=_code_map(self.uniques, union)[self.codes], uniques=union)
+
+    def codes_of(self, values: list[str | None]) -> list[int]:
+        """The code of each value (-1 for None); each must be held."""
+        known = self._python_uniques()
+        return [-1 if value is None else bisect.bisect_left(known, value) for value in values]
 
     def values_at(self, positions: np.ndarray) -> list[str | None]:
         return self.decode(self.codes[positions])
@@ -131,20 +146,6 @@ class Coded:
             return [values[code] if code >= 0 else None for code in codes.tolist()]
         taken = self.uniques.take(pa.array(np.maximum(codes, 0), pa.int64())).to_pylist()
         return [value if code >= 0 else None for value, code in zip(taken, codes.tolist(), strict=True)]
-
-    def with_value(self, value: str | None) -> tuple[Coded, int] | None:
-        """This column able to hold `value`, and its code: inserted in sorted place, later codes
-        shifted by one, so code order stays string order. None when the uniques are too many."""
-        if value is None:
-            return self, -1
-        if len(self.uniques) > _PYTHON_UNIQUES:
-            return None
-        values = self._python_uniques()
-        index = bisect.bisect_left(values, value)
-        if index < len(values) and values[index] == value:
-            return self, index
-        codes = np.where(self.codes >= index, self.codes + 1, self.codes).astype(np.int32)
-        return Coded(codes=codes, uniques=pa.array([*values[:index], value, *values[index:]], pa.string())), index
 
     def appended(self, other: Coded) -> Coded:
         """This column followed by `other`'s rows, in one code space (still in string order)."""
@@ -206,15 +207,9 @@ class ListColumn:
         """A copy where the rows at `positions` hold `lists` instead; None when that cannot be patched.
         The entries of those rows are cut out and the new ones spliced in where their rows are: no sort
         of the million entries (an edit arrives every few seconds while people work)."""
-        coded = self.coded
-        codes: dict[str, int] = {}
-        for value in dict.fromkeys(value for values in lists for value in values):
-            grown = coded.with_value(value)
-            if grown is None:
-                return None
-            coded, codes[value] = grown
-        # Codes handed out before a later insertion may have shifted: look them up again.
-        codes = {value: coded.with_value(value)[1] for value in codes}
+        coded = self.coded.holding([value for values in lists for value in values])
+        if coded is None:
+            return None
         latest = dict(zip(np.asarray(positions, dtype=np.int64).tolist(), lists, strict=True))  # last write wins
         changed = np.array(sorted(latest), dtype=np.int64)
         sizes = np.diff(self.offsets)
@@ -224,7 +219,7 @@ class ListColumn:
         new_lists = [latest[position] for position in changed.tolist()]
         lengths = np.array([len(values) for values in new_lists], dtype=np.int64)
         at = np.repeat(np.searchsorted(kept_rows, changed), lengths)
-        new_codes = np.array([codes[value] for values in new_lists for value in values], dtype=np.int32)
+        new_codes = np.array(coded.codes_of([value for values in new_lists for value in values]), dtype=np.int32)
         entry_rows = np.insert(kept_rows, at, np.repeat(changed, lengths))
         entry_codes = np.insert(kept_codes, at, new_codes)
         sizes[changed] = lengths
@@ -601,6 +596,12 @@ def _text_predicate(uniques: pa.Array, match: TextMatch) -> pa.Array:
     for pattern in match.patterns:
         result = pc.or_(result, pc.match_substring_regex(uniques, wildcard_regex(pattern)))
     return result
+
+
+def _holds(values: list[str], value: str) -> bool:
+    """Whether the sorted `values` hold `value`."""
+    index = bisect.bisect_left(values, value)
+    return index < len(values) and values[index] == value
 
 
 def _code_map(uniques: pa.Array, union: pa.Array) -> np.ndarray:
