@@ -114,6 +114,25 @@ def test_processes_seeing_a_new_version_at_once_build_it_once(store, record, tmp
     assert answers == [_answers(store)] * 3
 
 
+def test_processes_warming_at_once_sort_each_order_once(store, record, tmp_path, monkeypatch):
+    _add(store, _records(record, 0, 30))
+    root = tmp_path / "projections"
+    projections = [_server(store.uri, root).engine.current() for _ in range(3)]
+    built = Projection._built_order
+    sorted_here = []
+
+    def slow(self, name, descending):
+        sorted_here.append((name, descending))
+        time.sleep(0.05)
+        return built(self, name, descending)
+
+    monkeypatch.setattr(Projection, "_built_order", slow)
+    with ThreadPoolExecutor(3) as pool:
+        orders = list(pool.map(lambda projection: projection.order("exec_time", True), projections))
+    assert sorted_here == [("exec_time", True)]
+    assert all(np.array_equal(order, orders[0]) for order in orders)
+
+
 def test_sort_orders_are_built_once_and_orders_by_annotations_are_not_shared(store, record, tmp_path):
     _add(store, _records(record, 0, 30))
     root = tmp_path / "projections"

@@ -10,7 +10,7 @@ import threading
 # Nice values: bulk work first lowers its own thread; a projection build, which only prepares the
 # next answer, goes lowest.
 IMPORT_NICE = 10
-BUILD_NICE = 19
+BUILD_NICE = int(os.environ.get("TRAJSITE_BUILD_NICE", "19"))
 
 
 def lower_this_thread(nice: int) -> None:

@@ -70,23 +70,9 @@ class ProjectionFiles:
         machine see a new version at the same moment, and one builds while the others wait to map
         it (for `_LOCK_WAIT_SECONDS` at most). Lock files are few and never removed (removing one could
         let two holders in); layouts sharing one may wait on each other."""
-        try:
+        with contextlib.suppress(OSError):  # else no lock to be had (a read-only disk): built as if alone
             self.root.mkdir(parents=True, exist_ok=True)
-            lock = open(self.root / f".lock-{self.directory(uri=uri, layout=layout).name[:2]}", "a+b")  # noqa: SIM115
-        except OSError:
-            yield  # no lock to be had (a read-only disk): build as if alone
-            return
-        with lock:  # released when the file closes, or when the process dies
-            deadline = time.monotonic() + _LOCK_WAIT_SECONDS
-            while True:
-                try:
-                    fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        log.warning("another process has built %s for %d s: building here too", uri, _LOCK_WAIT_SECONDS)
-                        break
-                    time.sleep(0.05)
+        with _locked(self.root / f".lock-{self.directory(uri=uri, layout=layout).name[:2]}"):
             yield
 
     def mapped(self, *, uri: str, layout: tuple) -> tuple[IdColumn, dict[str, Any], Path] | None:
@@ -172,17 +158,30 @@ def _written_at(path: Path) -> float:
         return 0.0  # removed meanwhile
 
 
-def mapped_order(directory: Path, key: tuple[str, bool]) -> np.ndarray | None:
+def order(directory: Path, key: tuple[str, bool], build: Callable[[], np.ndarray], *, rows: int) -> np.ndarray:
+    """A sort order of the rows shared in `directory`: mapped when another process built it, else
+    built here (one process at a time: the workers warm the same orders at the same moment) and
+    shared; kept in memory as built when it cannot be written."""
+    path = _order_path(directory, key)
+    found = _mapped_order(path, rows)
+    if found is not None:
+        return found
+    with _locked(path.with_suffix(".lock")):
+        found = _mapped_order(path, rows)
+        if found is not None:
+            return found
+        return _write_order(path, build())
+
+
+def _mapped_order(path: Path, rows: int) -> np.ndarray | None:
     try:
-        return np.load(_order_path(directory, key), mmap_mode="r")
+        found = np.load(path, mmap_mode="r")
     except (OSError, ValueError):
         return None
+    return found if len(found) == rows else None
 
 
-def write_order(directory: Path, key: tuple[str, bool], order: np.ndarray) -> np.ndarray:
-    """Share a sort order just built; the mapped copy (so this process's pages are the shared ones),
-    or the order itself when it cannot be written."""
-    path = _order_path(directory, key)
+def _write_order(path: Path, order: np.ndarray) -> np.ndarray:
     written = None
     try:
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".writing-", suffix=".npy", delete=False) as out:
@@ -197,6 +196,30 @@ def write_order(directory: Path, key: tuple[str, bool], order: np.ndarray) -> np
         return order
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` (made if missing) while the block runs, waited for at most
+    `_LOCK_WAIT_SECONDS`; the block runs without one when none can be had (a read-only disk, a
+    directory removed meanwhile). Released when the file closes, or when the process dies."""
+    try:
+        lock = open(path, "a+b")  # noqa: SIM115
+    except OSError:
+        yield
+        return
+    with lock:
+        deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+        while True:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    log.warning("%s held for %d s by another process: going ahead", path, _LOCK_WAIT_SECONDS)
+                    break
+                time.sleep(0.05)
+        yield
+
+
 def shareable(cls: type) -> type:
     """A class decorator: instances (dataclasses of arrays and numbers) can be shared as derived values."""
     _CLASSES[cls.__name__] = cls
@@ -207,6 +230,14 @@ def derived(directory: Path, key: tuple, build: Callable[[], Any]) -> Any:
     """What `build()` makes from the rows of the projection shared in `directory`: mapped when another
     process made it, else made here and shared (kept in memory as made when it cannot be)."""
     path = directory / _DERIVED / hashlib.sha256(repr(key).encode()).hexdigest()[:24]
+    found = _mapped_value(path)
+    if found is not _MISSING:
+        return found
+    with _locked(path.with_suffix(".lock")):
+        return _derived(path, build)
+
+
+def _derived(path: Path, build: Callable[[], Any]) -> Any:
     found = _mapped_value(path)
     if found is not _MISSING:
         return found

@@ -520,21 +520,17 @@ class Projection:
             with self._lock:
                 order = self._orders.get(key)
                 if order is None:
-                    order = self._shared_order(key) if self.files is not None else None
-                if order is None:
-                    keys = self._sort_key(name, descending, np.arange(self.rows))
-                    order = np.lexsort([self.ids.rank, *keys]).astype(np.int32)
-                    if self.files is not None and name not in ANNOTATION_FIELDS:
-                        order = mapped.write_order(self.files, key, order)
-                self._orders[key] = order
+                    build = functools.partial(self._built_order, name, descending)
+                    if self.files is not None and name not in ANNOTATION_FIELDS:  # annotation orders stay here
+                        order = mapped.order(self.files, key, build, rows=self.rows)
+                    else:
+                        order = build()
+                    self._orders[key] = order
         return order
 
-    def _shared_order(self, key: tuple[str, bool]) -> np.ndarray | None:
-        """A sort order another process built for these rows (orders by annotations are never shared)."""
-        if key[0] in ANNOTATION_FIELDS:
-            return None
-        order = mapped.mapped_order(self.files, key)
-        return order if order is not None and len(order) == self.rows else None
+    def _built_order(self, name: str, descending: bool) -> np.ndarray:
+        keys = self._sort_key(name, descending, np.arange(self.rows))
+        return np.lexsort([self.ids.rank, *keys]).astype(np.int32)
 
     def derived(self, key: tuple[str, str], build):
         """What `build()` makes from this projection's rows, made once (it is kept across annotation
