@@ -14,6 +14,7 @@ import pytest
 from django.http import QueryDict
 
 from tests.test_store import _batch
+from trajectories import priority
 from trajectories.analysis import GroupQuery
 from trajectories.query import parse_query
 from trajectories.store import AnnotationChange, TrajectoryStore, analytics, mapped
@@ -57,6 +58,12 @@ def _add(store: TrajectoryStore, records: list[dict]) -> None:
 def _server(uri: str, root) -> TrajectoryStore:
     """Another web process of this machine: its own store object, sharing projections under `root`."""
     return TrajectoryStore(uri=uri, projection_dir=root, shared_rows=1)
+
+
+def _lowered(call, *args, **kwargs):
+    """`call` on a thread at a background build's priority (the calling one, a pool's thread)."""
+    priority.lower_this_thread(priority.BUILD_NICE)
+    return call(*args, **kwargs)
 
 
 def _answers(store: TrajectoryStore) -> list:
@@ -108,8 +115,8 @@ def test_processes_seeing_a_new_version_at_once_build_it_once(store, record, tmp
         return load(*args, **kwargs)
 
     monkeypatch.setattr(Projection, "load", slow_load)
-    with ThreadPoolExecutor(3) as pool:
-        answers = list(pool.map(_answers, servers))
+    with ThreadPoolExecutor(3) as pool:  # background builds: they wait for each other
+        answers = list(pool.map(lambda server: _lowered(_answers, server), servers))
     assert len(loads) == 1
     assert answers == [_answers(store)] * 3
 
@@ -127,10 +134,31 @@ def test_processes_warming_at_once_sort_each_order_once(store, record, tmp_path,
         return built(self, name, descending)
 
     monkeypatch.setattr(Projection, "_built_order", slow)
-    with ThreadPoolExecutor(3) as pool:
-        orders = list(pool.map(lambda projection: projection.order("exec_time", True), projections))
+    with ThreadPoolExecutor(3) as pool:  # warming in the background: one sorts, the others wait
+        orders = list(pool.map(lambda projection: _lowered(projection.order, "exec_time", True), projections))
     assert sorted_here == [("exec_time", True)]
     assert all(np.array_equal(order, orders[0]) for order in orders)
+    # A request never waits on another process's background work (it runs at the lowest priority).
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold(projection):
+        def wait_and_sort(name, descending):
+            held.set()
+            assert release.wait(10)
+            return built(projection, name, descending)
+
+        return _lowered(mapped.order, projection.files, ("reward", False), lambda: wait_and_sort("reward", False),
+                        rows=projection.rows)  # fmt: skip
+
+    with ThreadPoolExecutor(1) as pool:
+        holding = pool.submit(hold, projections[0])
+        assert held.wait(10)
+        started = time.monotonic()
+        asked = projections[1].order("reward", False)
+        assert time.monotonic() - started < 5
+        release.set()
+        assert np.array_equal(holding.result(), asked)
 
 
 def test_sort_orders_are_built_once_and_orders_by_annotations_are_not_shared(store, record, tmp_path):

@@ -10,7 +10,7 @@ import threading
 # Nice values: bulk work first lowers its own thread; a projection build, which only prepares the
 # next answer, goes lowest.
 IMPORT_NICE = 10
-BUILD_NICE = int(os.environ.get("TRAJSITE_BUILD_NICE", "19"))
+BUILD_NICE = 19
 
 
 def lower_this_thread(nice: int) -> None:
@@ -20,3 +20,11 @@ def lower_this_thread(nice: int) -> None:
         native = threading.get_native_id()
         if os.getpriority(os.PRIO_PROCESS, native) < nice:
             os.setpriority(os.PRIO_PROCESS, native, nice)
+
+
+def this_thread_lowered() -> bool:
+    """Whether the calling thread runs below normal priority (bulk work, not a request)."""
+    try:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) > 0
+    except (OSError, AttributeError):
+        return False

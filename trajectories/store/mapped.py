@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from trajectories import priority
 from trajectories.fields import Kind
 
 from .columns import Coded, FlagColumn, IdColumn, ListColumn, NumberColumn
@@ -199,22 +200,27 @@ def _write_order(path: Path, order: np.ndarray) -> np.ndarray:
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive lock on `path` (made if missing) while the block runs, waited for at most
-    `_LOCK_WAIT_SECONDS`; the block runs without one when none can be had (a read-only disk, a
-    directory removed meanwhile). Released when the file closes, or when the process dies."""
+    `_LOCK_WAIT_SECONDS` by background work and not at all by requests; the block runs without it
+    when it cannot be had (held, a read-only disk, a directory removed meanwhile). Released when the
+    file closes, or when the process dies."""
     try:
         lock = open(path, "a+b")  # noqa: SIM115
     except OSError:
         yield
         return
     with lock:
-        deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+        # Only bulk work waits: a request waiting on a build that runs at the lowest priority in another
+        # process would wait behind every request of the machine. It builds for itself instead.
+        patience = _LOCK_WAIT_SECONDS if priority.this_thread_lowered() else 0
+        deadline = time.monotonic() + patience
         while True:
             try:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() > deadline:
-                    log.warning("%s held for %d s by another process: going ahead", path, _LOCK_WAIT_SECONDS)
+                if time.monotonic() >= deadline:
+                    if patience:
+                        log.warning("%s held for %d s by another process: going ahead", path, patience)
                     break
                 time.sleep(0.05)
         yield
