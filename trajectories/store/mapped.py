@@ -3,14 +3,18 @@
 Every web worker used to read, decode and sort the same million rows and hold its own copy (~200 MB of
 columns plus ~4-8 MB per sort order per million rows, per process), and after each import every worker
 rebuilt it. Here the first process to build the projection of a layout writes its trajectory columns
-(numpy `.npy`, Arrow IPC for strings) and the sort orders it builds into a directory named by the
-table and its layout; the others map those files instead of building: the pages sit once in the page
-cache, shared by every process on the machine (and dropped under memory pressure, read back from disk).
+(numpy `.npy`, Arrow IPC for strings) into a directory named by the table and its layout, then the
+sort orders, the analytics' indexes (`Projection.derived`) and the ids' search bytes as they are built;
+the others map those files instead of building: the pages sit once in the page cache, shared by every
+process on the machine (and dropped under memory pressure, read back from disk). File locks make one
+process build each piece while the others' background threads wait; a request never waits on them.
 
 Only what the trajectory rows alone decide is shared. Annotations stay per process (edits patch them in
-memory); so do the caches derived from them. A directory is written to a temporary name and renamed,
-so a reader sees all of it or none; directories of older layouts beyond the newest few are removed (a
-process still mapping one keeps its pages until it lets go).
+memory); so do sort orders by annotation fields and the caches derived from annotations. A directory
+is written under a temporary name and renamed, so a reader sees all of it or none; directories of
+older layouts beyond the newest few are removed (a process still mapping one keeps its pages until it
+lets go). Whatever cannot be written or read (a full or read-only disk, a damaged file) is built and
+kept in memory, as before.
 """
 
 from __future__ import annotations
