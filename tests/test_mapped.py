@@ -148,8 +148,8 @@ def test_processes_warming_at_once_sort_each_order_once(store, record, tmp_path,
             assert release.wait(10)
             return built(projection, name, descending)
 
-        return _lowered(mapped.order, projection.files, ("reward", False), lambda: wait_and_sort("reward", False),
-                        rows=projection.rows)  # fmt: skip
+        return _lowered(mapped.derived, projection.files, ("order", "reward", False),
+                        lambda: wait_and_sort("reward", False))  # fmt: skip
 
     with ThreadPoolExecutor(1) as pool:
         holding = pool.submit(hold, projections[0])
@@ -168,8 +168,10 @@ def test_sort_orders_are_built_once_and_orders_by_annotations_are_not_shared(sto
     by_reward = first.engine.current().order("reward", True)
     shared = second.engine.current().order("reward", True)
     assert isinstance(shared, np.memmap) and np.array_equal(shared, by_reward)
-    first.engine.current().order("category", False)
-    assert not list(first.engine.current().files.glob("orders/category.*"))
+    shared_before = sorted((first.engine.current().files / "derived").iterdir())
+    by_category = first.engine.current().order("category", False)
+    assert not isinstance(by_category, np.memmap)
+    assert sorted((first.engine.current().files / "derived").iterdir()) == shared_before
 
 
 def test_edits_stay_per_process_and_imports_write_new_layouts(store, record, tmp_path):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -47,7 +48,6 @@ log = logging.getLogger(__name__)
 _CLASSES: dict[str, type] = {cls.__name__: cls for cls in (Coded, FlagColumn, IdColumn, ListColumn, NumberColumn)}
 _FORMAT = 1  # written into every manifest: a directory of another format is rebuilt, not misread
 _MANIFEST = "manifest.json"
-_ORDERS = "orders"
 _DERIVED = "derived"
 # Tuples and lists longer than this are not shared item by item (a list of values belongs in an array).
 _MAX_ITEMS = 64
@@ -90,6 +90,7 @@ class ProjectionFiles:
                 return None
             ids = _mapped(manifest["ids"], directory)
             columns = {name: _mapped(spec, directory) for name, spec in manifest["columns"].items()}
+            ids.shared = functools.partial(derived, directory)  # the ids' search bytes, when first asked
         except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as error:
             if not isinstance(error, FileNotFoundError):
                 log.warning("shared projection in %s not readable (%s): building it here", directory, error)
@@ -112,7 +113,6 @@ class ProjectionFiles:
                 "ids": _written(ids, staging, "ids"),
                 "columns": {name: _written(column, staging, name) for name, column in columns.items()},
             }
-            (staging / _ORDERS).mkdir()
             (staging / _DERIVED).mkdir()
             (staging / _MANIFEST).write_text(json.dumps(manifest))
             try:
@@ -163,44 +163,6 @@ def _written_at(path: Path) -> float:
         return 0.0  # removed meanwhile
 
 
-def order(directory: Path, key: tuple[str, bool], build: Callable[[], np.ndarray], *, rows: int) -> np.ndarray:
-    """A sort order of the rows shared in `directory`: mapped when another process built it, else
-    built here (one process at a time: the workers warm the same orders at the same moment) and
-    shared; kept in memory as built when it cannot be written."""
-    path = _order_path(directory, key)
-    found = _mapped_order(path, rows)
-    if found is not None:
-        return found
-    with _locked(path.with_suffix(".lock")):
-        found = _mapped_order(path, rows)
-        if found is not None:
-            return found
-        return _write_order(path, build())
-
-
-def _mapped_order(path: Path, rows: int) -> np.ndarray | None:
-    try:
-        found = np.load(path, mmap_mode="r")
-    except (OSError, ValueError):
-        return None
-    return found if len(found) == rows else None
-
-
-def _write_order(path: Path, order: np.ndarray) -> np.ndarray:
-    written = None
-    try:
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".writing-", suffix=".npy", delete=False) as out:
-            written = out.name
-            np.save(out, order)
-        os.chmod(written, 0o644)  # made private, as a temporary file: other users' processes map it too
-        os.replace(written, path)
-        return np.load(path, mmap_mode="r")
-    except OSError:
-        if written is not None:
-            Path(written).unlink(missing_ok=True)
-        return order
-
-
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive lock on `path` (made if missing) while the block runs, waited for at most
@@ -237,8 +199,10 @@ def shareable(cls: type) -> type:
 
 
 def derived(directory: Path, key: tuple, build: Callable[[], Any]) -> Any:
-    """What `build()` makes from the rows of the projection shared in `directory`: mapped when another
-    process made it, else made here and shared (kept in memory as made when it cannot be)."""
+    """What `build()` makes from the rows of the projection shared in `directory` (a sort order, an
+    analytics index, the ids' search bytes): mapped when another process made it, else made here (one
+    process at a time: the workers warm the same ones at the same moment) and shared; kept in memory
+    as made when it cannot be written."""
     path = directory / _DERIVED / hashlib.sha256(repr(key).encode()).hexdigest()[:24]
     found = _mapped_value(path)
     if found is not _MISSING:
@@ -274,11 +238,6 @@ def _mapped_value(path: Path) -> Any:
         return _mapped(json.loads((path / _MANIFEST).read_text()), path)
     except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
         return _MISSING
-
-
-def _order_path(directory: Path, key: tuple[str, bool]) -> Path:
-    name, descending = key
-    return directory / _ORDERS / f"{name}.{'desc' if descending else 'asc'}.npy"
 
 
 def _written(value: Any, directory: Path, name: str) -> Any:

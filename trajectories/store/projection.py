@@ -236,7 +236,6 @@ class Projection:
         if found is None:
             return None
         ids, columns, directory = found
-        ids.shared = functools.partial(mapped.derived, directory)
         rows = len(ids.array)
         appended = serving is not None and serving.layout and layout[: len(serving.layout)] == serving.layout
         annotations = (
@@ -259,7 +258,6 @@ class Projection:
         if found is None:
             return self
         ids, columns, directory = found
-        ids.shared = functools.partial(mapped.derived, directory)
         return Projection(**{**self.__dict__, "ids": ids, "columns": columns, "files": directory,
                              "_orders": {}, "_lock": threading.RLock(), "cache": {}})  # fmt: skip
 
@@ -522,7 +520,7 @@ class Projection:
                 if order is None:
                     build = functools.partial(self._built_order, name, descending)
                     if self.files is not None and name not in ANNOTATION_FIELDS:  # annotation orders stay here
-                        order = mapped.order(self.files, key, build, rows=self.rows)
+                        order = mapped.derived(self.files, ("order", *key), build)
                     else:
                         order = build()
                     self._orders[key] = order
