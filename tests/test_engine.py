@@ -198,7 +198,7 @@ def test_an_import_is_followed_by_reading_only_the_rows_it_added(store, record, 
 
 
 def test_rows_imported_while_the_previous_version_answers_keep_their_annotations(
-    store, record, write_jsonl, held_builds
+    store, record, write_jsonl, held_builds, monkeypatch
 ):
     started, release = held_builds
     store.engine.background_rows = 0
@@ -208,6 +208,18 @@ def test_rows_imported_while_the_previous_version_answers_keep_their_annotations
     _add(store.uri, write_jsonl(judged, "n.jsonl"))
     # The previous version answers, and follows the annotations written with the new rows meanwhile.
     assert store.page(query=TrajectoryQuery.where(category="late")).count == 0
+    # Edits meanwhile are followed by reading their own rows: the import's annotation rows, whose
+    # trajectories this version does not hold, are not located again at every edit.
+    located = []
+    positions_of = projection_module.Projection.positions_of
+    monkeypatch.setattr(
+        projection_module.Projection, "positions_of", lambda self, keys: located.append(len(keys)) or positions_of(self, keys)
+    )
+    other = TrajectoryStore(uri=store.uri)
+    for number in range(3):
+        other.annotate(trajectory_ids=[f"a{number}"], change=store_change(), user="u")
+        assert store.page(query=TrajectoryQuery.where(is_bookmarked=True)).count == number + 1
+    assert located == [1, 1, 1]
     assert started.wait(10)
     release.set()
     _wait(lambda: store.page(query=TrajectoryQuery()).count == 7)

@@ -210,6 +210,45 @@ def test_new_rows_are_searchable_at_once_and_the_index_catches_up(searched):
     assert sorted(_ids(store, q="超时", ordering="trajectory_id")) == expected
 
 
+def test_rows_appended_later_are_the_only_ones_searched_again(searched, record, monkeypatch):
+    """A word searched before an import lands is searched again in the new fragments alone: the
+    earlier rows' hits are kept (at a million rows a common word's query costs seconds)."""
+    from trajectories.store import textsearch
+
+    store, records = searched
+    words = ["timeout", "错误", '"permission denied"']
+    for word in words:
+        _ids(store, q=word)
+    fragments = {fragment.fragment_id for fragment in store.engine.current().dataset.get_fragments()}
+    third = _records(record, 30, seed=3, prefix="c")
+    batch = BatchBuilder(on_duplicate="skip")
+    for item in third:
+        batch.add(validate(item, source="test", source_format="canonical", defaults=Defaults(imported_at_us=2)),
+                  location=None)  # fmt: skip
+    store.upsert(trajectories=batch.build().trajectories)
+    records = {**records, **{item["trajectory_id"]: item for item in third}}
+    searched_in = []
+    search = textsearch._searched
+    monkeypatch.setattr(
+        textsearch, "_searched", lambda p, term, parts: searched_in.append(parts) or search(p, term, parts)
+    )
+    expected = {
+        "timeout": lambda t: _word(t, "timeout"),
+        "错误": lambda t: "错误" in t,
+        '"permission denied"': lambda t: _phrase(t, ["permission", "denied"]),
+    }
+    for word in words:
+        found = _ids(store, q=word)
+        assert sorted(found) == sorted(tid for tid, item in records.items() if expected[word](_visible(item))), word
+        assert any(tid.startswith("c-") for tid in found) and len(found) == len(set(found))
+    assert store.engine.appends >= 1
+    assert len(searched_in) == 3  # one phrase query per word, each over the new fragment alone
+    assert all(parts and not {fragment.fragment_id for fragment in parts} & fragments for parts in searched_in)
+    # A word never searched before is searched everywhere.
+    assert sorted(_ids(store, q="retry")) == sorted(tid for tid, item in records.items() if _word(_visible(item), "retry"))
+    assert searched_in[-1] is None
+
+
 def test_searchable_text_keeps_words_apart():
     assert content.tokens("line\\nPermission denied") == ["line", "npermission", "denied"]
     assert content.tokens("line\nPermission denied") == ["line", "permission", "denied"]

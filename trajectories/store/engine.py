@@ -128,7 +128,8 @@ class QueryEngine:
         if projection.rows >= self.background_rows:
             self._build_in_background(None, annotations, rows_of=projection)
             return projection
-        return projection.with_annotations(AnnotationColumns.read(dataset, trajectory_ids=projection.ids.array))
+        read = AnnotationColumns.read(dataset, trajectory_ids=projection.ids.array, held=projection.version)
+        return projection.with_annotations(read)
 
     def _build_in_background(self, trajectories, annotations, *, rows_of: Projection | None = None) -> None:
         """Start building the projection of `trajectories`' version (or `rows_of`'s rows with annotations
@@ -165,7 +166,7 @@ class QueryEngine:
                 if serving is not None and analytics.in_use(serving):
                     analytics.warm(projection)
             else:
-                read = AnnotationColumns.read(annotation_dataset, trajectory_ids=rows_of.ids.array)
+                read = AnnotationColumns.read(annotation_dataset, trajectory_ids=rows_of.ids.array, held=rows_of.version)
                 projection = rows_of.with_annotations(read)
             self.builds += 1
             self._warmed.set()  # orders in use are built (the first projection may have come this way)
@@ -248,7 +249,9 @@ class QueryEngine:
             return self._shared(Projection.load(dataset, annotation_dataset=annotation_dataset))
         followed = projection.annotations.followed(annotation_dataset, projection=projection)
         if followed is None:
-            followed = AnnotationColumns.read(annotation_dataset, trajectory_ids=projection.ids.array)
+            followed = AnnotationColumns.read(
+                annotation_dataset, trajectory_ids=projection.ids.array, held=projection.version
+            )
         return self._shared(projection.with_annotations(followed))
 
     def _shared(self, projection: Projection) -> Projection:

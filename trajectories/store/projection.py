@@ -73,7 +73,9 @@ class AnnotationColumns:
     says where the rows of the small ones sit: an edit's fragment vanishes once its row is edited
     again, and its rows are then in an added fragment, in one read before, or gone. `deletions`
     (per fragment read) and `gone` (fragments seen vanish) tell a restore, which un-deletes rows and
-    brings fragments back: that is read in full."""
+    brings fragments back: that is read in full. `waiting` are fragments read while some of their rows'
+    trajectories were not held yet (an import landing before its rows are projected), with the
+    projection version that lacked them: not read again until the projection moves on."""
 
     version: int
     columns: dict[str, Any]
@@ -81,11 +83,13 @@ class AnnotationColumns:
     placed: dict[int, np.ndarray] = field(default_factory=dict)
     deletions: dict[int, int] = field(default_factory=dict)
     gone: frozenset[int] = frozenset()
+    waiting: tuple[int, frozenset[int]] = (-1, frozenset())
 
     @classmethod
-    def read(cls, dataset, *, trajectory_ids: pa.Array) -> AnnotationColumns:
+    def read(cls, dataset, *, trajectory_ids: pa.Array, held: int = -1) -> AnnotationColumns:
         """Every annotation row of `dataset` (a LanceDataset pinned at one version). A fragment counts
-        as read when all its rows found their trajectory: the rest are read again once they do."""
+        as read when all its rows found their trajectory: the rest are read again once they may (the
+        projection `trajectory_ids` are of, version `held`, moved on)."""
         fragments = dataset.get_fragments()
         table = dataset.to_table(columns=list(ANNOTATION_COLUMNS))
         loaded, located = cls._loaded(table, version=dataset.version, trajectory_ids=trajectory_ids)
@@ -93,7 +97,8 @@ class AnnotationColumns:
         if sum(sizes) != table.num_rows:
             return loaded  # a layout not understood: no fragment counts as read, the next change reads all
         seen, placed = _read_fragments(fragments, sizes, located)
-        return replace(loaded, fragments=seen, placed=placed, deletions=_deletions(fragments, seen))
+        waiting = (held, frozenset(fragment.fragment_id for fragment in fragments) - seen)
+        return replace(loaded, fragments=seen, placed=placed, deletions=_deletions(fragments, seen), waiting=waiting)
 
     @classmethod
     def load(cls, table: pa.Table, *, version: int, trajectory_ids: pa.Array) -> AnnotationColumns:
@@ -123,7 +128,11 @@ class AnnotationColumns:
             fragments[key].metadata.num_deletions < count for key, count in self.deletions.items() if key in fragments
         ):
             return None  # restored: fragments came back, or deleted rows did
-        added = [fragment for key, fragment in fragments.items() if key not in self.fragments]
+        # Fragments waiting for rows this projection lacks: re-read once it holds other rows. Read on
+        # every edit instead, an import's 5,000-row fragments were located again at each of them.
+        waited_at, waiting = self.waiting
+        skipped = waiting if waited_at == projection.version else frozenset()
+        added = [fragment for key, fragment in fragments.items() if key not in self.fragments | skipped]
         if sum(fragment.count_rows() for fragment in added) > _FOLLOW_ROWS:
             return None
         # Rows replaced by a later fragment are deleted where they were: each id is read once, as it is now.
@@ -135,8 +144,10 @@ class AnnotationColumns:
         seen, placed = _read_fragments(added, [piece.num_rows for piece in pieces], located)
         kept = {key: positions for key, positions in self.placed.items() if key not in vanished}
         still = (self.fragments - vanished) | seen
+        unplaced = frozenset(fragment.fragment_id for fragment in added) - seen
         moved = replace(self, version=dataset.version, fragments=still, placed={**kept, **placed},
-                        deletions=_deletions(fragments.values(), still), gone=self.gone | vanished)  # fmt: skip
+                        deletions=_deletions(fragments.values(), still), gone=self.gone | vanished,
+                        waiting=(projection.version, (skipped & fragments.keys()) | unplaced))  # fmt: skip
         taken = np.flatnonzero(located >= 0)
         positions, rows = located[taken], table.take(pa.array(taken, pa.int64())).to_pylist()
         if vanished:
@@ -222,6 +233,7 @@ class Projection:
             columns=columns,
             annotations=self.annotations.appended(count),
             layout=layout,
+            cache={textsearch.CARRIED: textsearch.carried(self)},
         )
 
     @classmethod
@@ -241,10 +253,11 @@ class Projection:
         annotations = (
             serving.annotations.appended(rows - serving.rows)
             if appended
-            else AnnotationColumns.read(annotation_dataset, trajectory_ids=ids.array)
+            else AnnotationColumns.read(annotation_dataset, trajectory_ids=ids.array, held=dataset.version)
         )
         return cls(version=dataset.version, dataset=dataset, rows=rows, ids=ids, columns=columns,
-                   annotations=annotations, layout=layout, files=directory)  # fmt: skip
+                   annotations=annotations, layout=layout, files=directory,
+                   cache={textsearch.CARRIED: textsearch.carried(serving)} if appended else {})  # fmt: skip
 
     def shared(self, files: mapped.ProjectionFiles) -> Projection:
         """This projection with its trajectory columns written for other processes and mapped back, so
@@ -258,8 +271,9 @@ class Projection:
         if found is None:
             return self
         ids, columns, directory = found
+        cache = {name: self.cache[name] for name in _ROWS_ONLY_CACHES if name in self.cache}
         return Projection(**{**self.__dict__, "ids": ids, "columns": columns, "files": directory,
-                             "_orders": {}, "_lock": threading.RLock(), "cache": {}})  # fmt: skip
+                             "_orders": {}, "_lock": threading.RLock(), "cache": cache})  # fmt: skip
 
     def repinned(self, dataset) -> Projection | None:
         """This projection for `dataset`, a later version holding exactly the same rows (an index was
@@ -282,7 +296,7 @@ class Projection:
             ids=ids,
             columns={f.name: load_column(f, table.column(f.name), rows=rows) for f in PROJECTED[TRAJECTORIES]
                      if f.name != KEY},
-            annotations=AnnotationColumns.read(annotation_dataset, trajectory_ids=ids.array),
+            annotations=AnnotationColumns.read(annotation_dataset, trajectory_ids=ids.array, held=dataset.version),
             layout=layout,
         )  # fmt: skip
 
@@ -552,8 +566,9 @@ class Projection:
         return self.column(name).sort_key(positions, descending)
 
 
-# Caches of what the trajectory rows alone decide: the texts of an in-memory projection, search hits per term.
-_ROWS_ONLY_CACHES = ("texts", "text_terms")
+# Caches of what the trajectory rows alone decide: the texts of an in-memory projection, search hits
+# per term (and those of the version this one appended rows to).
+_ROWS_ONLY_CACHES = ("texts", textsearch.TERMS, textsearch.CARRIED)
 _ANNOTATION_SEARCHED = ANNOTATION_FIELDS & set(fields.SEARCHED)
 
 

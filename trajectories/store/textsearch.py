@@ -35,6 +35,8 @@ INDEX_OPTIONS = {
     "max_token_length": content.MAX_TOKEN,
 }
 _CACHED_TERMS = 32
+TERMS = "text_terms"  # the projection's cache of each term's hits
+CARRIED = "text_terms_before"  # those of the versions this projection's rows were appended to
 _SCAN_BATCH = 2_000
 
 
@@ -100,21 +102,50 @@ def scores(projection, text: TextQuery) -> np.ndarray:
 
 
 def _term_hits(projection, term: Term) -> tuple[np.ndarray, np.ndarray]:
-    """Every row of the projection's version holding `term`: positions and scores, kept per term."""
-    terms = projection.cache.setdefault("text_terms", {})
+    """Every row of the projection's version holding `term`: positions and scores, kept per term.
+    When the version only appended rows to one whose hits were found, only its new fragments are
+    searched (during an import a common word's query over every row costs seconds per version);
+    the earlier rows keep the scores of the version they were first searched in."""
+    terms = projection.cache.setdefault(TERMS, {})
     found = terms.get(term)
     if found is None:
-        # The words as typed: the index splits and lowercases them as it did the stored text.
-        query = PhraseQuery(term.text, SEARCH_TEXT)
-        table = projection.dataset.to_table(columns=["_score"], full_text_query=query, with_row_address=True)
-        addresses = table.column("_rowaddr").to_numpy()
-        positions = _positions(projection, addresses)
-        found = (positions, table.column("_score").to_numpy().astype(np.float32))
+        before = projection.cache.get(CARRIED, {}).get(term)
+        fragments = None
+        if before is not None:
+            fragments = [f for f in projection.dataset.get_fragments() if f.fragment_id not in before[0]]
+        found = _searched(projection, term, fragments)
+        if before is not None:
+            found = (np.concatenate([before[1], found[0]]), np.concatenate([before[2], found[1]]))
         if len(terms) >= _CACHED_TERMS:
             with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # another thread evicted first
                 terms.pop(next(iter(terms)))
         terms[term] = found
     return found
+
+
+def _searched(projection, term: Term, fragments: list | None) -> tuple[np.ndarray, np.ndarray]:
+    """The positions and scores of `term`'s hits in `fragments` (None: all of them)."""
+    if fragments is not None and not fragments:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+    # The words as typed: the index splits and lowercases them as it did the stored text.
+    query = PhraseQuery(term.text, SEARCH_TEXT)
+    scanner = projection.dataset.scanner(
+        columns=["_score"], full_text_query=query, with_row_address=True, fragments=fragments
+    )
+    table = scanner.to_table()
+    positions = _positions(projection, table.column("_rowaddr").to_numpy())
+    return positions, table.column("_score").to_numpy().astype(np.float32)
+
+
+def carried(projection) -> dict[Term, tuple[frozenset[int], np.ndarray, np.ndarray]]:
+    """`projection`'s term hits, for a version that appends rows to it: per term the fragments
+    searched, the positions and the scores (the newest `_CACHED_TERMS` terms)."""
+    searched = frozenset(entry[0] for entry in projection.layout)
+    hits = {**projection.cache.get(CARRIED, {})}
+    for term, (positions, term_scores) in list(projection.cache.get(TERMS, {}).items()):
+        hits.pop(term, None)
+        hits[term] = (searched, positions, term_scores)
+    return dict(list(hits.items())[-_CACHED_TERMS:])
 
 
 def _positions(projection, addresses: np.ndarray) -> np.ndarray:
