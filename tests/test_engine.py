@@ -197,6 +197,49 @@ def test_an_import_is_followed_by_reading_only_the_rows_it_added(store, record, 
     assert store.engine.appends == 3
 
 
+def test_sort_orders_of_appended_rows_are_merged_into_the_earlier_ones(store, record, write_jsonl, monkeypatch):
+    """Each order asked for before an import is merged with the new rows' (a search per row, no
+    sort of every row), and equals the order a fresh build sorts: nulls last, ties by id, values the
+    earlier rows lack sorting before, between and after theirs."""
+    import random
+
+    rng = random.Random(5)
+
+    def batch(tag: str, count: int) -> list[dict]:
+        return [
+            record(
+                trajectory_id=f"{tag}{rng.randint(0, 10**6):07d}-{i}",
+                agent_name=rng.choice([f"agent-{tag}", "agent-m", None]),
+                reward=rng.choice([None, -1.5, 0.0, 0.5, 1.0, rng.random()]),
+                iteration_id=rng.choice([None, 0, 1, 2, rng.randint(0, 50)]),
+                exec_time=rng.choice([None, 1.0, rng.random() * 100]),
+            )
+            for i in range(count)
+        ]
+
+    merged = []
+    merge = projection_module.Projection._merged_order
+    monkeypatch.setattr(
+        projection_module.Projection,
+        "_merged_order",
+        lambda self, *args: (lambda order: merged.append(order is not None) or order)(merge(self, *args)),
+    )
+    _add(store.uri, write_jsonl(batch("m", 30), "m.jsonl"))
+    orders = [(name, descending) for name, descending in projection_module.Projection.every_order()
+              if name not in projection_module.ANNOTATION_FIELDS]  # fmt: skip
+    for tag in ("b", "a", "z"):
+        projection = store.engine.current()
+        for name, descending in orders:
+            projection.order(name, descending)
+        _add(store.uri, write_jsonl(batch(tag, 12), f"{tag}.jsonl"))
+        appended = store.engine.current()
+        assert appended.rows == projection.rows + 12 and store.engine.appends
+        fresh = TrajectoryStore(uri=store.uri).engine.current()
+        for name, descending in orders:
+            assert appended.order(name, descending).tolist() == fresh.order(name, descending).tolist(), name
+    assert len(merged) == 3 * len(orders) and all(merged)
+
+
 def test_rows_imported_while_the_previous_version_answers_keep_their_annotations(
     store, record, write_jsonl, held_builds, monkeypatch
 ):
@@ -212,9 +255,8 @@ def test_rows_imported_while_the_previous_version_answers_keep_their_annotations
     # trajectories this version does not hold, are not located again at every edit.
     located = []
     positions_of = projection_module.Projection.positions_of
-    monkeypatch.setattr(
-        projection_module.Projection, "positions_of", lambda self, keys: located.append(len(keys)) or positions_of(self, keys)
-    )
+    spy = lambda self, keys: located.append(len(keys)) or positions_of(self, keys)  # noqa: E731
+    monkeypatch.setattr(projection_module.Projection, "positions_of", spy)
     other = TrajectoryStore(uri=store.uri)
     for number in range(3):
         other.annotate(trajectory_ids=[f"a{number}"], change=store_change(), user="u")

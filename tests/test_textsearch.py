@@ -245,8 +245,29 @@ def test_rows_appended_later_are_the_only_ones_searched_again(searched, record, 
     assert len(searched_in) == 3  # one phrase query per word, each over the new fragment alone
     assert all(parts and not {fragment.fragment_id for fragment in parts} & fragments for parts in searched_in)
     # A word never searched before is searched everywhere.
-    assert sorted(_ids(store, q="retry")) == sorted(tid for tid, item in records.items() if _word(_visible(item), "retry"))
+    retried = sorted(tid for tid, item in records.items() if _word(_visible(item), "retry"))
+    assert sorted(_ids(store, q="retry")) == retried
     assert searched_in[-1] is None
+
+
+def test_words_in_use_are_searched_in_new_rows_before_those_are_served(searched, record):
+    from trajectories.store import textsearch
+
+    store, _ = searched
+    store.engine.background_rows = 0  # built in the background, as a large projection is
+    assert _ids(store, q="timeout")
+    rows = store.engine.current().rows
+    batch = BatchBuilder(on_duplicate="skip")
+    for item in _records(record, 10, seed=4, prefix="d"):
+        batch.add(validate(item, source="test", source_format="canonical", defaults=Defaults(imported_at_us=3)),
+                  location=None)  # fmt: skip
+    store.upsert(trajectories=batch.build().trajectories)
+    deadline = time.monotonic() + 30
+    while store.engine.current().rows == rows and time.monotonic() < deadline:
+        time.sleep(0.02)
+    served = store.engine.current()
+    assert served.rows == rows + 10
+    assert [term.text for term in served.cache[textsearch.TERMS]] == ["timeout"]
 
 
 def test_searchable_text_keeps_words_apart():

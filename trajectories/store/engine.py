@@ -163,10 +163,13 @@ class QueryEngine:
                 # built after the swap.
                 in_use = serving.orders_in_use() if serving is not None else []
                 projection.warm(orders=[*DEFAULT_ORDERING, ("trajectory_id", False), *in_use])
+                textsearch.warm(projection)
                 if serving is not None and analytics.in_use(serving):
                     analytics.warm(projection)
             else:
-                read = AnnotationColumns.read(annotation_dataset, trajectory_ids=rows_of.ids.array, held=rows_of.version)
+                read = AnnotationColumns.read(
+                    annotation_dataset, trajectory_ids=rows_of.ids.array, held=rows_of.version
+                )
                 projection = rows_of.with_annotations(read)
             self.builds += 1
             self._warmed.set()  # orders in use are built (the first projection may have come this way)

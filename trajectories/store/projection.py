@@ -233,7 +233,7 @@ class Projection:
             columns=columns,
             annotations=self.annotations.appended(count),
             layout=layout,
-            cache={textsearch.CARRIED: textsearch.carried(self)},
+            cache={textsearch.CARRIED: textsearch.carried(self), _ORDERS_BEFORE: self._trajectory_orders()},
         )
 
     @classmethod
@@ -257,7 +257,8 @@ class Projection:
         )
         return cls(version=dataset.version, dataset=dataset, rows=rows, ids=ids, columns=columns,
                    annotations=annotations, layout=layout, files=directory,
-                   cache={textsearch.CARRIED: textsearch.carried(serving)} if appended else {})  # fmt: skip
+                   cache={textsearch.CARRIED: textsearch.carried(serving),
+                          _ORDERS_BEFORE: serving._trajectory_orders()} if appended else {})  # fmt: skip
 
     def shared(self, files: mapped.ProjectionFiles) -> Projection:
         """This projection with its trajectory columns written for other processes and mapped back, so
@@ -541,8 +542,46 @@ class Projection:
         return order
 
     def _built_order(self, name: str, descending: bool) -> np.ndarray:
+        before = self.cache.get(_ORDERS_BEFORE, {}).pop((name, descending), None)
+        if before is not None:
+            merged = self._merged_order(name, descending, before)
+            if merged is not None:
+                return merged
         keys = self._sort_key(name, descending, np.arange(self.rows))
         return np.lexsort([self.ids.rank, *keys]).astype(np.int32)
+
+    def _trajectory_orders(self) -> dict[tuple[str, bool], np.ndarray]:
+        """The sort orders built here by trajectory fields (annotations change apart from rows)."""
+        return {key: order for key, order in list(self._orders.items())
+                if len(key) == 2 and key[0] not in ANNOTATION_FIELDS}  # fmt: skip
+
+    def _merged_order(self, name: str, descending: bool, before: np.ndarray) -> np.ndarray | None:
+        """The order of every row from `before`, the order of the first rows (those of the version
+        these rows were appended to), with the appended rows sorted alone and merged in: a search of
+        each in the order instead of a sort of a million rows per import batch. Appending keeps the
+        relative order of the earlier rows (their codes and id ranks stay in the same order). None
+        when the key is not one number per row (the caller sorts everything)."""
+        held = len(before)
+        added = np.arange(held, self.rows)
+        if not held or not len(added):
+            return before.astype(np.int32) if held == self.rows else None
+        rank = self.ids.rank
+        new_keys = self._sort_key(name, descending, added)
+        added = added[np.lexsort([rank[added], *new_keys])]
+        old = _one_number(self._sort_key(name, descending, before))
+        new = _one_number(self._sort_key(name, descending, added))
+        if old is None or new is None:
+            return None
+        # Where each new row goes: past the earlier rows of smaller value, and among those of equal
+        # value (a run, ordered by id rank) past those of smaller id rank.
+        runs = np.zeros(held, dtype=np.int64)
+        runs[1:] = np.cumsum(_differs(old[1:], old[:-1]))
+        at = np.searchsorted(old, new, side="left")
+        inside = np.minimum(at, held - 1)
+        equal = (at < held) & ((old[inside] == new) | (np.isnan(old[inside]) & np.isnan(new)))
+        ranked = runs * self.rows + rank[before]
+        at[equal] = np.searchsorted(ranked, runs[inside[equal]] * self.rows + rank[added[equal]])
+        return np.insert(before.astype(np.int32), at, added.astype(np.int32))
 
     def derived(self, key: tuple[str, str], build):
         """What `build()` makes from this projection's rows, made once (it is kept across annotation
@@ -566,10 +605,33 @@ class Projection:
         return self.column(name).sort_key(positions, descending)
 
 
+# The sort orders of the version a projection's rows were appended to, merged into its own when built.
+_ORDERS_BEFORE = "orders_before"
 # Caches of what the trajectory rows alone decide: the texts of an in-memory projection, search hits
-# per term (and those of the version this one appended rows to).
-_ROWS_ONLY_CACHES = ("texts", textsearch.TERMS, textsearch.CARRIED)
+# per term (and those of the version this one appended rows to), the sort orders to merge into.
+_ROWS_ONLY_CACHES = ("texts", textsearch.TERMS, textsearch.CARRIED, _ORDERS_BEFORE)
 _ANNOTATION_SEARCHED = ANNOTATION_FIELDS & set(fields.SEARCHED)
+
+
+# Integers beyond this are not all exact as float64: such keys are sorted, not merged.
+_EXACT_INTEGER = 2**53
+
+
+def _one_number(keys: list[np.ndarray]) -> np.ndarray | None:
+    """A sort key ([value] or [value, is null], least significant first) as one float per row that
+    sorts the same way (null: NaN, which numpy sorts and searches last); None when it cannot be."""
+    values = keys[0]
+    nulls = keys[1] if len(keys) > 1 else None
+    if values.dtype.kind in "iu":
+        present = values if nulls is None else values[~nulls]
+        if len(present) and (int(present.max()) >= _EXACT_INTEGER or int(present.min()) <= -_EXACT_INTEGER):
+            return None
+    elif values.dtype.kind != "f":
+        return None
+    number = values.astype(np.float64)
+    if nulls is not None:
+        number[nulls] = np.nan
+    return number
 
 
 def _reads_annotations(filter_key: tuple) -> bool:
