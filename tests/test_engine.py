@@ -12,6 +12,7 @@ from trajectories import cache, reads
 from trajectories.importing.errors import ErrorSink
 from trajectories.importing.pipeline import ImportOptions, run_import
 from trajectories.query import TrajectoryQuery
+from trajectories.store import engine as engine_module
 from trajectories.store import projection as projection_module
 from trajectories.store.engine import QueryEngine
 from trajectories.store.repository import TrajectoryStore
@@ -284,6 +285,37 @@ def test_a_sparse_filter_pages_through_the_sort_order_in_growing_pieces(store, r
         assert ([row["trajectory_id"] for row in found.rows], found.count) == (expected, 6)
     # The default order (newest first) ties on created_at here: by id.
     assert [row["trajectory_id"] for row in store.page(query=query).rows] == ["t00", "t07", "t14", "t21", "t28", "t35"]
+
+
+def test_while_an_import_is_projected_its_rows_and_the_earlier_ones_are_found(
+    store, record, write_jsonl, held_builds, monkeypatch
+):
+    """While the next version is built after an import, a detail of a row the projection holds is
+    answered from it (the import only appended); a row only the new version holds is read from the
+    store; and the check that the newest version only appended is made once per version."""
+    started, release = held_builds
+    store.engine.background_rows = 0
+    _add(store.uri, write_jsonl([record(trajectory_id=f"a{i}", reward=0.25) for i in range(4)], "a.jsonl"))
+    assert store.page(query=TrajectoryQuery()).count == 4
+    layouts = []
+    rows_layout = engine_module.rows_layout
+    monkeypatch.setattr(engine_module, "rows_layout", lambda dataset: layouts.append(1) or rows_layout(dataset))
+    _add(store.uri, write_jsonl([record(trajectory_id=f"n{i}", reward=0.75) for i in range(3)], "n.jsonl"))
+    assert store.page(query=TrajectoryQuery()).count == 4, "the previous version answers lists meanwhile"
+    assert started.wait(10)
+    read_from_store = []
+    annotation_rows = TrajectoryStore._annotation_rows
+    monkeypatch.setattr(
+        TrajectoryStore, "_annotation_rows", lambda self, ids: read_from_store.append(ids) or annotation_rows(self, ids)
+    )
+    for _ in range(3):
+        assert store.get(trajectory_id="a2")["reward"] == 0.25
+        assert store.page(query=TrajectoryQuery()).count == 4, "the previous version answers lists meanwhile"
+    assert read_from_store == [] and layouts == [1]
+    found = store.get(trajectory_id="n1")
+    assert found["reward"] == 0.75 and found["steps"] and read_from_store == [["n1"]]
+    release.set()
+    _wait(lambda: store.page(query=TrajectoryQuery()).count == 7)
 
 
 def test_a_trajectory_deleted_while_the_projection_is_rebuilt_is_not_found(store, record, write_jsonl, held_builds):

@@ -35,6 +35,7 @@ FACET_FIELDS = tuple(field.name for field in fields.FACETS)
 RECORD_COLUMNS = tuple(name for name in TRAJECTORY_SCHEMA.names if name not in fields.INTERNAL)
 UNPROJECTED = tuple(name for name in RECORD_COLUMNS if name not in PROJECTED_COLUMNS)
 _RECORD_ORDER = (*RECORD_COLUMNS, *(f.name for f in fields.PROJECTED if f.table == fields.ANNOTATIONS))
+_SAME, _APPENDED, _CHANGED = "same rows", "rows appended", "rows changed"
 # Projections this large get their common sort orders built ahead of the first request that needs one.
 WARM_ROWS = 50_000
 
@@ -78,6 +79,9 @@ class QueryEngine:
         self.builds = 0
         self.appends = 0  # new versions followed by reading only their new fragments
         self._warmed = threading.Event()  # the first projection's sort orders and analytics are built
+        # (projection version, newest version) -> how the newest rows relate to the projection's: asked
+        # by every request while an import outruns the builds, so looked up once per pair.
+        self._relations: dict[tuple[int, int], str] = {}
 
     def ready(self) -> bool:
         """Whether this process holds a projection to answer from (it may be a version behind)."""
@@ -99,7 +103,11 @@ class QueryEngine:
 
     def _refreshed(self, trajectories, annotations, wanted: tuple[int, int]) -> Projection:
         projection = self._projection
-        if projection is not None and projection.version != wanted[0]:
+        if (
+            projection is not None
+            and projection.version != wanted[0]
+            and self._relation(projection, trajectories) == _SAME
+        ):
             repinned = projection.repinned(trajectories.to_lance())
             if repinned is not None:  # a new version with the same rows (an index refresh)
                 with self._lock:
@@ -117,6 +125,24 @@ class QueryEngine:
                 projection = self._with_current_annotations(projection, annotations)
             self._projection = projection
         return projection
+
+    def holds_unchanged(self, projection: Projection) -> bool:
+        """Whether every row `projection` holds is in the newest version as it holds it: the newest is
+        its own, or only appended rows to it (an import landing while the next one is built)."""
+        trajectories, _ = self._open_tables()
+        return projection.version == trajectories.version or self._relation(projection, trajectories) != _CHANGED
+
+    def _relation(self, projection: Projection, trajectories) -> str:
+        """Whether `trajectories` (its version now) holds the same rows as `projection`, those rows
+        followed by appended ones, or changed ones."""
+        key = (projection.version, trajectories.version)
+        found = self._relations.get(key)
+        if found is None:
+            layout = rows_layout(trajectories.to_lance())
+            held = projection.layout
+            found = _CHANGED if not held or layout[: len(held)] != held else _SAME if layout == held else _APPENDED
+            self._relations = {key: found}  # only the newest pair is asked again
+        return found
 
     def _with_current_annotations(self, projection: Projection, annotations) -> Projection:
         """The projection with the annotations of now: the fragments added since it read them (an

@@ -242,10 +242,14 @@ class TrajectoryStore:
         if self.engine.ready():
             # A loaded projection of the newest rows (following an edit costs milliseconds) finds the
             # row by binary search and takes it from its own version. One still being rebuilt after an
-            # import or a delete is not asked: the row may be new, or deleted since.
+            # import answers for the rows it holds (rows are never changed in place); a row it lacks
+            # may be new, and after a delete or a compaction a row it holds may be gone: the store says.
             projection = self.engine.current()
-            if projection.version == self.sync()[0]:
-                return self.engine.get(trajectory_id, projection)
+            newest = projection.version == self.sync()[0]
+            if newest or self.engine.holds_unchanged(projection):
+                found = self.engine.get(trajectory_id, projection)
+                if found is not None or newest:
+                    return found
         self.sync()
         # A pyarrow expression, not SQL text: the id is a value, never part of a filter string.
         dataset = self._table(TRAJECTORIES_TABLE).to_lance()
