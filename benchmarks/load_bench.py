@@ -68,7 +68,7 @@ class Done:
 class Shared:
     done: list[Done] = field(default_factory=list)
     annotated: list[tuple[str, str]] = field(default_factory=list)
-    memory: list[tuple[float, list[int]]] = field(default_factory=list)
+    memory: list[tuple[float, list[tuple[int, int]]]] = field(default_factory=list)  # (RSS, PSS) per worker
     events: list[tuple[float, str]] = field(default_factory=list)
     refused: list[tuple[int, str, bytes]] = field(default_factory=list)  # the first non-2xx answers
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -304,7 +304,10 @@ def _sample_memory(master: int, shared: Shared, stop: threading.Event, started: 
 
     while not stop.wait(5):
         try:
-            workers = [child.memory_info().rss for child in psutil.Process(master).children()]
+            # PSS splits the pages the workers share (mapped projections) between them: summed, it is
+            # what the machine holds; RSS counts a shared page in every worker that touched it.
+            workers = [(info.rss, info.pss) for info in
+                       (child.memory_full_info() for child in psutil.Process(master).children())]  # fmt: skip
         except psutil.Error:
             continue
         with shared.lock:
@@ -329,14 +332,16 @@ def _report(args, shared: Shared, import_seconds: float) -> None:
         failed = sum(1 for d in window if d.status >= 500)
         print(f"after '{what}': {len(window)} requests in the next 10 s, {failed} failed")
     if shared.memory:
-        print("\nweb workers' memory (RSS, MB) every 30 s:")
+        print("\nweb workers' memory (RSS / PSS, MB) every 30 s:")
         shown = [sample for index, sample in enumerate(shared.memory) if index % 6 == 0] + [shared.memory[-1]]
-        print_table(["second", *(f"worker {n}" for n in range(len(shown[0][1])))],
-                    [[f"{t:.0f}", *(f"{rss / 1e6:.0f}" for rss in workers)] for t, workers in shown])  # fmt: skip
-        last = [sum(w) for t, w in shared.memory if t >= args.seconds - 180]
-        if last:
-            print(f"last 3 minutes, all workers: min {min(last) / 1e6:.0f} MB, max {max(last) / 1e6:.0f} MB, "
-                  f"first {last[0] / 1e6:.0f} MB, last {last[-1] / 1e6:.0f} MB")  # fmt: skip
+        print_table(["second", *(f"worker {n}" for n in range(len(shown[0][1]))), "PSS, all workers"],
+                    [[f"{t:.0f}", *(f"{rss / 1e6:.0f} / {pss / 1e6:.0f}" for rss, pss in workers),
+                      f"{sum(pss for _, pss in workers) / 1e6:.0f}"] for t, workers in shown])  # fmt: skip
+        for name, index in (("RSS", 0), ("PSS", 1)):
+            last = [sum(worker[index] for worker in w) for t, w in shared.memory if t >= args.seconds - 180]
+            if last:
+                print(f"last 3 minutes, all workers' {name}: min {min(last) / 1e6:.0f} MB, max {max(last) / 1e6:.0f} "
+                      f"MB, first {last[0] / 1e6:.0f} MB, last {last[-1] / 1e6:.0f} MB")  # fmt: skip
 
 
 def _latency_table(done: list[Done]) -> None:

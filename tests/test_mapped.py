@@ -18,7 +18,7 @@ from trajectories import priority
 from trajectories.analysis import GroupQuery
 from trajectories.query import parse_query
 from trajectories.store import AnnotationChange, TrajectoryStore, analytics, mapped
-from trajectories.store.projection import AnnotationColumns, Projection, _located
+from trajectories.store.projection import _ORDERS_BEFORE, AnnotationColumns, Projection, _located
 
 pytestmark = pytest.mark.django_db
 
@@ -128,10 +128,10 @@ def test_processes_warming_at_once_sort_each_order_once(store, record, tmp_path,
     built = Projection._built_order
     sorted_here = []
 
-    def slow(self, name, descending):
+    def slow(self, name, descending, before=None):
         sorted_here.append((name, descending))
         time.sleep(0.05)
-        return built(self, name, descending)
+        return built(self, name, descending, before)
 
     monkeypatch.setattr(Projection, "_built_order", slow)
     with ThreadPoolExecutor(3) as pool:  # warming in the background: one sorts, the others wait
@@ -186,6 +186,10 @@ def test_edits_stay_per_process_and_imports_write_new_layouts(store, record, tmp
         assert _answers(first) == _answers(store)
         assert _answers(second) == _answers(store)
         assert second.engine.current().files == first.engine.current().files
+        for server in (first, second):  # orders merged here or mapped from the other's files alike
+            projection = server.engine.current()
+            projection.warm()
+            assert not projection.cache.get(_ORDERS_BEFORE), "no earlier version's order is kept alive"
     tagged = parse_query(QueryDict("tag=编辑"))
     assert [row["trajectory_id"] for row in second.page(query=tagged).rows] == ["t003"]
     assert len([path for path in root.iterdir() if not path.name.startswith(".")]) == 3  # older layouts removed

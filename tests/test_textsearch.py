@@ -248,15 +248,42 @@ def test_rows_appended_later_are_the_only_ones_searched_again(searched, record, 
     retried = sorted(tid for tid, item in records.items() if _word(_visible(item), "retry"))
     assert sorted(_ids(store, q="retry")) == retried
     assert searched_in[-1] is None
+    # Rows the index folded in as a segment of their own (as an import does as it goes) are found in
+    # their fragments alone too.
+    fourth = _records(record, 20, seed=5, prefix="e")
+    batch = BatchBuilder(on_duplicate="skip")
+    for item in fourth:
+        batch.add(validate(item, source="test", source_format="canonical", defaults=Defaults(imported_at_us=3)),
+                  location=None)  # fmt: skip
+    store.upsert(trajectories=batch.build().trajectories)
+    store.refresh_indexes()
+    assert store.text_index_state()["unindexed"] == 0
+    records = {**records, **{item["trajectory_id"]: item for item in fourth}}
+    searched_in.clear()
+    for word in words:
+        found = _ids(store, q=word)
+        assert sorted(found) == sorted(tid for tid, item in records.items() if expected[word](_visible(item))), word
+    assert len(searched_in) == 3 and all(parts for parts in searched_in)
 
 
-def test_words_in_use_are_searched_in_new_rows_before_those_are_served(searched, record):
+def test_words_in_use_are_searched_in_new_rows_before_those_are_served(searched, record, monkeypatch):
     from trajectories.store import textsearch
 
     store, _ = searched
     store.engine.background_rows = 0  # built in the background, as a large projection is
-    assert _ids(store, q="timeout")
-    rows = store.engine.current().rows
+    assert _ids(store, q="timeout") and _ids(store, q="file")
+    before = store.engine.current()
+    rows, fragments = before.rows, {fragment.fragment_id for fragment in before.dataset.get_fragments()}
+    searched_in = []
+    search = textsearch._searched
+
+    def failing_once(projection, term, parts):
+        searched_in.append((term.text, parts))
+        if [text for text, _ in searched_in] == ["timeout", "file"]:
+            raise OSError("a read failed")  # the warm-up goes on; the request searches it again
+        return search(projection, term, parts)
+
+    monkeypatch.setattr(textsearch, "_searched", failing_once)
     batch = BatchBuilder(on_duplicate="skip")
     for item in _records(record, 10, seed=4, prefix="d"):
         batch.add(validate(item, source="test", source_format="canonical", defaults=Defaults(imported_at_us=3)),
@@ -268,6 +295,9 @@ def test_words_in_use_are_searched_in_new_rows_before_those_are_served(searched,
     served = store.engine.current()
     assert served.rows == rows + 10
     assert [term.text for term in served.cache[textsearch.TERMS]] == ["timeout"]
+    assert [text for text, _ in searched_in] == ["timeout", "file"]
+    assert all(parts and not {fragment.fragment_id for fragment in parts} & fragments for _, parts in searched_in)
+    assert _ids(store, q="file") and searched_in[-1] == ("file", None)
 
 
 def test_searchable_text_keeps_words_apart():

@@ -533,7 +533,10 @@ class Projection:
             with self._lock:
                 order = self._orders.get(key)
                 if order is None:
-                    build = functools.partial(self._built_order, name, descending)
+                    # Taken out of the carried orders whether it is merged here or mapped from another
+                    # process's file: what stays there is kept alive with this projection.
+                    before = self.cache.get(_ORDERS_BEFORE, {}).pop(key, None)
+                    build = functools.partial(self._built_order, name, descending, before)
                     if self.files is not None and name not in ANNOTATION_FIELDS:  # annotation orders stay here
                         order = mapped.derived(self.files, ("order", *key), build)
                     else:
@@ -541,8 +544,7 @@ class Projection:
                     self._orders[key] = order
         return order
 
-    def _built_order(self, name: str, descending: bool) -> np.ndarray:
-        before = self.cache.get(_ORDERS_BEFORE, {}).pop((name, descending), None)
+    def _built_order(self, name: str, descending: bool, before: np.ndarray | None = None) -> np.ndarray:
         if before is not None:
             merged = self._merged_order(name, descending, before)
             if merged is not None:

@@ -244,9 +244,12 @@ class TrajectoryStore:
             # row by binary search and takes it from its own version. One still being rebuilt after an
             # import answers for the rows it holds (rows are never changed in place); a row it lacks
             # may be new, and after a delete or a compaction a row it holds may be gone: the store says.
+            # Its annotations must be the newest too (a large change is re-read in the background).
             projection = self.engine.current()
-            newest = projection.version == self.sync()[0]
-            if newest or self.engine.holds_unchanged(projection):
+            rows_version, annotations_version = self.sync()
+            newest = projection.version == rows_version
+            current = projection.annotations.version == annotations_version
+            if current and (newest or self.engine.holds_unchanged(projection)):
                 found = self.engine.get(trajectory_id, projection)
                 if found is not None or newest:
                     return found

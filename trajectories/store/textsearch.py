@@ -12,6 +12,7 @@ conditions leave, at most `SCAN_LIMIT` rows per request.
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import numpy as np
 import pyarrow as pa
@@ -34,7 +35,10 @@ INDEX_OPTIONS = {
     "ascii_folding": False,
     "max_token_length": content.MAX_TOKEN,
 }
+log = logging.getLogger(__name__)
+
 _CACHED_TERMS = 32
+_WARMED_TERMS = 12  # words searched in an import's new rows before its version serves
 TERMS = "text_terms"  # the projection's cache of each term's hits
 CARRIED = "text_terms_before"  # those of the versions this projection's rows were appended to
 _SCAN_BATCH = 2_000
@@ -124,12 +128,16 @@ def _term_hits(projection, term: Term) -> tuple[np.ndarray, np.ndarray]:
 
 
 def warm(projection) -> None:
-    """Find the new rows' hits of the words searched before them (off the request path: reading
-    rows the index has not folded in yet costs ~40 us a row for each word)."""
+    """Find the new rows' hits of the words searched most recently before them (off the request
+    path: reading rows the index has not folded in yet costs ~40 us a row for each word). A word
+    that fails here is searched again by the request that asks for it."""
     if projection.dataset is None or not has_index(projection.dataset):
         return
-    for term in list(projection.cache.get(CARRIED, {})):
-        _term_hits(projection, term)
+    for term in list(projection.cache.get(CARRIED, {}))[-_WARMED_TERMS:]:
+        try:
+            _term_hits(projection, term)
+        except Exception:  # a failed warm-up must not keep the new version from serving
+            log.exception("search hits of %r not carried to version %s", term.text, projection.version)
 
 
 def _searched(projection, term: Term, fragments: list | None) -> tuple[np.ndarray, np.ndarray]:
