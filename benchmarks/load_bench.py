@@ -71,6 +71,8 @@ class Shared:
     memory: list[tuple[float, list[tuple[int, int]]]] = field(default_factory=list)  # (RSS, PSS) per worker
     events: list[tuple[float, str]] = field(default_factory=list)
     refused: list[tuple[int, str, bytes]] = field(default_factory=list)  # the first non-2xx answers
+    processes: dict[str, int | None] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds each used, as last seen
     lock: threading.Lock = field(default_factory=threading.Lock)
     started: float = 0.0
 
@@ -128,9 +130,15 @@ def main() -> None:
         print(f"every web worker ready (projection built, sort orders and analytics warmed) after {ready_after:.1f} s")
         ids, runs = _sample(site)
         importing = _start_import(env, source, shared) if source else None
+        processes = {"web workers": server.pid, "import": importing.pid if importing else None,
+                     "clients (this process)": os.getpid(), "Redis": redis.pid}  # fmt: skip
+        before = shared.cpu = _cpu_seconds(processes)
+        shared.processes = processes
         _load(site, args, shared, ids, runs, server, redis_port, run)
+        used = {name: seconds - before.get(name, 0.0) for name, seconds in shared.cpu.items()}
         import_seconds = _wait(importing, shared) if importing else 0.0
         _report(args, shared, import_seconds)
+        _cpu_table(used, args.seconds)
         _verify(site, shared, env, args.import_size)
     finally:
         server.terminate()
@@ -310,8 +318,10 @@ def _sample_memory(master: int, shared: Shared, stop: threading.Event, started: 
                        (child.memory_full_info() for child in psutil.Process(master).children())]  # fmt: skip
         except psutil.Error:
             continue
+        cpu = _cpu_seconds(shared.processes)  # sampled as it goes: the import may end before the load
         with shared.lock:
             shared.memory.append((time.monotonic() - started, workers))
+            shared.cpu = {**shared.cpu, **{name: max(value, shared.cpu.get(name, 0.0)) for name, value in cpu.items()}}
 
 
 def _report(args, shared: Shared, import_seconds: float) -> None:
@@ -391,6 +401,35 @@ def _verify(site: Site, shared: Shared, env: dict, import_size: int) -> None:
     found = subprocess.run([*MANAGE, "shell", "-c", check], env=env, capture_output=True, text=True, check=True)
     stored, unique = map(int, found.stdout.split()[-2:])
     print(f"imported during the load: {stored:,} stored, {unique:,} unique ids, of {import_size:,}")
+
+
+def _cpu_seconds(processes: dict[str, int | None]) -> dict[str, float]:
+    """CPU seconds (user + system) each process has used so far; a web server counts its workers."""
+    import psutil
+
+    used = {}
+    for name, pid in processes.items():
+        if pid is None:
+            continue
+        try:
+            process = psutil.Process(pid)
+            if name == "web workers":
+                members = process.children()
+            elif pid == os.getpid():  # its children are the servers, counted apart
+                members = [process]
+            else:
+                members = [process, *process.children(recursive=True)]
+            used[name] = sum(sum(member.cpu_times()[:2]) for member in members)
+        except psutil.Error:
+            continue
+    return used
+
+
+def _cpu_table(used: dict[str, float], seconds: int) -> None:
+    cores = os.cpu_count() or 1
+    print(f"\nCPU during the load ({cores} cores x {seconds} s = {cores * seconds} core-seconds):")
+    rows = [[name, f"{value:,.0f}", f"{100 * value / (cores * seconds):.0f}%"] for name, value in used.items()]
+    print_table(["process", "CPU seconds (sampled every 5 s)", "share of the machine"], rows)
 
 
 def _start_import(env: dict, source: Path, shared: Shared) -> subprocess.Popen:
