@@ -80,14 +80,19 @@ def searched(db, store, record, write_jsonl, run_import):
     first = _records(record, 120, seed=1, prefix="a")
     second = _records(record, 40, seed=2, prefix="b")
     assert run_import(write_jsonl(first, "first.jsonl"))[2] is None
-    batch = BatchBuilder(on_duplicate="skip")
-    for item in second:
-        validated = validate(item, source="test", source_format="canonical", defaults=Defaults(imported_at_us=1))
-        batch.add(validated, location=None)
-    store.upsert(trajectories=batch.build().trajectories)
+    _append(store, second, imported_at_us=1)
     state = store.text_index_state()
     assert state["exists"] and state["unindexed"] == 40
     return store, {item["trajectory_id"]: item for item in first + second}
+
+
+def _append(store, items: list[dict], *, imported_at_us: int) -> None:
+    """The rows appended in a fragment of their own, not folded into the full-text index."""
+    batch = BatchBuilder(on_duplicate="skip")
+    for item in items:
+        defaults = Defaults(imported_at_us=imported_at_us)
+        batch.add(validate(item, source="test", source_format="canonical", defaults=defaults), location=None)
+    store.upsert(trajectories=batch.build().trajectories)
 
 
 def _ids(store, **params) -> list[str]:
@@ -221,11 +226,7 @@ def test_rows_appended_later_are_the_only_ones_searched_again(searched, record, 
         _ids(store, q=word)
     fragments = {fragment.fragment_id for fragment in store.engine.current().dataset.get_fragments()}
     third = _records(record, 30, seed=3, prefix="c")
-    batch = BatchBuilder(on_duplicate="skip")
-    for item in third:
-        batch.add(validate(item, source="test", source_format="canonical", defaults=Defaults(imported_at_us=2)),
-                  location=None)  # fmt: skip
-    store.upsert(trajectories=batch.build().trajectories)
+    _append(store, third, imported_at_us=2)
     records = {**records, **{item["trajectory_id"]: item for item in third}}
     searched_in = []
     search = textsearch._searched
@@ -251,11 +252,7 @@ def test_rows_appended_later_are_the_only_ones_searched_again(searched, record, 
     # Rows the index folded in as a segment of their own (as an import does as it goes) are found in
     # their fragments alone too.
     fourth = _records(record, 20, seed=5, prefix="e")
-    batch = BatchBuilder(on_duplicate="skip")
-    for item in fourth:
-        batch.add(validate(item, source="test", source_format="canonical", defaults=Defaults(imported_at_us=3)),
-                  location=None)  # fmt: skip
-    store.upsert(trajectories=batch.build().trajectories)
+    _append(store, fourth, imported_at_us=3)
     store.refresh_indexes()
     assert store.text_index_state()["unindexed"] == 0
     records = {**records, **{item["trajectory_id"]: item for item in fourth}}
@@ -284,11 +281,7 @@ def test_words_in_use_are_searched_in_new_rows_before_those_are_served(searched,
         return search(projection, term, parts)
 
     monkeypatch.setattr(textsearch, "_searched", failing_once)
-    batch = BatchBuilder(on_duplicate="skip")
-    for item in _records(record, 10, seed=4, prefix="d"):
-        batch.add(validate(item, source="test", source_format="canonical", defaults=Defaults(imported_at_us=3)),
-                  location=None)  # fmt: skip
-    store.upsert(trajectories=batch.build().trajectories)
+    _append(store, _records(record, 10, seed=4, prefix="d"), imported_at_us=3)
     deadline = time.monotonic() + 30
     while store.engine.current().rows == rows and time.monotonic() < deadline:
         time.sleep(0.02)
