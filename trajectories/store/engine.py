@@ -138,8 +138,10 @@ class QueryEngine:
         key = (projection.version, trajectories.version)
         found = self._relations.get(key)
         if found is None:
-            layout = rows_layout(trajectories.to_lance())
-            held = projection.layout
+            dataset = trajectories.to_lance()
+            if dataset.version != key[1]:
+                return _CHANGED  # the shared handle moved on meanwhile: the safe answer, not kept
+            layout, held = rows_layout(dataset), projection.layout
             found = _CHANGED if not held or layout[: len(held)] != held else _SAME if layout == held else _APPENDED
             self._relations = {key: found}  # only the newest pair is asked again
         return found
