@@ -233,7 +233,7 @@ class Projection:
             columns=columns,
             annotations=self.annotations.appended(count),
             layout=layout,
-            cache={textsearch.CARRIED: textsearch.carried(self), _ORDERS_BEFORE: self._trajectory_orders()},
+            cache=self._carried(),
         )
 
     @classmethod
@@ -257,8 +257,7 @@ class Projection:
         )
         return cls(version=dataset.version, dataset=dataset, rows=rows, ids=ids, columns=columns,
                    annotations=annotations, layout=layout, files=directory,
-                   cache={textsearch.CARRIED: textsearch.carried(serving),
-                          _ORDERS_BEFORE: serving._trajectory_orders()} if appended else {})  # fmt: skip
+                   cache=serving._carried() if appended else {})  # fmt: skip
 
     def shared(self, files: mapped.ProjectionFiles) -> Projection:
         """This projection with its trajectory columns written for other processes and mapped back, so
@@ -552,10 +551,12 @@ class Projection:
         keys = self._sort_key(name, descending, np.arange(self.rows))
         return np.lexsort([self.ids.rank, *keys]).astype(np.int32)
 
-    def _trajectory_orders(self) -> dict[tuple[str, bool], np.ndarray]:
-        """The sort orders built here by trajectory fields (annotations change apart from rows)."""
-        return {key: order for key, order in list(self._orders.items())
-                if len(key) == 2 and key[0] not in ANNOTATION_FIELDS}  # fmt: skip
+    def _carried(self) -> dict[str, Any]:
+        """What a version that appends rows to this one starts its cache with: the search hits and the
+        sort orders by trajectory fields built here (annotations change apart from rows)."""
+        orders = {key: order for key, order in list(self._orders.items())
+                  if len(key) == 2 and key[0] not in ANNOTATION_FIELDS}  # fmt: skip
+        return {textsearch.CARRIED: textsearch.carried(self), _ORDERS_BEFORE: orders}
 
     def _merged_order(self, name: str, descending: bool, before: np.ndarray) -> np.ndarray | None:
         """The order of every row from `before`, the order of the first rows (those of the version
@@ -569,9 +570,10 @@ class Projection:
             return before.astype(np.int32) if held == self.rows else None
         rank = self.ids.rank
         new_keys = self._sort_key(name, descending, added)
-        added = added[np.lexsort([rank[added], *new_keys])]
+        by_key = np.lexsort([rank[added], *new_keys])
+        added = added[by_key]
         old = _one_number(self._sort_key(name, descending, before))
-        new = _one_number(self._sort_key(name, descending, added))
+        new = _one_number([key[by_key] for key in new_keys])
         if old is None or new is None:
             return None
         # Where each new row goes: past the earlier rows of smaller value, and among those of equal
