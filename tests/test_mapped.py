@@ -17,7 +17,7 @@ from tests.test_store import _batch
 from trajectories import priority
 from trajectories.analysis import GroupQuery
 from trajectories.query import parse_query
-from trajectories.store import AnnotationChange, TrajectoryStore, analytics, mapped
+from trajectories.store import AnnotationChange, TrajectoryStore, analytics, build_in_child, mapped
 from trajectories.store.projection import _ORDERS_BEFORE, AnnotationColumns, Projection, _located
 
 pytestmark = pytest.mark.django_db
@@ -276,3 +276,49 @@ def test_a_new_process_reads_the_annotations_whole_not_row_by_row(store, record,
     second = _server(store.uri, root)
     assert _answers(second) == _answers(store)
     assert second.engine.current().files is not None and patched == []
+
+
+def _settled(server: TrajectoryStore, rows: int) -> Projection:
+    """The server's projection once its background build holds `rows` rows."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        projection = server.engine.current()
+        if projection.rows == rows:
+            return projection
+        time.sleep(0.05)
+    raise AssertionError(f"no projection of {rows} rows within a minute")
+
+
+def test_new_versions_are_written_by_a_child_process_and_mapped(store, record, tmp_path, settings):
+    settings.TRAJSITE_PROJECTION_DIR = str(tmp_path / "projections")
+    server = TrajectoryStore(uri=store.uri, projection_dir=settings.TRAJSITE_PROJECTION_DIR, shared_rows=1,
+                             background_rows=0, build_elsewhere=build_in_child)  # fmt: skip
+    _add(store, _records(record, 0, 30))
+    assert _answers(server) == _answers(store)  # the first projection: built here, nothing answers meanwhile
+    assert server.engine.built_elsewhere == 0
+    server.annotate(trajectory_ids=["t004"], change=AnnotationChange(add_tags=("子进程",)), user=None)
+    for step, start in enumerate((30, 40), start=1):
+        _add(store, _records(record, start, 10))
+        projection = _settled(server, start + 10)
+        assert server.engine.built_elsewhere == step
+        assert server.engine.appends == 0, "the web process read the new rows instead of mapping the child's"
+        assert _mapped(projection) and projection.files.parent == tmp_path / "projections"
+        assert _answers(server) == _answers(store)
+        # The child shared every sort order, merged into the previous version's.
+        assert isinstance(projection.order("exec_time", True), np.memmap)
+    tagged = parse_query(QueryDict("tag=子进程"))
+    assert [row["trajectory_id"] for row in server.page(query=tagged).rows] == ["t004"]
+
+
+def test_a_child_that_fails_leaves_the_build_to_the_web_process(store, record, tmp_path, settings, caplog):
+    settings.TRAJSITE_PROJECTION_DIR = str(tmp_path / "projections")
+    failing = lambda *, version, previous: build_in_child(version=version + 1000, previous=previous)  # noqa: E731
+    server = TrajectoryStore(uri=store.uri, projection_dir=settings.TRAJSITE_PROJECTION_DIR, shared_rows=1,
+                             background_rows=0, build_elsewhere=failing)  # fmt: skip
+    _add(store, _records(record, 0, 20))
+    assert _answers(server) == _answers(store)
+    _add(store, _records(record, 20, 10))
+    assert _settled(server, 30).files is not None
+    assert _answers(server) == _answers(store)
+    assert server.engine.built_elsewhere == 0
+    assert "not built by a child process" in caplog.text

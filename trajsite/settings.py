@@ -187,6 +187,10 @@ TRAJSITE_BACKGROUND_BUILD_ROWS = env_int("TRAJSITE_BACKGROUND_BUILD_ROWS", 100_0
 # An empty TRAJSITE_PROJECTION_DIR turns it off (each process holds and builds its own).
 TRAJSITE_PROJECTION_DIR = os.environ.get("TRAJSITE_PROJECTION_DIR", str(VAR_DIR / "projections"))
 TRAJSITE_SHARED_PROJECTION_ROWS = env_int("TRAJSITE_SHARED_PROJECTION_ROWS", 100_000)
+# A new version's shared projection is written by a process of its own (`manage.py build_projection`,
+# started by the web worker that finds the version), not on a thread that shares a worker's interpreter
+# lock with its requests. Off: the worker's background thread builds it, as before.
+TRAJSITE_BUILD_PROCESS = env_bool("TRAJSITE_BUILD_PROCESS", True)
 # Largest file the import page accepts (the command line has no limit).
 TRAJSITE_UPLOAD_MAX_BYTES = env_int("TRAJSITE_UPLOAD_MAX_BYTES", 1024**3)
 FILE_UPLOAD_TEMP_DIR = None

@@ -7,6 +7,11 @@ schema and the annotation type, and LanceDB costs each process a second and ~100
 from __future__ import annotations
 
 import importlib
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -51,6 +56,7 @@ __all__ = [
 ]
 
 _store: TrajectoryStore | None = None
+log = logging.getLogger(__name__)
 
 
 def get_store() -> TrajectoryStore:
@@ -65,8 +71,36 @@ def get_store() -> TrajectoryStore:
             background_rows=settings.TRAJSITE_BACKGROUND_BUILD_ROWS,
             projection_dir=settings.TRAJSITE_PROJECTION_DIR or None,
             shared_rows=settings.TRAJSITE_SHARED_PROJECTION_ROWS,
+            build_elsewhere=build_in_child if settings.TRAJSITE_BUILD_PROCESS else None,
         )
     return _store
+
+
+# A child still building after this long (minutes at 10M under load, at the lowest priority) is given
+# up: the worker builds on its own thread instead.
+BUILD_TIMEOUT_SECONDS = 900
+
+
+def build_in_child(*, version: int, previous: int | None) -> bool:
+    """Write the shared projection of trajectories `version` in a child process (`manage.py
+    build_projection`), which inherits the calling thread's lowest priority; whether it did."""
+    command = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "build_projection",
+               "--table-version", str(version)]  # fmt: skip
+    if previous is not None:
+        command += ["--previous", str(previous)]
+    # The settings this process runs with (a test's or a command's overrides), not only its environment's.
+    env = {**os.environ, "TRAJSITE_DATA_DIR": str(settings.TRAJSITE_DATA_DIR),
+           "TRAJSITE_PROJECTION_DIR": str(settings.TRAJSITE_PROJECTION_DIR)}  # fmt: skip
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_SECONDS)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        log.warning("projection of version %s not built by a child process (%s): building it here", version, error)
+        return False
+    if done.returncode != 0:
+        log.warning("projection of version %s not built by a child process: building it here\n%s",
+                    version, done.stderr[-2000:])  # fmt: skip
+        return False
+    return True
 
 
 def version_check_seconds(uri: str) -> float:

@@ -67,11 +67,16 @@ class QueryEngine:
         background_rows: int = 100_000,
         files: ProjectionFiles | None = None,
         shared_rows: int = 100_000,
+        build_elsewhere: Callable[..., bool] | None = None,
     ) -> None:
         self._open_tables = open_tables
         self.background_rows = background_rows
         self.files = files  # where projections of `shared_rows` rows or more are shared between processes
         self.shared_rows = shared_rows
+        # Writes a new version's shared files in another process (builder.py): called as
+        # build_elsewhere(version=..., previous=...), True once they are written.
+        self.build_elsewhere = build_elsewhere
+        self.built_elsewhere = 0
         self._projection: Projection | None = None
         self._lock = threading.Lock()
         self._building = False  # a background build is under way
@@ -186,7 +191,7 @@ class QueryEngine:
         try:
             if rows_of is None:
                 serving = self._projection
-                projection = self._next(serving, dataset, annotation_dataset)
+                projection = self._next(serving, dataset, annotation_dataset, elsewhere=serving is not None)
                 # Ready to serve once it has the orders the current one was asked for; the rest are
                 # built after the swap.
                 in_use = serving.orders_in_use() if serving is not None else []
@@ -257,15 +262,25 @@ class QueryEngine:
         trajectories, annotations = self._open_tables()
         return projection if _versions(projection) == (trajectories.version, annotations.version) else None
 
-    def _next(self, serving: Projection | None, dataset, annotation_dataset) -> Projection:
+    def _next(self, serving: Projection | None, dataset, annotation_dataset, *, elsewhere: bool = False) -> Projection:
         """The projection of `dataset`: mapped from the files another process shared, else `serving`
         followed by the rows of the fragments an import appended (read alone), else the whole version
-        read; shared in turn when large enough."""
+        read; shared in turn when large enough. `elsewhere`: the shared files are first written by a
+        process of their own, when one is configured (a background build while `serving` answers)."""
         layout = rows_layout(dataset)
         if self.files is None or layout_rows(layout) < self.shared_rows:
             return self._read(serving, dataset, annotation_dataset)
         with self.files.building(uri=dataset.uri, layout=layout):
+            written = self.files.written(uri=dataset.uri, layout=layout)
+            if elsewhere and self.build_elsewhere is not None and not written:
+                self._write_elsewhere(serving, dataset)
             return self._read(serving, dataset, annotation_dataset)
+
+    def _write_elsewhere(self, serving: Projection | None, dataset) -> None:
+        """Have another process write `dataset`'s shared files (appended to `serving`'s when it is
+        mapped); if it cannot, the caller builds them here."""
+        previous = serving.version if serving is not None and serving.files is not None else None
+        self.built_elsewhere += bool(self.build_elsewhere(version=dataset.version, previous=previous))
 
     def _read(self, serving: Projection | None, dataset, annotation_dataset) -> Projection:
         projection = None

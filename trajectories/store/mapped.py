@@ -80,6 +80,10 @@ class ProjectionFiles:
         with _locked(self.root / f".lock-{self.directory(uri=uri, layout=layout).name[:2]}"):
             yield
 
+    def written(self, *, uri: str, layout: tuple) -> bool:
+        """Whether the layout's projection is there to map (without mapping it)."""
+        return _complete(self.directory(uri=uri, layout=layout))
+
     def mapped(self, *, uri: str, layout: tuple) -> tuple[IdColumn, dict[str, Any], Path] | None:
         """The ids and columns written for this layout, mapped; None when none were (or they cannot be
         read: a half-removed directory, another format), and the caller builds them."""
@@ -203,12 +207,21 @@ def derived(directory: Path, key: tuple, build: Callable[[], Any]) -> Any:
     analytics index, the ids' search bytes): mapped when another process made it, else made here (one
     process at a time: the workers warm the same ones at the same moment) and shared; kept in memory
     as made when it cannot be written."""
-    path = directory / _DERIVED / hashlib.sha256(repr(key).encode()).hexdigest()[:24]
+    path = _derived_path(directory, key)
     found = _mapped_value(path)
     if found is not _MISSING:
         return found
     with _locked(path.with_suffix(".lock")):
         return _derived(path, build)
+
+
+def has_derived(directory: Path, key: tuple) -> bool:
+    """Whether some process shared what `key` names in `directory` (without mapping it)."""
+    return _complete(_derived_path(directory, key))
+
+
+def _derived_path(directory: Path, key: tuple) -> Path:
+    return directory / _DERIVED / hashlib.sha256(repr(key).encode()).hexdigest()[:24]
 
 
 def _derived(path: Path, build: Callable[[], Any]) -> Any:

@@ -105,6 +105,11 @@ class AnnotationColumns:
         return cls._loaded(table, version=version, trajectory_ids=trajectory_ids)[0]
 
     @classmethod
+    def blank(cls, trajectory_ids: pa.Array) -> AnnotationColumns:
+        """No row annotated (what a process that shares trajectory columns only starts from)."""
+        return cls.load(ANNOTATION_SCHEMA.empty_table(), version=-1, trajectory_ids=trajectory_ids)
+
+    @classmethod
     def _loaded(
         cls, table: pa.Table, *, version: int, trajectory_ids: pa.Array
     ) -> tuple[AnnotationColumns, np.ndarray]:
@@ -284,7 +289,8 @@ class Projection:
 
     @classmethod
     def load(cls, dataset, *, annotation_dataset) -> Projection:
-        """The projection of `dataset` with the annotations of `annotation_dataset` (both pinned)."""
+        """The projection of `dataset` with the annotations of `annotation_dataset` (both pinned; None:
+        blank annotations)."""
         layout = rows_layout(dataset)
         table = dataset.to_table(columns=list(PROJECTED_COLUMNS))
         ids = IdColumn.load(table.column(KEY), rows=table.num_rows)
@@ -296,7 +302,8 @@ class Projection:
             ids=ids,
             columns={f.name: load_column(f, table.column(f.name), rows=rows) for f in PROJECTED[TRAJECTORIES]
                      if f.name != KEY},
-            annotations=AnnotationColumns.read(annotation_dataset, trajectory_ids=ids.array, held=dataset.version),
+            annotations=AnnotationColumns.blank(ids.array) if annotation_dataset is None else
+                        AnnotationColumns.read(annotation_dataset, trajectory_ids=ids.array, held=dataset.version),
             layout=layout,
         )  # fmt: skip
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +23,7 @@ from trajectories.derived import DERIVED, derived_columns, from_text
 from trajectories.fields import SEARCH_TEXT
 from trajectories.query import TextMatch, TrajectoryQuery
 
-from . import commits, snapshots, staging, textsearch, upkeep
+from . import builder, commits, snapshots, staging, textsearch, upkeep
 from .annotations import AnnotationChange, blank_annotation
 from .engine import RECORD_COLUMNS, QueryEngine, ResultPage
 from .mapped import ProjectionFiles
@@ -95,6 +95,7 @@ class TrajectoryStore:
         background_rows: int = 100_000,
         projection_dir: str | Path | None = None,
         shared_rows: int = 100_000,
+        build_elsewhere: Callable[..., bool] | None = None,
     ) -> None:
         """`version_check_seconds`: how stale a read may be when nobody says data changed.
 
@@ -104,7 +105,8 @@ class TrajectoryStore:
         0 checks on every read, which costs well under a millisecond on a local disk.
 
         `projection_dir`: where projections of `shared_rows` rows or more are written once and mapped
-        by every process of this machine (None: each process holds its own).
+        by every process of this machine (None: each process holds its own). `build_elsewhere`: how a
+        new version's shared files are written by a process of their own (see `QueryEngine`).
         """
         self.uri = uri
         self.version_check_seconds = version_check_seconds
@@ -121,7 +123,23 @@ class TrajectoryStore:
         self.version_checks = 0  # how often sync() looked for new versions (tests pin it per request)
         files = ProjectionFiles(root=Path(projection_dir)) if projection_dir else None
         self.engine = QueryEngine(
-            open_tables=self._open_tables, background_rows=background_rows, files=files, shared_rows=shared_rows
+            open_tables=self._open_tables,
+            background_rows=background_rows,
+            files=files,
+            shared_rows=shared_rows,
+            build_elsewhere=build_elsewhere,
+        )
+
+    def write_shared_projection(self, *, version: int, previous: int | None) -> Path | None:
+        """Write the shared projection of the trajectories at `version` (`previous`: the version the
+        web workers serve, whose files it appends to); its directory, None when not shared here."""
+        if self.engine.files is None:
+            return None
+        dataset = self._table(TRAJECTORIES_TABLE).to_lance()
+        return builder.write_version(
+            dataset=dataset.checkout_version(version),
+            previous=dataset.checkout_version(previous) if previous is not None else None,
+            files=self.engine.files,
         )
 
     def _open_tables(self):
