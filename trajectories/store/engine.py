@@ -191,7 +191,7 @@ class QueryEngine:
         try:
             if rows_of is None:
                 serving = self._projection
-                projection = self._next(serving, dataset, annotation_dataset, elsewhere=serving is not None)
+                projection = self._next(serving, dataset, annotation_dataset)
                 # Ready to serve once it has the orders the current one was asked for; the rest are
                 # built after the swap.
                 in_use = serving.orders_in_use() if serving is not None else []
@@ -262,17 +262,19 @@ class QueryEngine:
         trajectories, annotations = self._open_tables()
         return projection if _versions(projection) == (trajectories.version, annotations.version) else None
 
-    def _next(self, serving: Projection | None, dataset, annotation_dataset, *, elsewhere: bool = False) -> Projection:
+    def _next(self, serving: Projection | None, dataset, annotation_dataset) -> Projection:
         """The projection of `dataset`: mapped from the files another process shared, else `serving`
         followed by the rows of the fragments an import appended (read alone), else the whole version
-        read; shared in turn when large enough. `elsewhere`: the shared files are first written by a
-        process of their own, when one is configured (a background build while `serving` answers)."""
+        read; shared in turn when large enough. In the background while `serving` answers, the shared
+        files are first written by a process of their own, when one is configured (never on a request:
+        it would wait for a process starting)."""
         layout = rows_layout(dataset)
         if self.files is None or layout_rows(layout) < self.shared_rows:
             return self._read(serving, dataset, annotation_dataset)
         with self.files.building(uri=dataset.uri, layout=layout):
             written = self.files.written(uri=dataset.uri, layout=layout)
-            if elsewhere and self.build_elsewhere is not None and not written:
+            elsewhere = serving is not None and self.build_elsewhere is not None and priority.this_thread_lowered()
+            if elsewhere and not written:
                 self._write_elsewhere(serving, dataset)
             return self._read(serving, dataset, annotation_dataset)
 
