@@ -58,7 +58,7 @@ def test_second_request_is_served_from_cache(api, stored):
     api.get(f"{LIST}t1/")
     api.get(f"{LIST}facets/")
     api.get(f"{LIST}facets/")
-    assert stored.reads == reads + 3
+    assert stored.reads == reads + 4, "one read of the trajectory, two of the facets (rows, annotations)"
 
 
 def test_cached_page_reads_are_counted_as_hits(staff_client, stored):
@@ -112,6 +112,54 @@ def test_a_generation_bump_makes_a_lazy_process_read_the_newest_version(api, sto
     assert api.get(f"{LIST}t0/").json()["category"] == "correct", "no signal yet: this process may lag"
     cache.bump_generation()
     assert api.get(f"{LIST}t0/").json()["category"] == "elsewhere"
+
+
+def test_an_edit_leaves_cached_what_does_not_read_its_fields(api, stored):
+    """Tagging (edits every few seconds while a team reviews) must not make every cached answer start
+    over: a list's rows and order and the statistics read no tags. A hit still shows the tags of now."""
+    stats = api.get("/api/stats/", {"by": "agent_name"}).json()
+    api.get(LIST, {"ordering": "reward"})
+    api.get(f"{LIST}t1/")
+    assert api.patch(f"{LIST}t1/", {"add_tags": ["seen"]}, format="json").status_code == 200
+    reads = stored.reads
+    page = api.get(LIST, {"ordering": "reward"}).json()
+    assert next(row["tags"] for row in page["results"] if row["trajectory_id"] == "t1") == ["arith", "seen"]
+    assert api.get(f"{LIST}t1/").json()["tags"] == ["arith", "seen"]
+    assert api.get("/api/stats/", {"by": "agent_name"}).json() == stats
+    assert stored.reads == reads, "the rows, the trajectory and the statistics from the cache"
+    # What reads tags is asked again: a list by tag, the tag facet.
+    assert _ids(api, tag="seen") == ["t1"]
+    assert {"value": "seen", "count": 1} in api.get(f"{LIST}facets/").json()["tags"]
+    # Whether a row succeeded is read by the statistics: its edit is counted at once.
+    assert api.patch(f"{LIST}t2/", {"is_success": False}, format="json").status_code == 200
+    moved = api.get("/api/stats/", {"by": "agent_name"}).json()
+    assert moved["results"][0]["successes"] == stats["results"][0]["successes"] - 1
+
+
+def test_another_process_edit_reaches_cached_rows_and_statistics(api, stored, settings):
+    """Another server's edit: its rows are shown as they are now, and what reads the edited field
+    moves on, with or without its signal reaching Redis (the versions come from the store)."""
+    api.get(LIST, {"ordering": "reward"})
+    stats = api.get("/api/stats/", {"by": "agent_name"}).json()
+    other = TrajectoryStore(uri=settings.TRAJSITE_DATA_DIR)
+    other.annotate(trajectory_ids=["t3"], change=AnnotationChange(add_tags=("elsewhere",)), user=None)
+    page = api.get(LIST, {"ordering": "reward"}).json()
+    assert next(row["tags"] for row in page["results"] if row["trajectory_id"] == "t3") == ["arith", "elsewhere"]
+    assert api.get("/api/stats/", {"by": "agent_name"}).json() == stats
+    other.annotate(trajectory_ids=["t3", "t4"], change=AnnotationChange(is_success=False), user=None)
+    moved = api.get("/api/stats/", {"by": "agent_name"}).json()
+    assert moved["results"][0]["successes"] == stats["results"][0]["successes"] - 2
+
+
+def test_the_edit_counter_makes_a_lazy_process_read_the_newest_version(api, stored, settings):
+    settings.TRAJSITE_VERSION_CHECK_SECONDS = 3600
+    stored.version_check_seconds = 3600
+    assert api.get(f"{LIST}t0/").json()["tags"] == ["arith"]
+    other = TrajectoryStore(uri=settings.TRAJSITE_DATA_DIR)
+    other.annotate(trajectory_ids=["t0"], change=AnnotationChange(add_tags=("late",)), user=None)
+    assert api.get(f"{LIST}t0/").json()["tags"] == ["arith"], "no signal yet: this process may lag"
+    cache.bump_edits()  # what the other process's edit sends
+    assert api.get(f"{LIST}t0/").json()["tags"] == ["arith", "late"]
 
 
 def _closed_port() -> int:

@@ -332,3 +332,62 @@ def test_a_trajectory_deleted_while_the_projection_is_rebuilt_is_not_found(store
     assert store.get(trajectory_id="a1") is None
     assert store.get(trajectory_id="a2")["trajectory_id"] == "a2"
     release.set()
+
+
+def test_each_annotation_field_says_when_it_last_changed(store, record, write_jsonl):
+    """What cache keys hold instead of the annotations table's version: an edit moves the fields it
+    changed, whether this process wrote it or followed another's."""
+    from trajectories.store import AnnotationChange
+
+    _add(store.uri, write_jsonl([record(trajectory_id=f"a{i}") for i in range(4)]))
+    engine = store.engine
+
+    def changed_at(*names: str) -> int:
+        rows_version, changed = engine.answering_versions(frozenset(names))
+        assert rows_version == store.versions()[0]
+        return changed
+
+    start = changed_at("is_success")
+    store.annotate(trajectory_ids=["a0"], change=AnnotationChange(add_tags=("x",)), user=None)
+    assert changed_at("is_success") == start
+    tags_moved = changed_at("tags")
+    assert tags_moved > start
+    assert changed_at() == -1
+    assert engine.answering_versions() == store.versions()
+    other = TrajectoryStore(uri=store.uri)  # another process's edit: followed from its fragment
+    other.annotate(trajectory_ids=["a1"], change=AnnotationChange(is_success=False, add_tags=("x",)), user=None)
+    assert changed_at("is_success") > tags_moved
+    assert changed_at("category") == start
+    other.annotate(trajectory_ids=["a1"], change=AnnotationChange(add_tags=("x",)), user=None)  # no change
+    assert changed_at("tags", "is_success") == changed_at("is_success")
+    assert [row["tags"] for row in engine.annotations_of(["a1", "a0"])] == [["arith", "x"], ["arith", "x"]]
+    assert engine.annotations_of(["a1", "missing"]) is None
+
+
+def test_while_the_next_projection_is_built_answers_are_keyed_by_the_previous_one(
+    store, record, write_jsonl, held_builds
+):
+    """The projection that answers names the versions of a cache key: while the next one is built,
+    its answers are cached as the previous version's (not as the newest's), and edits of its rows
+    still move the fields they changed."""
+    from trajectories.store import AnnotationChange
+
+    _, release = held_builds
+    store.engine.background_rows = 0
+    _add(store.uri, write_jsonl([record(trajectory_id=f"a{i}") for i in range(4)], "a.jsonl"))
+    serving, before = store.engine.answering_versions(frozenset({"is_success"}))
+    _add(store.uri, write_jsonl([record(trajectory_id=f"b{i}") for i in range(2)], "b.jsonl"))
+    other = TrajectoryStore(uri=store.uri)
+    other.annotate(trajectory_ids=["a0"], change=AnnotationChange(is_success=False), user=None)
+    rows_version, changed = store.engine.answering_versions(frozenset({"is_success"}))
+    assert rows_version == serving < store.versions()[0]
+    assert changed == store.versions()[1] > before
+    assert store.engine.annotations_of(["a0"])[0]["is_success"] is False
+    assert store.engine.annotations_of(["b0"]) is None, "not held yet"
+    assert reads.count(query=TrajectoryQuery()) == 4
+    reads_before = store.reads
+    assert reads.count(query=TrajectoryQuery()) == 4
+    assert store.reads == reads_before, "the previous version's answer, cached as its own"
+    release.set()
+    _wait(lambda: store.engine.peek() is not None and store.engine.peek().rows == 6)
+    assert reads.count(query=TrajectoryQuery()) == 6

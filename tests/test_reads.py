@@ -90,18 +90,20 @@ LIST_URL = "/trajectories/?agent_name=qwen2.5-7b-instruct&ordering=-reward"
 def test_a_cached_list_page_costs_three_redis_commands_and_one_version_check(pages, monkeypatch):
     pages.get(LIST_URL)
     counted = _measure(monkeypatch, lambda: pages.get(LIST_URL))
-    # The session, the generation, the page's HTML.
-    assert counted.redis == ["GET", "GET", "GET"]
+    # The session, the generation (and the edit counter), the page's HTML.
+    assert counted.redis == ["GET", "MGET", "GET"]
     assert counted.version_checks == 1
 
 
 def test_an_uncached_list_page_reads_the_generation_and_versions_once(pages, monkeypatch):
     counted = _measure(monkeypatch, lambda: pages.get(LIST_URL))
     # Session, generation, then a miss and a store for each of: the HTML, the page of rows, the
-    # total, the facets of everything and of the filtered rows.
-    assert counted.redis.count("GET") == 7
-    assert counted.redis.count("SET") == 5
-    assert len(counted.redis) == 12
+    # total, the facets of everything and of the filtered rows (each in two parts: of trajectory
+    # fields, of annotations).
+    assert counted.redis.count("GET") == 8
+    assert counted.redis.count("MGET") == 1
+    assert counted.redis.count("SET") == 7
+    assert len(counted.redis) == 16
     assert counted.version_checks == 1
 
 
@@ -109,7 +111,7 @@ def test_a_cached_api_page_costs_three_redis_commands_and_one_version_check(api,
     url = "/api/trajectories/?agent_name=qwen2.5-7b-instruct&ordering=-reward"
     api.get(url)
     counted = _measure(monkeypatch, lambda: api.get(url))
-    assert counted.redis == ["GET", "GET", "GET"]
+    assert counted.redis == ["GET", "MGET", "GET"]
     assert counted.version_checks == 1
 
 
@@ -119,12 +121,13 @@ def test_a_detail_page_reads_the_generation_and_versions_once(pages, stored, mon
     url = f"/trajectories/{id_path(stored[5]['trajectory_id'])}/?ordering=-reward"
     counted = _measure(monkeypatch, lambda: pages.get(url))
     # Session, generation; a miss and a store each for the HTML, the trajectory, its neighbours,
-    # the category suggestions (facets) and its GRPO group.
+    # the category suggestions (facets, in two parts) and its GRPO group.
     assert counted.redis.count("GET") == 7
-    assert counted.redis.count("SET") == 5
+    assert counted.redis.count("MGET") == 1
+    assert counted.redis.count("SET") == 6
     assert counted.version_checks == 1
     again = _measure(monkeypatch, lambda: pages.get(url))
-    assert again.redis == ["GET", "GET", "GET"]
+    assert again.redis == ["GET", "MGET", "GET"]
     assert again.version_checks == 1
 
 

@@ -2,13 +2,17 @@
 
 `cached()` is the one way a read is cached; `trajectories.reads` applies it to the read functions.
 Every key is built from one format string: the kind of read, the generation (a counter in Redis that
-each write path bumps through the `trajectories_changed` signal), the LanceDB table versions this
-process reads, and a digest of the normalised question. So:
+each write path but an annotation edit bumps through the `trajectories_changed` signal), the versions
+the answer is computed from (the trajectories version of the projection that answers; of the
+annotations, the version at which a field the read depends on last changed), and a digest of the
+normalised question. So:
 
-- a write anywhere bumps the generation: every process stops finding the old entries at once, and a
-  process that sees a new generation moves its table handles to the newest versions first;
-- a write made while Redis was unreachable still changes the table versions, so entries cached before
-  it are never read again, even if Redis comes back with its old contents.
+- a write anywhere bumps the generation (an edit: the edit counter): every process stops finding the
+  old entries at once, and a process that sees either move reads the newest table versions first;
+- an edit leaves reachable what does not read the fields it changed; the annotations a cached answer
+  shows are given afresh on every hit (`refresh`);
+- a write made while Redis was unreachable still changes the versions, so entries cached before it
+  are never read again, even if Redis comes back with its old contents.
 
 Redis being down never breaks a page: reads fall through to the store, a warning is logged once per
 outage, and Redis is retried after a short pause instead of on every request.
@@ -42,6 +46,7 @@ T = TypeVar("T")
 
 KEY_FORMAT = "traj:%(kind)s:g%(generation)s:v%(versions)s:%(digest)s"
 GENERATION_KEY = "traj:generation"
+EDITS_KEY = "traj:edits"
 HITS_KEY, MISSES_KEY = "traj:stats:hits", "traj:stats:misses"
 TIMEOUT_SECONDS = 24 * 3600
 # Single trajectories above this size are not cached (a 5 MB observation is cheaper read from LanceDB).
@@ -161,26 +166,43 @@ def reset_process_state() -> None:
 
 def generation() -> int | None:
     """The current generation, or None when Redis cannot be reached."""
+    both = _generations()
+    return None if both is None else both[0]
 
-    def read() -> int:
-        value = cache.get(GENERATION_KEY)
+
+def _generations() -> tuple[int, int] | None:
+    """(the generation, the edit counter) in one round trip, or None when Redis cannot be reached."""
+
+    def read() -> tuple[int, int]:
+        found = cache.get_many([GENERATION_KEY, EDITS_KEY])
+        value = found.get(GENERATION_KEY)
         if value is None:
             # Redis lost it (restart, eviction): start from a value no earlier key can carry.
             cache.add(GENERATION_KEY, time.time_ns(), timeout=None)
             value = cache.get(GENERATION_KEY)
-        return int(value)
+        return int(value), int(found.get(EDITS_KEY) or 0)
 
     return _redis(read, None)
 
 
 def bump_generation(**_signal_kwargs) -> None:
     """Make every cached entry unreachable (the receiver of `trajectories_changed`)."""
+    _bump(GENERATION_KEY)
 
+
+def bump_edits() -> None:
+    """Tell every process that annotations changed, leaving cached entries reachable: their keys
+    hold the versions at which the fields they read last changed (see `cached`), which the edit
+    moves on for the fields it changed. Other processes look for the new versions at once."""
+    _bump(EDITS_KEY)
+
+
+def _bump(counter: str) -> None:
     def bump() -> None:
         try:
-            cache.incr(GENERATION_KEY)
-        except ValueError:  # no such key: Redis lost it
-            cache.set(GENERATION_KEY, time.time_ns(), timeout=None)
+            cache.incr(counter)
+        except ValueError:  # no such key: Redis lost it; a value no earlier one can equal
+            cache.set(counter, time.time_ns(), timeout=None)
 
     _redis(bump, None)
     scope = _scope.get()
@@ -221,25 +243,43 @@ def normalised(query: TrajectoryQuery) -> str:
     return repr((query.filter_key(), query.ordering, query.page, query.page_size))
 
 
-def cached(kind: str, question: str, compute: Callable[[], T], *, max_bytes: int | None = None) -> T:
+def cached(
+    kind: str,
+    question: str,
+    compute: Callable[[], T],
+    *,
+    max_bytes: int | None = None,
+    annotations: frozenset[str] | None = None,
+    refresh: Callable[[T], T | None] | None = None,
+) -> T:
     """`compute()`'s answer to `question`, from Redis when this generation and these table versions
-    already answered it. `max_bytes` leaves large answers uncached."""
+    already answered it. `max_bytes` leaves large answers uncached.
+
+    `annotations`: the only annotation fields the answer is computed from (None: any). The key then
+    holds the version at which one of them last changed instead of the annotations table's, so an
+    edit of other fields (a tag, a note: several a second while a team reviews) leaves the answer
+    cached. Annotation values the answer merely shows (a list row's tags) are given afresh to every
+    hit by `refresh(found)`, from this process's projection; None from it: answered as a miss."""
     if not settings.TRAJSITE_CACHE:
         return compute()
     with read_scope():
         current = _scope_generation()
         if current is None:
             return compute()
-        key = cache_key(kind, current, get_store().versions(), question)
+        versions = get_store().versions_read(annotation_fields=annotations)
+        key = cache_key(kind, current, versions, question)
         found = _redis(lambda: cache.get(key), None)
+        if found is not None and refresh is not None:
+            found = refresh(found)
         if found is not None:
             _count(HITS_KEY)
             return found
         _count(MISSES_KEY)
         with served() as answered:
             value = compute()
-        # An answer from a projection still being replaced is the older version's: not stored under the newer key.
-        stale = any(answered_from != newest for answered_from, newest in answered)
+        # Keys name the rows of the projection that answers: an answer from another one (swapped in
+        # meanwhile) is not stored under this key.
+        stale = any(answered_from[0] != versions[0] for answered_from, _ in answered)
         if not stale and (max_bytes is None or _size(value) <= max_bytes):
             _redis(lambda: cache.set(key, value, timeout=TIMEOUT_SECONDS), None)
         return value
@@ -248,12 +288,12 @@ def cached(kind: str, question: str, compute: Callable[[], T], *, max_bytes: int
 def _scope_generation() -> int | None:
     scope = _scope.get()
     if "generation" not in scope:
-        current = generation()
-        if current is not None and current != _seen_generation["value"]:
+        both = _generations()
+        if both is not None and both != _seen_generation["value"]:
             # Another process wrote: read the newest table versions before building keys.
             get_store().sync(force=True)
-            _seen_generation["value"] = current
-        scope["generation"] = current
+            _seen_generation["value"] = both
+        scope["generation"] = None if both is None else both[0]
     return scope["generation"]
 
 

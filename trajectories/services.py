@@ -10,7 +10,7 @@ from trajectories.store import AnnotationChange, get_store
 def annotate(*, trajectory_ids: list[str], change: AnnotationChange, user) -> int:
     count = get_store().annotate(trajectory_ids=trajectory_ids, change=change, user=_name(user))
     if count:
-        trajectories_changed.send(sender=AnnotationChange, trajectory_ids=trajectory_ids)
+        trajectories_changed.send(sender=AnnotationChange, trajectory_ids=trajectory_ids, annotations_only=True)
     return count
 
 

@@ -106,6 +106,27 @@ class QueryEngine:
         _note_served(_versions(projection), wanted)
         return projection
 
+    def answering_versions(self, annotation_fields: frozenset[str] | None = None) -> tuple[int, int]:
+        """What an answer from this process depends on (part of every cache key): the trajectories
+        version of the projection that answers (while the next one is built, the previous one's: its
+        answers are then cached, and shared by every process serving it) and its annotations version,
+        or with `annotation_fields` the version at which one of those last changed there (an answer
+        reading only them is the same until then: tagging leaves statistics cached). Edits of rows the
+        projection does not hold do not move it, and do not change its answers either."""
+        projection = self.current()
+        if annotation_fields is None:
+            return _versions(projection)
+        return projection.version, projection.annotations.changed_at(annotation_fields)
+
+    def annotations_of(self, trajectory_ids: list[str]) -> list[dict[str, Any]] | None:
+        """The annotation fields of each trajectory as the projection that answers holds them (what a
+        cached answer's rows are given afresh); None when it does not hold one of them."""
+        projection = self.current()
+        positions = [projection.position_of(trajectory_id) for trajectory_id in trajectory_ids]
+        if any(position is None for position in positions):
+            return None
+        return projection.annotations.fields_at(np.array(positions, dtype=np.int64))
+
     def _refreshed(self, trajectories, annotations, wanted: tuple[int, int]) -> Projection:
         projection = self._projection
         if (
@@ -432,19 +453,22 @@ class QueryEngine:
         mask = projection.mask(query)
         return projection.rows if mask is None else int(np.count_nonzero(mask))
 
-    def facets(self, query: TrajectoryQuery | None = None) -> dict[str, list[tuple[str | None, int]]]:
-        """Distinct values with counts (among rows matching `query`, when given), most frequent first;
-        rows with no value are counted last, as the value None."""
+    def facets(
+        self, query: TrajectoryQuery | None = None, names: tuple[str, ...] = FACET_FIELDS
+    ) -> dict[str, list[tuple[str | None, int]]]:
+        """Distinct values of each facet field in `names`, with counts (among rows matching `query`,
+        when given), most frequent first; rows with no value are counted last, as the value None."""
         projection = self.current()
         mask = projection.mask(query) if query is not None else None
         if mask is None:
             # Per field: an annotation edit recounts only the annotation fields (see with_annotations).
             cached = projection.cache.setdefault("facets", {})
-            for name in FACET_FIELDS:
+            for name in names:
                 if name not in cached:
                     cached[name] = projection.column(name).counts(None)
-            return {name: cached[name] for name in FACET_FIELDS}
-        return self._facets(projection, mask)
+            return {name: cached[name] for name in names}
+        positions = np.flatnonzero(mask)
+        return {name: projection.column(name).counts(mask, positions) for name in names}
 
     def stats(self, query: TrajectoryQuery, *, by: str, buckets: int | None = None) -> list[dict[str, Any]]:
         projection = self.current()
@@ -505,10 +529,6 @@ class QueryEngine:
         projection = self.current()
         rows = analytics.group_rows(projection, training_id=training_id, iteration_id=iteration_id, data_id=data_id)
         return projection.rows_at(rows), analytics.group_summary(projection, rows, k=k)
-
-    def _facets(self, projection: Projection, mask: np.ndarray | None) -> dict[str, list[tuple[str | None, int]]]:
-        positions = None if mask is None else np.flatnonzero(mask)
-        return {name: projection.column(name).counts(mask, positions) for name in FACET_FIELDS}
 
 
 def _records_at(projection: Projection, positions: np.ndarray, batch: int, *, progress=None):

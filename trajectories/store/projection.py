@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,11 @@ class AnnotationColumns:
     (per fragment read) and `gone` (fragments seen vanish) tell a restore, which un-deletes rows and
     brings fragments back: that is read in full. `waiting` are fragments read while some of their rows'
     trajectories were not held yet (an import landing before its rows are projected), with the
-    projection version that lacked them: not read again until the projection moves on."""
+    projection version that lacked them: not read again until the projection moves on.
+
+    `changed` says, per field, the version at which its values last changed as far as this process
+    saw (a full read counts as a change of every field): what a cached answer that reads only some
+    fields is keyed by, so that tagging does not make every cached statistic start over."""
 
     version: int
     columns: dict[str, Any]
@@ -84,6 +89,7 @@ class AnnotationColumns:
     deletions: dict[int, int] = field(default_factory=dict)
     gone: frozenset[int] = frozenset()
     waiting: tuple[int, frozenset[int]] = (-1, frozenset())
+    changed: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def read(cls, dataset, *, trajectory_ids: pa.Array, held: int = -1) -> AnnotationColumns:
@@ -119,7 +125,7 @@ class AnnotationColumns:
         matched = located >= 0
         table = table.filter(pa.array(matched))
         columns = {f.name: load_column(f, table.column(f.name), rows=rows, index=located[matched]) for f in _ANNOTATED}
-        return cls(version=version, columns=columns), located
+        return cls(version=version, columns=columns, changed=dict.fromkeys(columns, version)), located
 
     def followed(self, dataset, *, projection: Projection) -> AnnotationColumns | None:
         """These columns moved on to `dataset`'s version by reading only the fragments added since (and
@@ -174,14 +180,23 @@ class AnnotationColumns:
         return replace(self, columns={name: column.appended(blank[name]) for name, column in self.columns.items()})
 
     def patched(self, positions: np.ndarray, rows: list[dict[str, Any]], *, version: int) -> AnnotationColumns | None:
-        """A copy with `rows` (whole annotation rows) written at `positions`; None if it cannot be patched."""
-        columns = {}
+        """A copy with `rows` (whole annotation rows) written at `positions`; None if it cannot be patched.
+        A field whose values at `positions` differ afterwards is marked changed at `version`."""
+        columns, changed = {}, dict(self.changed)
         for name, column in self.columns.items():
             patched = column.patched(positions, [row[name] for row in rows])
             if patched is None:
                 return None
+            # Compared as the columns hold them (one representation on both sides).
+            if patched.values_at(positions) != column.values_at(positions):
+                changed[name] = version
             columns[name] = patched
-        return replace(self, version=version, columns=columns)
+        return replace(self, version=version, columns=columns, changed=changed)
+
+    def changed_at(self, names: Iterable[str]) -> int:
+        """The newest version at which any of `names` changed (-1 for no names); a field this does not
+        track counts as changed now."""
+        return max((self.changed.get(name, self.version) for name in names), default=-1)
 
     def fields_at(self, positions: np.ndarray) -> list[dict[str, Any]]:
         names = list(self.columns)

@@ -191,8 +191,17 @@ class TrajectoryStore:
         return probe
 
     def versions(self) -> tuple[int, int]:
-        """(trajectories, annotations) table versions after a sync: part of every cache key."""
+        """(trajectories, annotations) table versions after a sync."""
         return self.sync()
+
+    def versions_read(self, *, annotation_fields: frozenset[str] | None = None) -> tuple[int, int]:
+        """The versions an answer of this process is computed from (see `QueryEngine.answering_versions`)."""
+        self.sync()
+        return self.engine.answering_versions(annotation_fields)
+
+    def annotations_of(self, *, trajectory_ids: list[str]) -> list[dict[str, Any]] | None:
+        """The annotation fields of each trajectory, from memory; None when one is not held."""
+        return self.engine.annotations_of(trajectory_ids)
 
     # --- tables -----------------------------------------------------------------------------
 
@@ -360,9 +369,11 @@ class TrajectoryStore:
                 found[name] = ids.filter(pa.array(mask)).to_pylist()
             yield found
 
-    def facets(self, *, query: TrajectoryQuery | None = None) -> dict[str, list[tuple[str, int]]]:
+    def facets(
+        self, *, query: TrajectoryQuery | None = None, names: tuple[str, ...] | None = None
+    ) -> dict[str, list[tuple[str, int]]]:
         self.reads += 1
-        return self.engine.facets(query)
+        return self.engine.facets(query) if names is None else self.engine.facets(query, names)
 
     def matching_ids(self, *, query: TrajectoryQuery) -> list[str]:
         return self.engine.matching_ids(query)
