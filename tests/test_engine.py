@@ -391,3 +391,29 @@ def test_while_the_next_projection_is_built_answers_are_keyed_by_the_previous_on
     release.set()
     _wait(lambda: store.engine.peek() is not None and store.engine.peek().rows == 6)
     assert reads.count(query=TrajectoryQuery()) == 6
+
+
+def test_an_edit_keeps_what_reads_none_of_the_fields_it_changed(store, record, write_jsonl):
+    """A tag added keeps the order by success, the statistics of every row and the untouched columns
+    themselves (not copied); an edit of success makes those again, with the new value."""
+    from trajectories.store import AnnotationChange
+
+    judged = [{"is_success": i % 2 == 0, "category": "c", "root_cause": ""} for i in range(6)]
+    _add(store.uri, write_jsonl([record(trajectory_id=f"a{i}", analysis=judged[i]) for i in range(6)]))
+    engine = store.engine
+    before = engine.current()
+    by_success = before.order("is_success", True)
+    stats = engine.stats(TrajectoryQuery(), by="agent_name")
+    store.annotate(trajectory_ids=["a1"], change=AnnotationChange(add_tags=("x",)), user=None)
+    tagged = engine.current()
+    assert tagged is not before
+    assert tagged.order("is_success", True) is by_success
+    assert tagged.annotations.columns["is_success"] is before.annotations.columns["is_success"]
+    assert tagged.annotations.columns["tags"] is not before.annotations.columns["tags"]
+    assert tagged.cache["by annotation fields"], "the statistics of every row are kept"
+    assert engine.stats(TrajectoryQuery(), by="agent_name") == stats
+    store.annotate(trajectory_ids=["a1"], change=AnnotationChange(is_success=True), user=None)
+    judged = engine.current()
+    assert judged.order("is_success", True) is not by_success
+    assert judged.ids.values_at(judged.order("is_success", True)[:4]) == ["a0", "a1", "a2", "a4"]
+    assert engine.stats(TrajectoryQuery(), by="agent_name")[0]["successes"] == stats[0]["successes"] + 1

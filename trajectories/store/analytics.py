@@ -20,7 +20,7 @@ from trajectories.fields import Kind
 
 from . import mapped
 from .columns import ListColumn, NumberColumn
-from .projection import Projection
+from .projection import ANNOTATION_FIELDS, Projection
 
 QUANTILES = (("p10", 0.10), ("p50", 0.50), ("p90", 0.90))
 GROUP_FIELDS = ("training_id", "iteration_id", "data_id")
@@ -259,17 +259,10 @@ def _key_value_order(projection: Projection, by: str, name: str) -> np.ndarray:
 
 
 def _per_annotations(projection: Projection, key: tuple, build):
-    """What `build()` makes from annotation columns: kept until the annotations change (the
-    projection's cache is new with each annotation version)."""
-    cache = projection.cache.setdefault("analytics", {})
-    if key not in cache:
-        if len(cache) >= _KEPT_ANSWERS:  # bounded: parameters (buckets=1..1000) could otherwise fill memory
-            cache.pop(next(iter(cache)))
-        cache[key] = build()
-    return cache[key]
-
-
-_KEPT_ANSWERS = 64
+    """What `build()` makes from annotation columns: whether rows succeeded, and any field the key
+    names (a statistic's `by`). Kept until one of those changes."""
+    reads = frozenset({SUCCESS, *(part for part in key if isinstance(part, str) and part in ANNOTATION_FIELDS)})
+    return projection.per_annotations(key, reads, build)
 
 
 def _regrouped(codes: np.ndarray, size: int) -> np.ndarray:

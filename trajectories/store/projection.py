@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -184,14 +184,22 @@ class AnnotationColumns:
         A field whose values at `positions` differ afterwards is marked changed at `version`."""
         columns, changed = {}, dict(self.changed)
         for name, column in self.columns.items():
-            patched = column.patched(positions, [row[name] for row in rows])
+            values = [row[name] for row in rows]
+            if _holds(column, positions, values):
+                columns[name] = column  # not copied: a million-row column per field per edit adds up
+                continue
+            patched = column.patched(positions, values)
             if patched is None:
                 return None
-            # Compared as the columns hold them (one representation on both sides).
-            if patched.values_at(positions) != column.values_at(positions):
-                changed[name] = version
+            changed[name] = version
             columns[name] = patched
         return replace(self, version=version, columns=columns, changed=changed)
+
+    def moved_since(self, earlier: AnnotationColumns) -> frozenset[str]:
+        """The fields whose values may differ from `earlier`'s (these columns made from it, or read)."""
+        if self.version == earlier.version:
+            return frozenset()
+        return frozenset(name for name in self.columns if self.changed.get(name, self.version) > earlier.version)
 
     def changed_at(self, names: Iterable[str]) -> int:
         """The newest version at which any of `names` changed (-1 for no names); a field this does not
@@ -205,6 +213,14 @@ class AnnotationColumns:
 
 
 _ANNOTATED = tuple(f for f in PROJECTED[ANNOTATIONS] if f.name != KEY)
+
+
+def _holds(column, positions: np.ndarray, values: list) -> bool:
+    """Whether `column` holds `values` at `positions` already (as its own values read back; a value
+    written differently, a timestamp say, counts as a change)."""
+    if isinstance(column, ListColumn):
+        values = [list(value or []) for value in values]
+    return column.values_at(positions) == values
 
 
 @dataclass
@@ -341,26 +357,39 @@ class Projection:
         return projection
 
     def with_annotations(self, annotations: AnnotationColumns) -> Projection:
-        """The same rows with other annotations; sort orders, masks, facet counts and search hits of
-        unchanged columns are kept (an edit every few seconds must not make every answer start over)."""
-        orders = {key: order for key, order in self._orders.items() if not set(key) & ANNOTATION_FIELDS}
+        """The same rows with other annotations; sort orders, masks, facet counts, search hits and
+        analytics that read no field which changed are kept (an edit every few seconds must not make
+        every answer start over: a tag added keeps the order by success and the statistics)."""
+        moved = annotations.moved_since(self.annotations)
+        orders = {key: order for key, order in self._orders.items() if not set(key) & moved}
         return Projection(
             **{
                 **self.__dict__,
                 "annotations": annotations,
                 "_orders": orders,
                 "_lock": threading.RLock(),
-                "cache": self._cache_without_annotations(),
+                "cache": self._cache_kept(moved),
             }
         )
 
-    def _cache_without_annotations(self) -> dict[str, Any]:
+    def _cache_kept(self, moved: frozenset[str]) -> dict[str, Any]:
         kept: dict[str, Any] = {name: self.cache[name] for name in _ROWS_ONLY_CACHES if name in self.cache}
         # list(): request threads add to (and evict from) these dicts meanwhile.
-        masks = {key: mask for key, mask in list(self.cache.get("masks", {}).items()) if not _reads_annotations(key)}
-        facets = {name: counts for name, counts in list(self.cache.get("facets", {}).items())
-                  if name not in ANNOTATION_FIELDS}  # fmt: skip
-        return {**kept, "masks": masks, "facets": facets}
+        masks = {key: mask for key, mask in list(self.cache.get("masks", {}).items()) if not _reads(key, moved)}
+        facets = {name: counts for name, counts in list(self.cache.get("facets", {}).items()) if name not in moved}
+        by_fields = {key: entry for key, entry in list(self.cache.get(_BY_FIELDS, {}).items()) if not entry[1] & moved}
+        return {**kept, "masks": masks, "facets": facets, _BY_FIELDS: by_fields}
+
+    def per_annotations(self, key: tuple, reads: frozenset[str], build: Callable[[], Any]) -> Any:
+        """What `build()` makes from these rows and the annotation fields `reads`: kept until one of
+        those fields changes (a bounded number of them: parameters could otherwise fill memory)."""
+        cache = self.cache.setdefault(_BY_FIELDS, {})
+        found = cache.get(key)
+        if found is None:
+            if len(cache) >= _KEPT_PER_ANNOTATIONS:
+                cache.pop(next(iter(cache)), None)
+            found = cache[key] = (build(), reads)
+        return found[0]
 
     def column(self, name: str):
         if name == KEY:
@@ -636,6 +665,9 @@ _ORDERS_BEFORE = "orders_before"
 # Caches of what the trajectory rows alone decide: the texts of an in-memory projection, search hits
 # per term (and those of the version this one appended rows to), the sort orders to merge into.
 _ROWS_ONLY_CACHES = ("texts", textsearch.TERMS, textsearch.CARRIED, _ORDERS_BEFORE)
+# Answers made from annotation fields (analytics of every row), each with the fields it read.
+_BY_FIELDS = "by annotation fields"
+_KEPT_PER_ANNOTATIONS = 64
 _ANNOTATION_SEARCHED = ANNOTATION_FIELDS & set(fields.SEARCHED)
 
 
@@ -660,10 +692,10 @@ def _one_number(keys: list[np.ndarray]) -> np.ndarray | None:
     return number
 
 
-def _reads_annotations(filter_key: tuple) -> bool:
-    """Whether the rows a filter (`TrajectoryQuery.filter_key()`) selects depend on annotations."""
+def _reads(filter_key: tuple, names: frozenset[str]) -> bool:
+    """Whether the rows a filter (`TrajectoryQuery.filter_key()`) selects depend on any of `names`."""
     filters, search, _text = filter_key
-    return any(name in ANNOTATION_FIELDS for name, _ in filters) or bool(search and _ANNOTATION_SEARCHED)
+    return any(name in names for name, _ in filters) or bool(search and _ANNOTATION_SEARCHED & names)
 
 
 _NO_POSITIONS = np.empty(0, dtype=np.int64)
