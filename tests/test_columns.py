@@ -34,6 +34,30 @@ def test_patched_lists_equal_lists_loaded_afresh(seed):
 
 
 @pytest.mark.parametrize("seed", range(5))
+def test_counts_carried_across_edits_equal_counts_made_afresh(seed):
+    """A column counted once carries its value combinations through every edit (no sort of every row
+    per edit): each count, of all rows or of some, equals one made from scratch."""
+    rng = random.Random(seed)
+    rows = rng.randint(1, 60)
+    lists = [rng.sample(VOCABULARY, rng.randint(1 if seed % 2 else 0, 3)) for _ in range(rows)]
+    column = ListColumn.from_lists(pa.array(lists, pa.list_(pa.string())), rows=rows)
+    column.counts(None)
+    carried = 0
+    for _ in range(40):
+        positions = np.array([rng.randrange(rows) for _ in range(rng.randint(1, 4))])
+        new = [rng.sample([*VOCABULARY, "new", "aa", "新"], rng.randint(0, 3)) for _ in positions]
+        column = column.with_lists(positions, new, rows=rows)
+        for position, values in zip(positions.tolist(), new, strict=True):
+            lists[position] = values
+        carried += "_combinations_cache" in column.__dict__
+        fresh = ListColumn.from_lists(pa.array(lists, pa.list_(pa.string())), rows=rows)
+        mask = np.array([rng.random() < 0.5 for _ in range(rows)])
+        assert column.counts(None) == fresh.counts(None)
+        assert column.counts(mask) == fresh.counts(mask)
+    assert carried > 20, "most edits carry the combinations"
+
+
+@pytest.mark.parametrize("seed", range(5))
 def test_patched_text_equals_text_loaded_afresh_however_many_values_are_new(seed):
     """An import batch's free-text notes bring thousands of new values at once: merged in one pass,
     with codes still in string order (sorting by codes is sorting by text)."""

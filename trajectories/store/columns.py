@@ -225,7 +225,16 @@ class ListColumn:
         sizes[changed] = lengths
         offsets = np.zeros(rows + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
-        return ListColumn(rows=entry_rows.astype(np.int32), coded=Coded(entry_codes, coded.uniques), offsets=offsets)
+        patched = ListColumn(rows=entry_rows.astype(np.int32), coded=Coded(entry_codes, coded.uniques), offsets=offsets)
+        combinations = self.__dict__.get("_combinations_cache")
+        if combinations is not None:
+            # Carried, not packed again: that sorts every row (~100 ms at 1M), per edit and per process.
+            remap = None if coded is self.coded else _code_map(self.coded.uniques, coded.uniques)
+            rows_codes = np.split(new_codes, np.cumsum(lengths)[:-1]) if len(new_lists) else []
+            carried = _recombined(combinations, changed=changed, rows_codes=rows_codes, remap=remap)
+            if carried is not None:
+                patched.__dict__["_combinations_cache"] = carried
+        return patched
 
     def mask(self, match: Match, rows: int) -> np.ndarray:
         if isinstance(match, EmptyMatch):
@@ -608,6 +617,38 @@ def _code_map(uniques: pa.Array, union: pa.Array) -> np.ndarray:
     """For each code of `uniques` its code in `union` (a sorted superset), and -1 (null) kept as -1."""
     mapped = pc.index_in(uniques, value_set=union).to_numpy(zero_copy_only=False).astype(np.int32)
     return np.append(mapped, np.int32(-1))  # index -1 (a null code) picks the appended -1
+
+
+def _recombined(
+    combinations: tuple[np.ndarray, list[np.ndarray]],
+    *,
+    changed: np.ndarray,
+    rows_codes: list[np.ndarray],
+    remap: np.ndarray | None,
+) -> tuple[np.ndarray, list[np.ndarray]] | None:
+    """`combinations` (per row its combination number, each combination's codes) after the rows
+    `changed` came to hold `rows_codes` (codes of the new uniques; `remap` takes the old ones there).
+    New combinations are numbered after the others; None when that would break what counting assumes
+    (the empty combination, if any row holds one, is number 0) or there would be too many."""
+    per_row, members = combinations
+    if remap is not None:
+        members = [remap[member] for member in members]
+    numbers = {tuple(member.tolist()): number for number, member in enumerate(members)}
+    members, found = list(members), []
+    for codes in rows_codes:
+        key = tuple(codes.tolist())
+        number = numbers.get(key)
+        if number is None:
+            if not key:
+                return None
+            number = numbers[key] = len(members)
+            members.append(np.asarray(codes, dtype=np.int64))
+        found.append(number)
+    if len(members) > _MAX_COMBINATIONS:
+        return None
+    per_row = _narrow(per_row, len(members))  # a copy, wide enough for the new numbers
+    per_row[changed] = found
+    return per_row, members
 
 
 def _narrow(codes: np.ndarray, count: int) -> np.ndarray:
