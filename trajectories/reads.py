@@ -17,8 +17,7 @@ from typing import Any, ParamSpec, TypeVar
 from trajectories import cache, fields, timing
 from trajectories.analysis import ChangeQuery, GroupQuery
 from trajectories.query import TrajectoryQuery
-from trajectories.store import ResultPage, get_store
-from trajectories.store.analytics import SUCCESS
+from trajectories.store import ResultPage, analytics, get_store
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -71,8 +70,9 @@ def _query_reads(query: TrajectoryQuery | None, *, ordered: bool = False) -> set
 
 
 def _analytics_reads(*queries: TrajectoryQuery, keys: Iterable[str | None] = ()) -> set[str]:
-    """What a statistic of `queries`' rows by `keys` reads: those, and whether each row succeeded."""
-    return {SUCCESS, *(key for key in keys if key), *(name for query in queries for name in _query_reads(query))}
+    """What a statistic of `queries`' rows by `keys` reads: what selects the rows, and what the
+    analytics read of the annotations."""
+    return {*analytics.annotations_read(keys), *(name for query in queries for name in _query_reads(query))}
 
 
 def _fresh_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
@@ -268,7 +268,7 @@ def groups(*, query: GroupQuery) -> tuple[list[dict[str, Any]], int]:
 @_cached(
     "group",
     lambda *, training_id, iteration_id, data_id, k=1: repr((training_id, iteration_id, data_id, k)),
-    reads=lambda **_: {SUCCESS},
+    reads=lambda **_: analytics.annotations_read(()),
     refresh=_fresh_group,
 )
 def group(

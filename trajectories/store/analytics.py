@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -258,11 +259,15 @@ def _key_value_order(projection: Projection, by: str, name: str) -> np.ndarray:
     return projection.derived(("by-value", f"{by}:{name}"), build)
 
 
+def annotations_read(keys: Iterable) -> frozenset[str]:
+    """The annotation fields an answer here grouped or split by `keys` reads: whether rows succeeded,
+    and each key that is one (a statistic's `by`). Cached answers are kept until one of them changes."""
+    return frozenset({SUCCESS, *(key for key in keys if isinstance(key, str) and key in ANNOTATION_FIELDS)})
+
+
 def _per_annotations(projection: Projection, key: tuple, build):
-    """What `build()` makes from annotation columns: whether rows succeeded, and any field the key
-    names (a statistic's `by`). Kept until one of those changes."""
-    reads = frozenset({SUCCESS, *(part for part in key if isinstance(part, str) and part in ANNOTATION_FIELDS)})
-    return projection.per_annotations(key, reads, build)
+    """What `build()` makes from annotation columns (see `annotations_read`), kept until they change."""
+    return projection.per_annotations(key, annotations_read(key), build)
 
 
 def _regrouped(codes: np.ndarray, size: int) -> np.ndarray:

@@ -199,12 +199,14 @@ class AnnotationColumns:
         """The fields whose values may differ from `earlier`'s (these columns made from it, or read)."""
         if self.version == earlier.version:
             return frozenset()
-        return frozenset(name for name in self.columns if self.changed.get(name, self.version) > earlier.version)
+        return frozenset(name for name in self.columns if self._changed(name) > earlier.version)
 
     def changed_at(self, names: Iterable[str]) -> int:
-        """The newest version at which any of `names` changed (-1 for no names); a field this does not
-        track counts as changed now."""
-        return max((self.changed.get(name, self.version) for name in names), default=-1)
+        """The newest version at which any of `names` changed (-1 for no names)."""
+        return max((self._changed(name) for name in names), default=-1)
+
+    def _changed(self, name: str) -> int:
+        return self.changed.get(name, self.version)  # a field not tracked counts as changed now
 
     def fields_at(self, positions: np.ndarray) -> list[dict[str, Any]]:
         names = list(self.columns)

@@ -195,8 +195,8 @@ class TrajectoryStore:
         return self.sync()
 
     def versions_read(self, *, annotation_fields: frozenset[str] | None = None) -> tuple[int, int]:
-        """The versions an answer of this process is computed from (see `QueryEngine.answering_versions`)."""
-        self.sync()
+        """The versions an answer of this process is computed from (see `QueryEngine.answering_versions`;
+        finding the projection syncs the tables first)."""
         return self.engine.answering_versions(annotation_fields)
 
     def annotations_of(self, *, trajectory_ids: list[str]) -> list[dict[str, Any]] | None:
