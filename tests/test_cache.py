@@ -136,30 +136,43 @@ def test_an_edit_leaves_cached_what_does_not_read_its_fields(api, stored):
     assert moved["results"][0]["successes"] == stats["results"][0]["successes"] - 1
 
 
-def test_another_process_edit_reaches_cached_rows_and_statistics(api, stored, settings):
+def test_another_process_edit_reaches_cached_rows_and_statistics(api, stored, settings, monkeypatch):
     """Another server's edit: its rows are shown as they are now, and what reads the edited field
-    moves on, with or without its signal reaching Redis (the versions come from the store)."""
+    moves on, also when its signal never reaches Redis (the versions come from the store, checked at
+    least every SIGNALLED_CHECK_SECONDS)."""
+    monkeypatch.setattr(cache, "SIGNALLED_CHECK_SECONDS", 0.2)
     api.get(LIST, {"ordering": "reward"})
     stats = api.get("/api/stats/", {"by": "agent_name"}).json()
     other = TrajectoryStore(uri=settings.TRAJSITE_DATA_DIR)
     other.annotate(trajectory_ids=["t3"], change=AnnotationChange(add_tags=("elsewhere",)), user=None)
+    time.sleep(0.25)
     page = api.get(LIST, {"ordering": "reward"}).json()
     assert next(row["tags"] for row in page["results"] if row["trajectory_id"] == "t3") == ["arith", "elsewhere"]
     assert api.get("/api/stats/", {"by": "agent_name"}).json() == stats
     other.annotate(trajectory_ids=["t3", "t4"], change=AnnotationChange(is_success=False), user=None)
+    time.sleep(0.25)
     moved = api.get("/api/stats/", {"by": "agent_name"}).json()
     assert moved["results"][0]["successes"] == stats["results"][0]["successes"] - 2
 
 
-def test_the_edit_counter_makes_a_lazy_process_read_the_newest_version(api, stored, settings):
+def test_the_edit_counter_makes_a_lazy_process_read_the_newest_version(api, stored, settings, monkeypatch):
+    """Without a signal a process may lag (here, by configuration, for an hour); the signal of a write
+    makes it read the newest versions at once. With Redis answering and nothing signalled, the store
+    is asked only every SIGNALLED_CHECK_SECONDS, not on every request."""
     settings.TRAJSITE_VERSION_CHECK_SECONDS = 3600
     stored.version_check_seconds = 3600
+    monkeypatch.setattr(cache, "SIGNALLED_CHECK_SECONDS", 3600)
     assert api.get(f"{LIST}t0/").json()["tags"] == ["arith"]
     other = TrajectoryStore(uri=settings.TRAJSITE_DATA_DIR)
     other.annotate(trajectory_ids=["t0"], change=AnnotationChange(add_tags=("late",)), user=None)
     assert api.get(f"{LIST}t0/").json()["tags"] == ["arith"], "no signal yet: this process may lag"
     cache.bump_edits()  # what the other process's edit sends
     assert api.get(f"{LIST}t0/").json()["tags"] == ["arith", "late"]
+    stored.version_check_seconds = 0  # the local-disk default: every read would look
+    checks = stored.version_checks
+    for _ in range(3):
+        api.get(LIST, {"ordering": "reward"})
+    assert stored.version_checks == checks, "nothing signalled: the store is not asked on every request"
 
 
 def _closed_port() -> int:

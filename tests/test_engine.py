@@ -241,6 +241,37 @@ def test_sort_orders_of_appended_rows_are_merged_into_the_earlier_ones(store, re
     assert len(merged) == 3 * len(orders) and all(merged)
 
 
+def test_orders_not_asked_for_in_between_are_merged_across_several_imports(store, record, write_jsonl, monkeypatch):
+    """An order built two imports ago is merged (not every row sorted again) when it is first asked
+    for after both, annotation orders too; an edit of a field drops the orders by it, which are then
+    sorted afresh. Each equals a fresh build's."""
+    from trajectories.store import AnnotationChange
+
+    merged = []
+    merge = projection_module.Projection._merged_order
+    monkeypatch.setattr(
+        projection_module.Projection,
+        "_merged_order",
+        lambda self, name, *args: merged.append(name) or merge(self, name, *args),
+    )
+    rows = lambda tag, n: [record(trajectory_id=f"{tag}{i:03d}", reward=i % 7 / 7) for i in range(n)]  # noqa: E731
+    _add(store.uri, write_jsonl(rows("m", 30), "m.jsonl"))
+    store.annotate(trajectory_ids=["m001", "m007"], change=AnnotationChange(is_success=False), user=None)
+    orders = projection_module.Projection.every_order()
+    for name, descending in orders:
+        store.engine.current().order(name, descending)
+    for tag in ("b", "c"):
+        _add(store.uri, write_jsonl(rows(tag, 12), f"{tag}.jsonl"))
+        store.engine.current()  # the new version is followed; nobody asks for an order
+    store.annotate(trajectory_ids=["b003", "m002"], change=AnnotationChange(is_success=True), user=None)
+    newest, fresh = store.engine.current(), TrajectoryStore(uri=store.uri).engine.current()
+    assert newest.rows == fresh.rows == 54 and store.engine.appends == 2
+    for name, descending in orders:
+        assert newest.order(name, descending).tolist() == fresh.order(name, descending).tolist(), (name, descending)
+    # Each import's rows come with a category (their analysis): that field moved, like is_success.
+    assert set(merged) == {name for name, _ in orders} - {"is_success", "category"}
+
+
 def test_rows_imported_while_the_previous_version_answers_keep_their_annotations(
     store, record, write_jsonl, held_builds, monkeypatch
 ):

@@ -87,12 +87,12 @@ def _measure(monkeypatch, get):
 LIST_URL = "/trajectories/?agent_name=qwen2.5-7b-instruct&ordering=-reward"
 
 
-def test_a_cached_list_page_costs_three_redis_commands_and_one_version_check(pages, monkeypatch):
+def test_a_cached_list_page_costs_three_redis_commands_and_at_most_one_version_check(pages, monkeypatch):
     pages.get(LIST_URL)
     counted = _measure(monkeypatch, lambda: pages.get(LIST_URL))
     # The session, the generation (and the edit counter), the page's HTML.
     assert counted.redis == ["GET", "MGET", "GET"]
-    assert counted.version_checks == 1
+    assert counted.version_checks <= 1  # none when the last look was under SIGNALLED_CHECK_SECONDS ago
 
 
 def test_an_uncached_list_page_reads_the_generation_and_versions_once(pages, monkeypatch):
@@ -104,15 +104,15 @@ def test_an_uncached_list_page_reads_the_generation_and_versions_once(pages, mon
     assert counted.redis.count("MGET") == 1
     assert counted.redis.count("SET") == 7
     assert len(counted.redis) == 16
-    assert counted.version_checks == 1
+    assert counted.version_checks <= 1  # none when the last look was under SIGNALLED_CHECK_SECONDS ago
 
 
-def test_a_cached_api_page_costs_three_redis_commands_and_one_version_check(api, monkeypatch):
+def test_a_cached_api_page_costs_three_redis_commands_and_at_most_one_version_check(api, monkeypatch):
     url = "/api/trajectories/?agent_name=qwen2.5-7b-instruct&ordering=-reward"
     api.get(url)
     counted = _measure(monkeypatch, lambda: api.get(url))
     assert counted.redis == ["GET", "MGET", "GET"]
-    assert counted.version_checks == 1
+    assert counted.version_checks <= 1  # none when the last look was under SIGNALLED_CHECK_SECONDS ago
 
 
 def test_a_detail_page_reads_the_generation_and_versions_once(pages, stored, monkeypatch):
@@ -125,10 +125,10 @@ def test_a_detail_page_reads_the_generation_and_versions_once(pages, stored, mon
     assert counted.redis.count("GET") == 7
     assert counted.redis.count("MGET") == 1
     assert counted.redis.count("SET") == 6
-    assert counted.version_checks == 1
+    assert counted.version_checks <= 1  # none when the last look was under SIGNALLED_CHECK_SECONDS ago
     again = _measure(monkeypatch, lambda: pages.get(url))
     assert again.redis == ["GET", "MGET", "GET"]
-    assert again.version_checks == 1
+    assert again.version_checks <= 1
 
 
 def test_a_read_after_a_write_in_the_same_request_sees_the_write(api, stored):

@@ -276,3 +276,28 @@ def test_after_a_restore_an_edited_row_has_its_value_from_before(store, record, 
     assert [row["tags"] for row in other.page(query=query).rows] == [["A"], ["x"]]
     store.restore(plan=store.restore_plan(tag="before"))
     assert [row["tags"] for row in other.page(query=query).rows] == [["x"], ["x"]]
+
+
+def test_edits_ask_the_projection_which_rows_exist_only_while_it_holds_the_newest_rows(store, record, settings):
+    """An edit's existence checks come from the projection while every row it holds is in the newest
+    version; a row deleted or imported by another server since is asked of the table."""
+    from trajectories.store.repository import TRAJECTORIES_TABLE, _latest
+
+    batch = _batch([record(trajectory_id=key) for key in ("a", "b", "c")])
+    store.insert_new(trajectories=batch.trajectories, annotations=batch.annotations)
+    store.page(query=TrajectoryQuery())
+    newest = lambda: _latest(store._table(TRAJECTORIES_TABLE))  # noqa: E731
+    assert store.engine.held_in(newest(), ["a", "c", "zzz"]) == {"a", "c"}
+
+    other = TrajectoryStore(uri=settings.TRAJSITE_DATA_DIR)
+    more = _batch([record(trajectory_id="d")])
+    other.insert_new(trajectories=more.trajectories, annotations=more.annotations)
+    assert store.engine.held_in(newest(), ["a", "d"]) == {"a"}  # appended rows: what it holds still holds
+    assert store.annotate(trajectory_ids=["a", "d"], change=AnnotationChange(notes="新"), user=None) == 2
+
+    other.delete(trajectory_ids=["b"])
+    assert store.engine.held_in(newest(), ["a", "b"]) == set()  # rows changed: nothing taken from memory
+    assert store.annotate(trajectory_ids=["b"], change=AnnotationChange(notes="ghost"), user=None) == 0
+    assert store.annotations(trajectory_ids=["b"])["b"]["notes"] is None
+    assert other.annotations(trajectory_ids=["a", "d"]) == store.annotations(trajectory_ids=["a", "d"])
+    assert {value["notes"] for value in store.annotations(trajectory_ids=["a", "d"]).values()} == {"新"}

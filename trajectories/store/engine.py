@@ -50,9 +50,9 @@ class ResultPage:
 class QueryEngine:
     """Keeps the projection of the newest table versions; a request never waits for a large rebuild.
 
-    `open_tables` returns the (trajectories, annotations) LanceDB tables; their `.version` is read on
-    every call (a manifest check, well under a millisecond locally), so a write made by any process is
-    seen by the next read here. When the trajectories table moves on (an import, a delete, a
+    `open_tables` returns the (trajectories, annotations) datasets at the newest versions the store
+    has seen (it looks for new ones on every call, or as often as it is configured to), so a write made
+    by any process is seen by the next read here. When the trajectories table moves on (an import, a delete, a
     compaction), a projection of `background_rows` rows or more is rebuilt on a background thread
     while the previous one keeps answering (with current annotations: a user's edits show at once);
     the new one, with its common sort orders built, replaces it when ready. A smaller one is rebuilt
@@ -134,7 +134,7 @@ class QueryEngine:
             and projection.version != wanted[0]
             and self._relation(projection, trajectories) == _SAME
         ):
-            repinned = projection.repinned(trajectories.to_lance())
+            repinned = projection.repinned(trajectories)
             if repinned is not None:  # a new version with the same rows (an index refresh)
                 with self._lock:
                     if self._projection is projection:
@@ -158,15 +158,24 @@ class QueryEngine:
         trajectories, _ = self._open_tables()
         return projection.version == trajectories.version or self._relation(projection, trajectories) != _CHANGED
 
-    def _relation(self, projection: Projection, trajectories) -> str:
-        """Whether `trajectories` (its version now) holds the same rows as `projection`, those rows
+    def held_in(self, dataset, trajectory_ids: list[str]) -> set[str]:
+        """Which of `trajectory_ids` `dataset` (a trajectories version) holds, as far as the serving
+        projection tells without reading the table: those it holds, when every row it holds is in
+        `dataset` unchanged (its own version, or rows appended to it). An id it does not hold may still
+        be stored (imported since, or while it is rebuilt): the caller asks the table about the rest."""
+        projection = self._projection
+        if projection is None or not trajectory_ids:
+            return set()
+        if projection.version != dataset.version and self._relation(projection, dataset) == _CHANGED:
+            return set()
+        return {key for key in trajectory_ids if projection.position_of(key) is not None}
+
+    def _relation(self, projection: Projection, dataset) -> str:
+        """Whether `dataset` (a trajectories version) holds the same rows as `projection`, those rows
         followed by appended ones, or changed ones."""
-        key = (projection.version, trajectories.version)
+        key = (projection.version, dataset.version)
         found = self._relations.get(key)
         if found is None:
-            dataset = trajectories.to_lance()
-            if dataset.version != key[1]:
-                return _CHANGED  # the shared handle moved on meanwhile: the safe answer, not kept
             layout, held = rows_layout(dataset), projection.layout
             found = _CHANGED if not held or layout[: len(held)] != held else _SAME if layout == held else _APPENDED
             self._relations = {key: found}  # only the newest pair is asked again
@@ -175,14 +184,13 @@ class QueryEngine:
     def _with_current_annotations(self, projection: Projection, annotations) -> Projection:
         """The projection with the annotations of now: the fragments added since it read them (an
         edit, an import's rows), else a full read, in the background for a large projection."""
-        dataset = annotations.to_lance()
-        followed = projection.annotations.followed(dataset, projection=projection)
+        followed = projection.annotations.followed(annotations, projection=projection)
         if followed is not None:
             return projection.with_annotations(followed)
         if projection.rows >= self.background_rows:
             self._build_in_background(None, annotations, rows_of=projection)
             return projection
-        read = AnnotationColumns.read(dataset, trajectory_ids=projection.ids.array, held=projection.version)
+        read = AnnotationColumns.read(annotations, trajectory_ids=projection.ids.array, held=projection.version)
         return projection.with_annotations(read)
 
     def _build_in_background(self, trajectories, annotations, *, rows_of: Projection | None = None) -> None:
@@ -192,12 +200,9 @@ class QueryEngine:
             if self._building:
                 return
             self._building = True
-        # Pinned here: the shared table handles may move on while the thread reads.
-        dataset = trajectories.to_lance() if trajectories is not None else None
-        annotation_dataset = annotations.to_lance()
         thread = threading.Thread(
             target=self._background_build,
-            args=(dataset, annotation_dataset, rows_of),
+            args=(trajectories, annotations, rows_of),
             name="trajsite-projection",
             daemon=True,
         )
@@ -330,7 +335,7 @@ class QueryEngine:
 
     def _build(self, trajectories, annotations) -> Projection:
         started = time.perf_counter()
-        projection = self._next(self._projection, trajectories.to_lance(), annotations.to_lance())
+        projection = self._next(self._projection, trajectories, annotations)
         self.builds += 1
         _return_freed_memory()
         log.info(

@@ -29,6 +29,7 @@ from trajectories.query import TrajectoryQuery
 
 from . import mapped, textsearch
 from .annotations import blank_annotation
+from .bounded import evict_oldest
 from .columns import Coded, FlagColumn, IdColumn, ListColumn, NumberColumn
 from .schema import ANNOTATION_COLUMNS, ANNOTATION_SCHEMA
 
@@ -376,6 +377,9 @@ class Projection:
 
     def _cache_kept(self, moved: frozenset[str]) -> dict[str, Any]:
         kept: dict[str, Any] = {name: self.cache[name] for name in _ROWS_ONLY_CACHES if name in self.cache}
+        if _ORDERS_BEFORE in kept:  # orders by a field that changed no longer merge
+            before = list(kept[_ORDERS_BEFORE].items())
+            kept[_ORDERS_BEFORE] = {key: order for key, order in before if key[0] not in moved}
         # list(): request threads add to (and evict from) these dicts meanwhile.
         masks = {key: mask for key, mask in list(self.cache.get("masks", {}).items()) if not _reads(key, moved)}
         facets = {name: counts for name, counts in list(self.cache.get("facets", {}).items()) if name not in moved}
@@ -389,7 +393,7 @@ class Projection:
         found = cache.get(key)
         if found is None:
             if len(cache) >= _KEPT_PER_ANNOTATIONS:
-                cache.pop(next(iter(cache)), None)
+                evict_oldest(cache)
             found = cache[key] = (build(), reads)
         return found[0]
 
@@ -522,7 +526,7 @@ class Projection:
         if mask is not None:
             mask.setflags(write=False)
         if len(masks) >= _CACHED_MASKS:
-            masks.pop(next(iter(masks)))
+            evict_oldest(masks)
         masks[key] = mask
         return mask
 
@@ -606,10 +610,14 @@ class Projection:
 
     def _carried(self) -> dict[str, Any]:
         """What a version that appends rows to this one starts its cache with: the search hits and the
-        sort orders by trajectory fields built here (annotations change apart from rows)."""
-        orders = {key: order for key, order in list(self._orders.items())
-                  if len(key) == 2 and key[0] not in ANNOTATION_FIELDS}  # fmt: skip
-        return {textsearch.CARRIED: textsearch.carried(self), _ORDERS_BEFORE: orders}
+        sort orders, those built here and those of earlier versions not merged here yet (an order
+        of any earlier rows merges: an import landing every few seconds interrupts the warming, and
+        each version sorted a million rows again for every order it had not reached). Orders by
+        annotation fields too: the appended version starts from these annotations, and an edit
+        drops the orders of the fields it changes (`_cache_kept`)."""
+        earlier = dict(self.cache.get(_ORDERS_BEFORE, {}))
+        built = {key: order for key, order in list(self._orders.items()) if len(key) == 2}
+        return {textsearch.CARRIED: textsearch.carried(self), _ORDERS_BEFORE: {**earlier, **built}}
 
     def _merged_order(self, name: str, descending: bool, before: np.ndarray) -> np.ndarray | None:
         """The order of every row from `before`, the order of the first rows (those of the version

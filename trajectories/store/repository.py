@@ -117,6 +117,7 @@ class TrajectoryStore:
         self._synced_at = 0.0
         self._dirty = True
         self._probes: dict[str, Any] = {}
+        self._datasets: dict[str, Any] = {}  # each table's dataset at the version in _known_versions
         self._known_versions: dict[str, int] = {}
         self._folding = threading.Lock()  # one merge of small annotation fragments at a time
         self.reads = 0
@@ -143,36 +144,48 @@ class TrajectoryStore:
         )
 
     def _open_tables(self):
+        """The (trajectories, annotations) datasets at the newest versions seen, pinned. Not the LanceDB
+        tables: a table's `.version` and `.to_lance()` each cross to its event-loop thread (and the
+        latter opens the dataset anew), ~0.4 and ~1.4 ms alone and far more with busy threads, on
+        every read of every request."""
         self.sync()
-        return self._table(TRAJECTORIES_TABLE), self._table(ANNOTATIONS_TABLE)
+        return self._datasets[TRAJECTORIES_TABLE], self._datasets[ANNOTATIONS_TABLE]
 
-    def sync(self, *, force: bool = False) -> tuple[int, int]:
+    def _dataset(self, name: str):
+        """One table's dataset at the newest version seen (after a sync)."""
+        self.sync()
+        return self._datasets[name]
+
+    def sync(self, *, force: bool = False, max_age: float = 0.0) -> tuple[int, int]:
         """Move the table handles to the newest versions (see __init__ for when); returns the
         (trajectories, annotations) versions they read. Threads of a process share the handles:
         the check and the versions it returns are taken under one lock. Inside a `read_scope()`,
-        only the first call looks."""
+        only the first call looks. `max_age`: a caller that knows no other process wrote (the cache
+        generations say so) accepts versions checked that long ago."""
         scope = _scope.get()
         if scope is not None and not force and self.uri in scope:
             return scope[self.uri]
-        versions = self._sync(force=force)
+        versions = self._sync(force=force, max_age=max_age)
         if scope is not None:
             scope[self.uri] = versions
         return versions
 
-    def _sync(self, *, force: bool) -> tuple[int, int]:
+    def _sync(self, *, force: bool, max_age: float) -> tuple[int, int]:
         with self._sync_lock:
             now = time.monotonic()
             known = self._known_versions
-            due = force or self._dirty or now - self._synced_at >= self.version_check_seconds
+            due = force or self._dirty or now - self._synced_at >= max(self.version_check_seconds, max_age)
             if due or len(known) < 2:
                 self.version_checks += 1
                 for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
-                    # The latest version is a cheap look; the handle is re-opened only when it moved.
+                    # The latest version is a cheap look; the handle is re-opened only when it moved,
+                    # forced or not (a forced look follows every write another process signals).
                     latest = self._probe(name).latest_version
-                    if force or latest != known.get(name):
+                    if latest != known.get(name) or name not in self._datasets:
                         table = self._table(name)
                         table.checkout_latest()
-                        known[name] = table.version
+                        self._datasets[name] = dataset = table.to_lance()
+                        known[name] = dataset.version
                 self._synced_at = now
                 self._dirty = False
             return known[TRAJECTORIES_TABLE], known[ANNOTATIONS_TABLE]
@@ -183,6 +196,13 @@ class TrajectoryStore:
         scope = _scope.get()
         if scope is not None:
             scope.pop(self.uri, None)
+
+    def _newest(self, name: str):
+        """The table's dataset at its newest version, whatever version this process's handles read: a
+        new object each time (a write moves the dataset it is made through to the version it commits),
+        checked out from the probe instead of opened anew (see `_open_tables`)."""
+        probe = self._probe(name)
+        return probe.checkout_version(probe.latest_version)
 
     def _probe(self, name: str):
         probe = self._probes.get(name)
@@ -244,7 +264,7 @@ class TrajectoryStore:
 
     def count_imported(self, *, import_id: str) -> int:
         """Rows stored by one import job, over all its runs (a resumed job counts what it wrote before)."""
-        return _latest(self._table(TRAJECTORIES_TABLE)).count_rows(filter=pc.field("import_id") == import_id)
+        return self._newest(TRAJECTORIES_TABLE).count_rows(filter=pc.field("import_id") == import_id)
 
     def existing_ids(self, *, ids: list[str], indexed_only: bool = False) -> set[str]:
         """Which of `ids` are stored already, in one indexed lookup.
@@ -254,8 +274,7 @@ class TrajectoryStore:
         """
         if not ids:
             return set()
-        self.sync()
-        dataset = self._table(TRAJECTORIES_TABLE).to_lance()
+        dataset = self._dataset(TRAJECTORIES_TABLE)
         rows = dataset.to_table(
             columns=["trajectory_id"],
             filter=pc.field("trajectory_id").isin(ids),
@@ -280,9 +299,8 @@ class TrajectoryStore:
                 found = self.engine.get(trajectory_id, projection)
                 if found is not None or newest:
                     return found
-        self.sync()
         # A pyarrow expression, not SQL text: the id is a value, never part of a filter string.
-        dataset = self._table(TRAJECTORIES_TABLE).to_lance()
+        dataset = self._dataset(TRAJECTORIES_TABLE)
         rows = dataset.to_table(columns=list(RECORD_COLUMNS), filter=pc.field(KEY) == trajectory_id, limit=1)
         if rows.num_rows == 0:
             return None
@@ -305,7 +323,7 @@ class TrajectoryStore:
     def _annotation_rows(self, trajectory_ids: list[str]) -> list[dict[str, Any]]:
         if not trajectory_ids:
             return []
-        dataset = self._table(ANNOTATIONS_TABLE).to_lance()
+        dataset = self._dataset(ANNOTATIONS_TABLE)
         return dataset.to_table(filter=pc.field("trajectory_id").isin(trajectory_ids)).to_pylist()
 
     def page(self, *, query: TrajectoryQuery) -> ResultPage:
@@ -346,17 +364,18 @@ class TrajectoryStore:
         """The rows one import stored (None: every row), `batch` at a time: per named query, the ids it matches there
         (words and patterns scanned in memory: no index is read). `rules` add a condition no list
         parameter states: `run_max_steps` keeps the rows whose step count is their run's largest."""
-        dataset = _latest(self._table(TRAJECTORIES_TABLE))
+        dataset = self._newest(TRAJECTORIES_TABLE)
         columns = [*PROJECTED_COLUMNS, SEARCH_TEXT] if SEARCH_TEXT in dataset.schema.names else None
         if columns is None:
             return
         longest = _run_max_steps(dataset) if "run_max_steps" in rules.values() else {}
         only = None if import_id is None else pc.field("import_id") == import_id
         reader = dataset.to_batches(columns=columns, filter=only, batch_size=batch)
+        annotation_dataset = self._newest(ANNOTATIONS_TABLE)  # the tags given since, not this handle's
         for chunk in reader:
             table = pa.Table.from_batches([chunk])
             ids = table.column(KEY)
-            annotations = self._table(ANNOTATIONS_TABLE).to_lance().to_table(filter=pc.field(KEY).isin(ids))
+            annotations = annotation_dataset.to_table(filter=pc.field(KEY).isin(ids))
             projection = Projection.of_rows(table, annotations=annotations)
             found = {}
             for name, query in queries.items():
@@ -446,7 +465,7 @@ class TrajectoryStore:
 
     def imported_by(self, *, trajectory_ids: list[str], imported_at_us: int) -> set[str]:
         """Which of these ids are stored with this `imported_at` (microseconds): whose insert won a race."""
-        rows = _latest(self._table(TRAJECTORIES_TABLE)).to_table(
+        rows = self._newest(TRAJECTORIES_TABLE).to_table(
             columns=[KEY, "imported_at"], filter=pc.field(KEY).isin(trajectory_ids)
         )
         stamps = pc.cast(rows.column("imported_at"), pa.int64()).to_pylist()
@@ -458,7 +477,7 @@ class TrajectoryStore:
         if change.is_empty():
             return 0
         ids = list(dict.fromkeys(trajectory_ids))
-        stored = self.existing_ids(ids=ids)
+        stored = self._present(ids)
         return self.annotate_each(changes={key: change for key in ids if key in stored}, user=user)
 
     def annotate_each(self, *, changes: dict[str, AnnotationChange], user: str | None) -> int:
@@ -492,7 +511,7 @@ class TrajectoryStore:
 
     def _fold_edits(self) -> None:
         try:
-            if upkeep.fold_small_fragments(_latest(self._table(ANNOTATIONS_TABLE))):
+            if upkeep.fold_small_fragments(lambda: self._newest(ANNOTATIONS_TABLE)):
                 self._wrote()
         finally:
             self._folding.release()
@@ -519,7 +538,7 @@ class TrajectoryStore:
             )
 
             def insert(rows=rows):
-                dataset = _latest(self._table(ANNOTATIONS_TABLE))
+                dataset = self._newest(ANNOTATIONS_TABLE)
                 merge = dataset.merge_insert(KEY).when_not_matched_insert_all().conflict_retries(0)
                 return merge.use_index(False).execute(rows)
 
@@ -530,7 +549,7 @@ class TrajectoryStore:
         return len(items)
 
     def _annotate_the_rest(self, changes: dict[str, AnnotationChange], *, now, user) -> None:
-        table = _latest(self._table(ANNOTATIONS_TABLE)).to_table(
+        table = self._newest(ANNOTATIONS_TABLE).to_table(
             columns=[KEY, "updated_at"], filter=pc.field(KEY).isin(list(changes))
         )
         ours = pc.equal(table.column("updated_at"), pa.scalar(now, ANNOTATION_SCHEMA.field("updated_at").type))
@@ -540,7 +559,7 @@ class TrajectoryStore:
             self.annotate_each(changes=rest, user=user)
 
     def _rewrite_annotations(self, ids: list[str], changes: dict[str, AnnotationChange], *, now, user):
-        dataset = _latest(self._table(ANNOTATIONS_TABLE))
+        dataset = self._newest(ANNOTATIONS_TABLE)
         current = {row[KEY]: row for row in dataset.to_table(filter=pc.field(KEY).isin(ids)).to_pylist()}
         # A new annotation row only for a trajectory that exists now: one deleted since the caller
         # looked (a delete racing this edit) must not be given a row that a re-import would inherit.
@@ -577,9 +596,18 @@ class TrajectoryStore:
         return len(orphans)
 
     def _present(self, ids: list[str]) -> set[str]:
-        """Which ids the newest trajectories version holds (whatever this process's handle reads)."""
-        rows = _latest(self._table(TRAJECTORIES_TABLE)).to_table(columns=[KEY], filter=pc.field(KEY).isin(ids))
-        return set(rows.column(KEY).to_pylist())
+        """Which ids the newest trajectories version holds (whatever this process's handle reads).
+
+        The projection answers for the rows it holds when they are all in that version: an edit asks
+        this up to three times, and with an import running each look at the table scans every row
+        not yet in the key index (~10-100 ms each under load)."""
+        dataset = self._newest(TRAJECTORIES_TABLE)
+        held = self.engine.held_in(dataset, ids)
+        rest = [key for key in ids if key not in held]
+        if not rest:
+            return held
+        rows = dataset.to_table(columns=[KEY], filter=pc.field(KEY).isin(rest))
+        return held | set(rows.column(KEY).to_pylist())
 
     def delete(self, *, trajectory_ids: list[str]) -> int:
         """Delete trajectories and their annotations; returns how many were stored."""
@@ -762,9 +790,7 @@ class TrajectoryStore:
             self.sync(force=True)
 
     def imported_ids(self, *, import_id: str) -> list[str]:
-        rows = _latest(self._table(TRAJECTORIES_TABLE)).to_table(
-            columns=[KEY], filter=pc.field("import_id") == import_id
-        )
+        rows = self._newest(TRAJECTORIES_TABLE).to_table(columns=[KEY], filter=pc.field("import_id") == import_id)
         return rows.column(KEY).to_pylist()
 
     def edited_count(self, *, trajectory_ids: list[str]) -> int:
@@ -774,7 +800,7 @@ class TrajectoryStore:
         by = pc.field("updated_by")
         # Not counted: what the import itself wrote ("import") and monitors' tags ("monitor").
         predicate = pc.field(KEY).isin(trajectory_ids) & by.is_valid() & ~by.isin(["import", "monitor"])
-        return _latest(self._table(ANNOTATIONS_TABLE)).count_rows(filter=predicate)
+        return self._newest(ANNOTATIONS_TABLE).count_rows(filter=predicate)
 
     def undo_import(self, *, import_id: str) -> int:
         """Delete the rows an import stored (those still carrying its id) and their annotations."""

@@ -11,7 +11,6 @@ conditions leave, at most `SCAN_LIMIT` rows per request.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 import numpy as np
@@ -25,6 +24,8 @@ from trajectories.fields import SEARCH_TEXT
 from trajectories.highlight import Snippet, highlighter, snippet
 from trajectories.query import QueryError
 from trajectories.textquery import REGEX_VAR, SCAN_LIMIT, TEXT_VAR, Term, TextQuery, wrapped
+
+from .bounded import evict_oldest
 
 INDEX_OPTIONS = {
     "with_position": True,  # phrases, and CJK words (a phrase of characters)
@@ -121,8 +122,7 @@ def _term_hits(projection, term: Term) -> tuple[np.ndarray, np.ndarray]:
         if before is not None:
             found = (np.concatenate([before[1], found[0]]), np.concatenate([before[2], found[1]]))
         if len(terms) >= _CACHED_TERMS:
-            with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # another thread evicted first
-                terms.pop(next(iter(terms)))
+            evict_oldest(terms)
         terms[term] = found
     return found
 

@@ -11,6 +11,8 @@ projections of every process follow the change by reading the merged rows alone 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -24,16 +26,20 @@ def small_fragments(dataset) -> int:
     return sum(1 for fragment in dataset.get_fragments() if fragment.metadata.physical_rows < SMALL_ROWS)
 
 
-def fold_small_fragments(dataset, *, at_least: int = SMALL_FRAGMENTS) -> bool:
-    """Merge `dataset`'s small fragments into fewer when there are `at_least` of them; whether it did.
-    A merge that loses to a concurrent writer is given up (the next edit tries again): an edit of
-    a row inside them wins, as it should."""
-    if small_fragments(dataset) < at_least:
-        return False
-    try:
-        metrics = dataset.optimize.compact_files(target_rows_per_fragment=SMALL_ROWS, materialize_deletions=False)
-    except Exception as error:  # a commit conflict with an edit, or the store refusing: tried again later
-        log.info("small annotation fragments not merged this time: %s", error)
-        return False
-    log.info("merged %s small annotation fragments into %s", metrics.fragments_removed, metrics.fragments_added)
-    return metrics.fragments_removed > 0  # small ones between large ones are not adjacent: nothing merged
+def fold_small_fragments(newest: Callable[[], Any], *, at_least: int = SMALL_FRAGMENTS, attempts: int = 3) -> bool:
+    """Merge the small fragments of the table's newest version (`newest()`) into fewer when there are
+    `at_least` of them; whether it did. A merge that loses to a concurrent writer is tried again on
+    the version after (an edit of a row inside them wins, as it should): the edits made meanwhile found
+    this merge under way and started none of their own."""
+    for _ in range(attempts):
+        dataset = newest()
+        if small_fragments(dataset) < at_least:
+            return False
+        try:
+            metrics = dataset.optimize.compact_files(target_rows_per_fragment=SMALL_ROWS, materialize_deletions=False)
+        except Exception as error:  # a commit conflict with an edit, or the store refusing
+            log.info("small annotation fragments not merged this time: %s", error)
+            continue
+        log.info("merged %s small annotation fragments into %s", metrics.fragments_removed, metrics.fragments_added)
+        return metrics.fragments_removed > 0  # small ones between large ones are not adjacent: nothing merged
+    return False
