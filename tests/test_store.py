@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from trajectories.importing.batches import BatchBuilder
@@ -301,3 +302,36 @@ def test_edits_ask_the_projection_which_rows_exist_only_while_it_holds_the_newes
     assert store.annotations(trajectory_ids=["b"])["b"]["notes"] is None
     assert other.annotations(trajectory_ids=["a", "d"]) == store.annotations(trajectory_ids=["a", "d"])
     assert {value["notes"] for value in store.annotations(trajectory_ids=["a", "d"]).values()} == {"新"}
+
+
+def test_threads_of_one_process_editing_one_row_keep_every_edit(store, record):
+    """Each edit reads the row, changes it and commits on the version it read: a commit made by
+    another thread in between must conflict (and be retried), never be written over. A dataset a
+    writer commits through is its own: LanceDB moves that object to the version it commits."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    batch = _batch([record(trajectory_id="one", tags=None)])
+    store.insert_new(trajectories=batch.trajectories, annotations=batch.annotations)
+    server = TrajectoryStore(uri=store.uri)  # its handles opened at the newest versions: the only writer
+    server.page(query=TrajectoryQuery())
+    change = lambda n: AnnotationChange(add_tags=(f"t{n:02d}",))  # noqa: E731
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: server.annotate(trajectory_ids=["one"], change=change(n), user=None), range(40)))
+    assert sorted(TrajectoryStore(uri=store.uri).annotations(trajectory_ids=["one"])["one"]["tags"]) == [
+        f"t{n:02d}" for n in range(40)
+    ]
+
+
+def test_a_write_does_not_move_a_dataset_another_thread_reads_or_writes_through(store, record):
+    from trajectories.store.repository import ANNOTATIONS_TABLE
+
+    batch = _batch([record(trajectory_id=key) for key in ("a", "b")])
+    store.insert_new(trajectories=batch.trajectories, annotations=batch.annotations)
+    first, second = store._newest(ANNOTATIONS_TABLE), store._newest(ANNOTATIONS_TABLE)
+    version = first.version
+    first.merge_insert("trajectory_id").when_matched_update_all().execute(
+        first.to_table(filter=pc.field("trajectory_id") == "a")
+    )
+    assert (first.version, second.version) == (version + 1, version)
+    store.annotate(trajectory_ids=["b"], change=AnnotationChange(notes="moved?"), user=None)
+    assert second.version == version and store._newest(ANNOTATIONS_TABLE).version == version + 2

@@ -16,7 +16,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 from rest_framework.authentication import TokenAuthentication
-from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.models import Token, TokenProxy
 
 USER_SECONDS = 10.0
 DELETE_PERMISSION = "trajectories.delete_trajectory"
@@ -90,6 +90,8 @@ def forget_user(sender, instance, **kwargs) -> None:
 
 @receiver(post_save, sender=Token)
 @receiver(post_delete, sender=Token)
+@receiver(post_save, sender=TokenProxy)  # the admin's token pages save and delete through the proxy
+@receiver(post_delete, sender=TokenProxy)
 def forget_token(sender, instance, **kwargs) -> None:
     _tokens.pop(instance.key, None)
 

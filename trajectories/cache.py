@@ -19,7 +19,7 @@ outage, and Redis is retried after a short pause instead of on every request.
 
 Within a `read_scope()` (every request has one, opened by `trajsite.middleware.ReadScopeMiddleware`)
 the generation and the table versions are read once, by the first cached read, and reused by the rest:
-a cached page costs one generation read and one version check, however many reads it nests.
+a cached page costs one generation read and at most one version check, however many reads it nests.
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ _scope: ContextVar[dict | None] = ContextVar("trajsite_cache_read_scope", defaul
 
 @contextlib.contextmanager
 def read_scope() -> Iterator[None]:
-    """Reads inside share one generation read and one table-version check (nested scopes join)."""
+    """Reads inside share one generation read and at most one table-version check (nested scopes join)."""
     if _scope.get() is not None:
         yield
         return
@@ -296,9 +296,10 @@ def _scope_generation() -> int | None:
             get_store().sync(force=True)
             _seen_generation["value"] = both
         elif both is not None:
-            # Nobody wrote through the site since this process last looked: the store is asked
-            # anyway, but at most every SIGNALLED_CHECK_SECONDS (a writer outside the site). Asking on
-            # every request cost ~3 ms (listing thousands of annotation versions after busy editing).
+            # No write was signalled since this process last looked: the store is asked anyway, but
+            # at most every SIGNALLED_CHECK_SECONDS (an import signals when it ends, not at each batch;
+            # a script writing LanceDB directly never). Asking on every request cost ~3 ms (listing
+            # thousands of annotation versions after busy editing).
             get_store().sync(max_age=SIGNALLED_CHECK_SECONDS)
         scope["generation"] = None if both is None else both[0]
     return scope["generation"]

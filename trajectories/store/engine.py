@@ -36,6 +36,7 @@ RECORD_COLUMNS = tuple(name for name in TRAJECTORY_SCHEMA.names if name not in f
 UNPROJECTED = tuple(name for name in RECORD_COLUMNS if name not in PROJECTED_COLUMNS)
 _RECORD_ORDER = (*RECORD_COLUMNS, *(f.name for f in fields.PROJECTED if f.table == fields.ANNOTATIONS))
 _SAME, _APPENDED, _CHANGED = "same rows", "rows appended", "rows changed"
+_KEPT_RELATIONS = 4
 # Projections this large get their common sort orders built ahead of the first request that needs one.
 WARM_ROWS = 50_000
 
@@ -51,9 +52,9 @@ class QueryEngine:
     """Keeps the projection of the newest table versions; a request never waits for a large rebuild.
 
     `open_tables` returns the (trajectories, annotations) datasets at the newest versions the store
-    has seen (it looks for new ones on every call, or as often as it is configured to), so a write made
-    by any process is seen by the next read here. When the trajectories table moves on (an import, a delete, a
-    compaction), a projection of `background_rows` rows or more is rebuilt on a background thread
+    has seen (it looks for new ones on every call, or as often as it is told to), so a write made by
+    any process is seen by the next read here. When the trajectories table moves on (an import, a
+    delete, a compaction), a projection of `background_rows` rows or more is rebuilt on a background thread
     while the previous one keeps answering (with current annotations: a user's edits show at once);
     the new one, with its common sort orders built, replaces it when ready. A smaller one is rebuilt
     on the spot (tens of milliseconds). Answers from a projection that is not the newest are marked
@@ -178,7 +179,9 @@ class QueryEngine:
         if found is None:
             layout, held = rows_layout(dataset), projection.layout
             found = _CHANGED if not held or layout[: len(held)] != held else _SAME if layout == held else _APPENDED
-            self._relations = {key: found}  # only the newest pair is asked again
+            # Asked for the version served (each request) and the newest one (each edit, while an
+            # import outruns the builds): a few pairs kept, the oldest dropped.
+            self._relations = {**dict(list(self._relations.items())[-(_KEPT_RELATIONS - 1) :]), key: found}
         return found
 
     def _with_current_annotations(self, projection: Projection, annotations) -> Projection:

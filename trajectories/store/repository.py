@@ -101,8 +101,9 @@ class TrajectoryStore:
 
         Table handles never look for new versions by themselves (read_consistency_interval=None:
         on object storage every check is a request). `sync()` moves them to the newest version when
-        forced (the cache generation changed: another process wrote) or when this interval has passed;
-        0 checks on every read, which costs well under a millisecond on a local disk.
+        forced (the cache generation changed: another process wrote) or when this interval has passed
+        (or a caller's longer `max_age`); 0 checks on every read: a listing of the table's versions,
+        ~0.3 ms locally for a few hundred, ~3 ms for the thousands busy editing leaves.
 
         `projection_dir`: where projections of `shared_rows` rows or more are written once and mapped
         by every process of this machine (None: each process holds its own). `build_elsewhere`: how a
@@ -611,7 +612,7 @@ class TrajectoryStore:
 
     def delete(self, *, trajectory_ids: list[str]) -> int:
         """Delete trajectories and their annotations; returns how many were stored."""
-        stored = sorted(self.existing_ids(ids=list(dict.fromkeys(trajectory_ids))))
+        stored = sorted(self._present(list(dict.fromkeys(trajectory_ids))))
         if not stored:
             return 0
         trajectories, annotations = self._table(TRAJECTORIES_TABLE), self._table(ANNOTATIONS_TABLE)
@@ -693,7 +694,7 @@ class TrajectoryStore:
     def text_index_state(self) -> dict[str, int | bool]:
         """Whether content search has its index, and how many rows it scans until the next refresh."""
         self.sync()
-        return textsearch.index_state(self._table(TRAJECTORIES_TABLE).to_lance())
+        return textsearch.index_state(self._dataset(TRAJECTORIES_TABLE))
 
     def refresh_indexes(self) -> None:
         """Fold rows written since the last index build into the indexes (cheap; no data rewrite).

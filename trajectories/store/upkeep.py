@@ -11,8 +11,12 @@ projections of every process follow the change by reading the merged rows alone 
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Callable
 from typing import Any
+
+from . import commits
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,9 @@ def fold_small_fragments(newest: Callable[[], Any], *, at_least: int = SMALL_FRA
             metrics = dataset.optimize.compact_files(target_rows_per_fragment=SMALL_ROWS, materialize_deletions=False)
         except Exception as error:  # a commit conflict with an edit, or the store refusing
             log.info("small annotation fragments not merged this time: %s", error)
+            if not commits.is_conflict(error):
+                return False  # a full or read-only disk: the next edit tries again
+            time.sleep(random.uniform(0.05, 0.2))  # let the edit that won finish its burst
             continue
         log.info("merged %s small annotation fragments into %s", metrics.fragments_removed, metrics.fragments_added)
         return metrics.fragments_removed > 0  # small ones between large ones are not adjacent: nothing merged
