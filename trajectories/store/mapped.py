@@ -30,6 +30,7 @@ import mmap
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -285,9 +286,16 @@ def _written(value: Any, directory: Path, name: str) -> Any:
     raise TypeError(f"{type(value).__name__} cannot be shared")
 
 
+# numpy reads a .npy header with ast.literal_eval, and CPython 3.11's parser checks its recursion depth
+# in state that threads share: threads mapping at once failed with "SystemError: AST constructor
+# recursion depth mismatch" (seen once in CI). Headers are parsed one at a time; the data is mapped.
+_HEADERS = threading.Lock()
+
+
 def _mapped(spec: dict, directory: Path) -> Any:
     if "npy" in spec:
-        return np.load(directory / spec["npy"], mmap_mode="r")
+        with _HEADERS:
+            return np.load(directory / spec["npy"], mmap_mode="r")
     if "arrow" in spec:
         source = pa.memory_map(str(directory / spec["arrow"]), "r")
         return pa.ipc.open_file(source).get_batch(0).column(0)
