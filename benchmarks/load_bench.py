@@ -68,7 +68,8 @@ class Done:
 class Shared:
     done: list[Done] = field(default_factory=list)
     annotated: list[tuple[str, str]] = field(default_factory=list)
-    memory: list[tuple[float, list[tuple[int, int]]]] = field(default_factory=list)  # (RSS, PSS) per worker
+    # (RSS, PSS, PSS anonymous, PSS file-backed) per worker
+    memory: list[tuple[float, list[tuple[int, int, int, int]]]] = field(default_factory=list)
     events: list[tuple[float, str]] = field(default_factory=list)
     refused: list[tuple[int, str, bytes]] = field(default_factory=list)  # the first non-2xx answers
     processes: dict[str, int | None] = field(default_factory=dict)
@@ -317,14 +318,23 @@ def _sample_memory(master: int, shared: Shared, stop: threading.Event, started: 
         try:
             # PSS splits the pages the workers share (mapped projections) between them: summed, it is
             # what the machine holds; RSS counts a shared page in every worker that touched it.
-            workers = [(info.rss, info.pss) for info in
-                       (child.memory_full_info() for child in psutil.Process(master).children())]  # fmt: skip
-        except psutil.Error:
+            workers = [(child.memory_info().rss, *_pss(child.pid)) for child in psutil.Process(master).children()]
+        except (psutil.Error, OSError):
             continue
         cpu = _cpu_seconds(shared.processes)  # sampled as it goes: the import may end before the load
         with shared.lock:
             shared.memory.append((time.monotonic() - started, workers))
             shared.cpu = {**shared.cpu, **{name: max(value, shared.cpu.get(name, 0.0)) for name, value in cpu.items()}}
+
+
+def _pss(pid: int) -> tuple[int, int, int]:
+    """PSS, and its parts: anonymous (the heap: what a leak grows) and file-backed (mapped projections,
+    which grow with the rows the import adds and which the kernel may drop under pressure)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, _, value = line.partition(":")
+        fields[name] = int(value.split()[0]) * 1024
+    return fields["Pss"], fields.get("Pss_Anon", 0), fields.get("Pss_File", 0)
 
 
 def _report(args, shared: Shared, import_seconds: float) -> None:
@@ -343,14 +353,17 @@ def _report(args, shared: Shared, import_seconds: float) -> None:
     for moment, what in shared.events:
         window = [d for d in done if moment <= d.started < moment + 10]
         failed = sum(1 for d in window if d.status >= 500)
-        print(f"after '{what}': {len(window)} requests in the next 10 s, {failed} failed")
+        print(f"at {moment - shared.started:.0f} s, '{what}': {len(window)} requests in the next 10 s, {failed} failed")
     if shared.memory:
         print("\nweb workers' memory (RSS / PSS, MB) every 30 s:")
         shown = [sample for index, sample in enumerate(shared.memory) if index % 6 == 0] + [shared.memory[-1]]
-        print_table(["second", *(f"worker {n}" for n in range(len(shown[0][1]))), "PSS, all workers"],
-                    [[f"{t:.0f}", *(f"{rss / 1e6:.0f} / {pss / 1e6:.0f}" for rss, pss in workers),
-                      f"{sum(pss for _, pss in workers) / 1e6:.0f}"] for t, workers in shown])  # fmt: skip
-        for name, index in (("RSS", 0), ("PSS", 1)):
+        print_table(["second", *(f"worker {n}" for n in range(len(shown[0][1]))), "PSS, all workers",
+                     "of it anonymous / file-backed"],
+                    [[f"{t:.0f}", *(f"{rss / 1e6:.0f} / {pss / 1e6:.0f}" for rss, pss, *_ in workers),
+                      f"{sum(w[1] for w in workers) / 1e6:.0f}",
+                      f"{sum(w[2] for w in workers) / 1e6:.0f} / {sum(w[3] for w in workers) / 1e6:.0f}"]
+                     for t, workers in shown])  # fmt: skip
+        for name, index in (("RSS", 0), ("PSS", 1), ("PSS anonymous (heap)", 2), ("PSS file-backed (mapped)", 3)):
             last = [sum(worker[index] for worker in w) for t, w in shared.memory if t >= args.seconds - 180]
             if last:
                 print(f"last 3 minutes, all workers' {name}: min {min(last) / 1e6:.0f} MB, max {max(last) / 1e6:.0f} "
@@ -439,7 +452,16 @@ def _start_import(env: dict, source: Path, shared: Shared) -> subprocess.Popen:
     with shared.lock:
         shared.events.append((time.monotonic(), "import started"))
     command = [*MANAGE, "import_trajectories", str(source), "--no-progress"]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    importing = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def finished() -> None:
+        while importing.poll() is None:
+            time.sleep(1)
+        with shared.lock:
+            shared.events.append((time.monotonic(), "import finished"))
+
+    threading.Thread(target=finished, daemon=True).start()
+    return importing
 
 
 def _wait(importing: subprocess.Popen, shared: Shared) -> float:
@@ -447,7 +469,9 @@ def _wait(importing: subprocess.Popen, shared: Shared) -> float:
     _, err = importing.communicate()
     if importing.returncode != 0:
         print(f"the import failed: {err[-2000:]}")
-    return time.monotonic() - started
+    time.sleep(1.5)  # the watcher notes the end
+    ended = [moment for moment, what in shared.events if what == "import finished"]
+    return (ended[0] if ended else time.monotonic()) - started
 
 
 def _import_source(workdir: Path, size: int) -> Path:

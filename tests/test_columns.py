@@ -8,13 +8,16 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from trajectories.store import columns
 from trajectories.store.columns import Coded, ListColumn
 
 VOCABULARY = ["a", "b", "zz", "权限", ""]
 
 
+@pytest.mark.parametrize("spliced_rows", [16, 0], ids=["spliced", "rebuilt"])
 @pytest.mark.parametrize("seed", range(5))
-def test_patched_lists_equal_lists_loaded_afresh(seed):
+def test_patched_lists_equal_lists_loaded_afresh(seed, spliced_rows, monkeypatch):
+    monkeypatch.setattr(columns, "_SPLICED_ROWS", spliced_rows)  # an edit's few rows, or a bulk action's
     rng = random.Random(seed)
     for _ in range(60):
         rows = rng.randint(1, 40)

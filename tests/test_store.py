@@ -335,3 +335,20 @@ def test_a_write_does_not_move_a_dataset_another_thread_reads_or_writes_through(
     assert (first.version, second.version) == (version + 1, version)
     store.annotate(trajectory_ids=["b"], change=AnnotationChange(notes="moved?"), user=None)
     assert second.version == version and store._newest(ANNOTATIONS_TABLE).version == version + 2
+
+
+def test_lancedb_caches_stay_within_their_bounds_however_many_versions_are_edited(store, record):
+    """Every version read leaves its manifest in LanceDB's metadata cache: unbounded (its defaults are
+    GBs), a worker's heap grew for as long as people edited."""
+    batch = _batch([record(trajectory_id=f"t{i}") for i in range(20)])
+    store.insert_new(trajectories=batch.trajectories, annotations=batch.annotations)
+    bound = 64 * 1024
+    bounded = TrajectoryStore(uri=store.uri, cache_bytes=(bound, bound))
+    unbounded = TrajectoryStore(uri=store.uri)
+    for n in range(60):
+        for server in (bounded, unbounded):
+            server.annotate(trajectory_ids=[f"t{n % 20}"], change=AnnotationChange(add_tags=(f"x{n}",)), user=None)
+            server.page(query=TrajectoryQuery())
+    assert unbounded.cache_bytes() > 2 * 2 * bound  # what the bounds below keep out
+    assert bounded.cache_bytes() <= 2 * 2 * bound  # index and metadata, of the tables and the datasets
+    assert {"x0", "x20", "x40"} <= set(bounded.annotations(trajectory_ids=["t0"])["t0"]["tags"])

@@ -21,3 +21,15 @@ max_requests = 0
 accesslog = os.environ.get("TRAJSITE_ACCESS_LOG", "-")
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def post_fork(server, worker):
+    import sys
+
+    from trajsite.memory import keep_heap_small
+
+    # Each worker frees large arrays all day from many threads: see trajsite/memory.py.
+    keep_heap_small()
+    # A thread back from Redis or LanceDB waits for the interpreter lock until a busy thread yields it,
+    # by default every 5 ms: with several round trips per request, that wait was the latency.
+    sys.setswitchinterval(float(os.environ.get("TRAJSITE_SWITCH_INTERVAL", "0.001")))

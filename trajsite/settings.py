@@ -191,6 +191,10 @@ TRAJSITE_SHARED_PROJECTION_ROWS = env_int("TRAJSITE_SHARED_PROJECTION_ROWS", 100
 # started by the web worker that finds the version), not on a thread that shares a worker's interpreter
 # lock with its requests. Off: the worker's background thread builds it, as before.
 TRAJSITE_BUILD_PROCESS = env_bool("TRAJSITE_BUILD_PROCESS", True)
+# Bounds of LanceDB's caches in each process: index pages (the text index is ~240 MB at 1M rows) and
+# table metadata (every version read leaves its manifest there; unbounded, a heap grows as people edit).
+TRAJSITE_LANCE_INDEX_CACHE_MB = env_int("TRAJSITE_LANCE_INDEX_CACHE_MB", 512)
+TRAJSITE_LANCE_METADATA_CACHE_MB = env_int("TRAJSITE_LANCE_METADATA_CACHE_MB", 32)
 # Largest file the import page accepts (the command line has no limit).
 TRAJSITE_UPLOAD_MAX_BYTES = env_int("TRAJSITE_UPLOAD_MAX_BYTES", 1024**3)
 FILE_UPLOAD_TEMP_DIR = None

@@ -72,6 +72,10 @@ def get_store() -> TrajectoryStore:
             projection_dir=settings.TRAJSITE_PROJECTION_DIR or None,
             shared_rows=settings.TRAJSITE_SHARED_PROJECTION_ROWS,
             build_elsewhere=build_in_child if settings.TRAJSITE_BUILD_PROCESS else None,
+            cache_bytes=(
+                settings.TRAJSITE_LANCE_INDEX_CACHE_MB * 2**20,
+                settings.TRAJSITE_LANCE_METADATA_CACHE_MB * 2**20,
+            ),
         )
     return _store
 

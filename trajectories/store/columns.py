@@ -28,6 +28,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_FAST_HITS = 20_000
 # Facets of a list column count per combination of values up to this many combinations.
 _MAX_COMBINATIONS = 20_000
+# Rows changed at once up to which a list column is patched by splicing (see ListColumn._spliced).
+_SPLICED_ROWS = 16
 # Uniques decoded through a cached Python list up to this many (data_id may have millions).
 _PYTHON_UNIQUES = 200_000
 
@@ -212,20 +214,11 @@ class ListColumn:
             return None
         latest = dict(zip(np.asarray(positions, dtype=np.int64).tolist(), lists, strict=True))  # last write wins
         changed = np.array(sorted(latest), dtype=np.int64)
-        sizes = np.diff(self.offsets)
-        keep = np.ones(len(self.rows), dtype=bool)
-        keep[_ranges(self.offsets[changed], sizes[changed])] = False
-        kept_rows, kept_codes = self.rows[keep].astype(np.int64), coded.codes[keep]
         new_lists = [latest[position] for position in changed.tolist()]
         lengths = np.array([len(values) for values in new_lists], dtype=np.int64)
-        at = np.repeat(np.searchsorted(kept_rows, changed), lengths)
         new_codes = np.array(coded.codes_of([value for values in new_lists for value in values]), dtype=np.int32)
-        entry_rows = np.insert(kept_rows, at, np.repeat(changed, lengths))
-        entry_codes = np.insert(kept_codes, at, new_codes)
-        sizes[changed] = lengths
-        offsets = np.zeros(rows + 1, dtype=np.int64)
-        np.cumsum(sizes, out=offsets[1:])
-        patched = ListColumn(rows=entry_rows.astype(np.int32), coded=Coded(entry_codes, coded.uniques), offsets=offsets)
+        splice = self._spliced if len(changed) <= _SPLICED_ROWS else self._rebuilt
+        patched = splice(changed, lengths, new_codes, coded, rows=rows)
         combinations = self.__dict__.get("_combinations_cache")
         if combinations is not None:
             # Carried, not packed again: that sorts every row (~100 ms at 1M), per edit and per process.
@@ -235,6 +228,40 @@ class ListColumn:
             if carried is not None:
                 patched.__dict__["_combinations_cache"] = carried
         return patched
+
+    def _spliced(self, changed: np.ndarray, lengths: np.ndarray, codes: np.ndarray, coded: Coded, *, rows: int):
+        """`with_lists` for a few rows (an edit): the entries copied once around each changed row, and
+        the offsets after each shifted in place. The general way below allocates ~60 MB at 1M rows,
+        per edit and per process, which glibc then keeps (see trajsite/memory.py)."""
+        starts, stops = self.offsets[changed].tolist(), self.offsets[changed + 1].tolist()
+        row_pieces, code_pieces, cursor, at = [], [], 0, 0
+        offsets = np.array(self.offsets, dtype=np.int64)  # a plain copy, also of a mapped column
+        for position, start, stop, length in zip(changed.tolist(), starts, stops, lengths.tolist(), strict=True):
+            row_pieces += [self.rows[cursor:start], np.full(length, position, dtype=np.int32)]
+            code_pieces += [coded.codes[cursor:start], codes[at : at + length]]
+            cursor, at = stop, at + length
+            if length != stop - start:
+                offsets[position + 1 :] += length - (stop - start)
+        row_pieces.append(self.rows[cursor:])
+        code_pieces.append(coded.codes[cursor:])
+        entry_rows = np.concatenate(row_pieces).astype(np.int32, copy=False)
+        entry_codes = np.concatenate(code_pieces).astype(coded.codes.dtype, copy=False)
+        return ListColumn(rows=entry_rows, coded=Coded(entry_codes, coded.uniques), offsets=offsets)
+
+    def _rebuilt(self, changed: np.ndarray, lengths: np.ndarray, codes: np.ndarray, coded: Coded, *, rows: int):
+        """`with_lists` for many rows (a bulk action): the entries of those rows cut out and the new
+        ones inserted where their rows are, in a few passes (no sort of the million entries)."""
+        sizes = np.diff(self.offsets)
+        keep = np.ones(len(self.rows), dtype=bool)
+        keep[_ranges(self.offsets[changed], sizes[changed])] = False
+        kept_rows, kept_codes = self.rows[keep].astype(np.int64), coded.codes[keep]
+        at = np.repeat(np.searchsorted(kept_rows, changed), lengths)
+        entry_rows = np.insert(kept_rows, at, np.repeat(changed, lengths))
+        entry_codes = np.insert(kept_codes, at, codes)
+        sizes[changed] = lengths
+        offsets = np.zeros(rows + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        return ListColumn(rows=entry_rows.astype(np.int32), coded=Coded(entry_codes, coded.uniques), offsets=offsets)
 
     def mask(self, match: Match, rows: int) -> np.ndarray:
         if isinstance(match, EmptyMatch):

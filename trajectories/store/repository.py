@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import lance
 import lancedb
 import numpy as np
 import pyarrow as pa
@@ -26,6 +27,7 @@ from trajectories.query import TextMatch, TrajectoryQuery
 from . import builder, commits, snapshots, staging, textsearch, upkeep
 from .annotations import AnnotationChange, blank_annotation
 from .engine import RECORD_COLUMNS, QueryEngine, ResultPage
+from .latest import LatestVersions
 from .mapped import ProjectionFiles
 from .projection import PROJECTED_COLUMNS, Projection
 from .schema import (
@@ -42,6 +44,11 @@ _SCHEMAS = {TRAJECTORIES_TABLE: TRAJECTORY_SCHEMA, ANNOTATIONS_TABLE: ANNOTATION
 ANNOTATE_CHUNK = 50_000
 # An import's new annotation rows per commit: small, so each retry under concurrent edits is quick.
 NEW_ANNOTATION_CHUNK = 2_000
+# LanceDB's caches for the tables and datasets a store reads, shared by every version it opens (index
+# pages stay cached across versions) and bounded: under its defaults (GBs) every version's manifest
+# stayed cached, and a worker's heap grew by ~85 KB per annotations version for as long as people edited.
+INDEX_CACHE_BYTES = 512 * 2**20
+METADATA_CACHE_BYTES = 32 * 2**20
 
 
 # Per request (or per command step): the table versions read once and reused by every read in it.
@@ -96,6 +103,7 @@ class TrajectoryStore:
         projection_dir: str | Path | None = None,
         shared_rows: int = 100_000,
         build_elsewhere: Callable[..., bool] | None = None,
+        cache_bytes: tuple[int, int] = (INDEX_CACHE_BYTES, METADATA_CACHE_BYTES),
     ) -> None:
         """`version_check_seconds`: how stale a read may be when nobody says data changed.
 
@@ -108,10 +116,17 @@ class TrajectoryStore:
         `projection_dir`: where projections of `shared_rows` rows or more are written once and mapped
         by every process of this machine (None: each process holds its own). `build_elsewhere`: how a
         new version's shared files are written by a process of their own (see `QueryEngine`).
+        `cache_bytes`: the bounds of LanceDB's index and metadata caches, each of which the tables and
+        the datasets of this store have once.
         """
         self.uri = uri
         self.version_check_seconds = version_check_seconds
-        self._db = lancedb.connect(uri, read_consistency_interval=None)
+        index_bytes, metadata_bytes = cache_bytes
+        self._tables_session = lancedb.Session(
+            index_cache_size_bytes=index_bytes, metadata_cache_size_bytes=metadata_bytes
+        )
+        self._db = lancedb.connect(uri, read_consistency_interval=None, session=self._tables_session)
+        self._session = lance.Session(index_cache_size_bytes=index_bytes, metadata_cache_size_bytes=metadata_bytes)
         self._tables: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
@@ -120,6 +135,7 @@ class TrajectoryStore:
         self._probes: dict[str, Any] = {}
         self._datasets: dict[str, Any] = {}  # each table's dataset at the version in _known_versions
         self._known_versions: dict[str, int] = {}
+        self._latest_versions = LatestVersions(uri)
         self._folding = threading.Lock()  # one merge of small annotation fragments at a time
         self.reads = 0
         self.version_checks = 0  # how often sync() looked for new versions (tests pin it per request)
@@ -181,11 +197,11 @@ class TrajectoryStore:
                 for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
                     # The latest version is a cheap look; the handle is re-opened only when it moved,
                     # forced or not (a forced look follows every write another process signals).
-                    latest = self._probe(name).latest_version
+                    latest = self._latest_versions.of(name, self._probe(name))
                     if latest != known.get(name) or name not in self._datasets:
                         table = self._table(name)
                         table.checkout_latest()
-                        self._datasets[name] = dataset = table.to_lance()
+                        self._datasets[name] = dataset = table.to_lance(session=self._session)
                         known[name] = dataset.version
                 self._synced_at = now
                 self._dirty = False
@@ -203,13 +219,17 @@ class TrajectoryStore:
         new object each time (a write moves the dataset it is made through to the version it commits),
         checked out from the probe instead of opened anew (see `_open_tables`)."""
         probe = self._probe(name)
-        return probe.checkout_version(probe.latest_version)
+        return probe.checkout_version(self._latest_versions.of(name, probe))
 
     def _probe(self, name: str):
         probe = self._probes.get(name)
         if probe is None:
-            probe = self._probes[name] = self._table(name).to_lance()
+            probe = self._probes[name] = self._table(name).to_lance(session=self._session)
         return probe
+
+    def cache_bytes(self) -> int:
+        """What LanceDB's caches of this store hold now (index pages and metadata, tables and datasets)."""
+        return self._tables_session.size_bytes + self._session.size_bytes()
 
     def versions(self) -> tuple[int, int]:
         """(trajectories, annotations) table versions after a sync."""

@@ -11,8 +11,6 @@ projections of every process follow the change by reading the merged rows alone 
 from __future__ import annotations
 
 import logging
-import random
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,23 +28,30 @@ def small_fragments(dataset) -> int:
     return sum(1 for fragment in dataset.get_fragments() if fragment.metadata.physical_rows < SMALL_ROWS)
 
 
-def fold_small_fragments(newest: Callable[[], Any], *, at_least: int = SMALL_FRAGMENTS, attempts: int = 3) -> bool:
+# A merge gives way quickly: edits are what people wait for, and the next edit asks for one again.
+FOLD_DEADLINE_SECONDS = 2.0
+
+
+def fold_small_fragments(newest: Callable[[], Any], *, at_least: int = SMALL_FRAGMENTS) -> bool:
     """Merge the small fragments of the table's newest version (`newest()`) into fewer when there are
-    `at_least` of them; whether it did. A merge that loses to a concurrent writer is tried again on
-    the version after (an edit of a row inside them wins, as it should): the edits made meanwhile found
-    this merge under way and started none of their own."""
-    for _ in range(attempts):
-        dataset = newest()
-        if small_fragments(dataset) < at_least:
-            return False
-        try:
-            metrics = dataset.optimize.compact_files(target_rows_per_fragment=SMALL_ROWS, materialize_deletions=False)
-        except Exception as error:  # a commit conflict with an edit, or the store refusing
-            log.info("small annotation fragments not merged this time: %s", error)
-            if not commits.is_conflict(error):
-                return False  # a full or read-only disk: the next edit tries again
-            time.sleep(random.uniform(0.05, 0.2))  # let the edit that won finish its burst
-            continue
-        log.info("merged %s small annotation fragments into %s", metrics.fragments_removed, metrics.fragments_added)
-        return metrics.fragments_removed > 0  # small ones between large ones are not adjacent: nothing merged
-    return False
+    `at_least` of them; whether it did. Never raises: it runs off the request path. A merge that loses
+    to a concurrent writer is tried again on the version after, for a short while (an edit of a row
+    inside them wins, as it should): the edits made meanwhile found this merge under way and started
+    none of their own."""
+    try:
+        return commits.retrying(
+            lambda: _fold(newest(), at_least),
+            action="merging small annotation fragments",
+            deadline_seconds=FOLD_DEADLINE_SECONDS,
+        )
+    except Exception as error:  # other writers for too long, a full or read-only disk: the next edit tries again
+        log.info("small annotation fragments not merged this time: %s", error)
+        return False
+
+
+def _fold(dataset, at_least: int) -> bool:
+    if small_fragments(dataset) < at_least:
+        return False
+    metrics = dataset.optimize.compact_files(target_rows_per_fragment=SMALL_ROWS, materialize_deletions=False)
+    log.info("merged %s small annotation fragments into %s", metrics.fragments_removed, metrics.fragments_added)
+    return metrics.fragments_removed > 0  # small ones between large ones are not adjacent: nothing merged
