@@ -3,10 +3,10 @@
 A worker allocates and frees large numpy arrays all day, from many threads: each annotations version
 copies the columns an edit touched (8 MB per column at 1M rows), requests build masks and orders.
 glibc's malloc serves such blocks from per-thread arenas once a large block has been freed (it raises
-its mmap threshold), and keeps what is freed there: in a 5-minute load at 1M rows, the two workers'
-heaps grew by ~1 MB/s with no more live data, and held 2.5-3 GB. Arenas no more numerous than cores,
-and a periodic `malloc_trim` handing free pages back to the system, kept them at half that
-(README, "Load, faults and memory at 1M").
+its mmap threshold), and keeps what is freed there. In a 5-minute load at 1M rows the two workers'
+heaps held 2.5-3.0 GB (with LanceDB's caches bounded); arenas no more numerous than cores and a periodic
+`malloc_trim`, handing free pages back to the system, brought that to 1.6-2.2 GB (README, "Load, faults
+and memory at 1M").
 """
 
 from __future__ import annotations
