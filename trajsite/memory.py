@@ -12,7 +12,6 @@ and memory at 1M").
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import threading
 from collections.abc import Callable
@@ -26,10 +25,12 @@ def keep_heap_small(*, trim_seconds: float = TRIM_SECONDS) -> Callable[[], None]
     what stops the trimming, or None where the C library is not glibc (nothing is done). Call it early
     in a process: threads that already allocated keep their arenas."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc = ctypes.CDLL("libc.so.6")  # glibc's name: find_library would run ldconfig in every worker
         trim, options = libc.malloc_trim, libc.mallopt
     except (OSError, AttributeError):
         return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    options.argtypes, options.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     options(_M_ARENA_MAX, max(2, os.cpu_count() or 2))
     stop = threading.Event()
 

@@ -135,7 +135,7 @@ class TrajectoryStore:
         self._probes: dict[str, Any] = {}
         self._datasets: dict[str, Any] = {}  # each table's dataset at the version in _known_versions
         self._known_versions: dict[str, int] = {}
-        self._latest_versions = LatestVersions(uri)
+        self._latest_versions = LatestVersions()
         self._folding = threading.Lock()  # one merge of small annotation fragments at a time
         self.reads = 0
         self.version_checks = 0  # how often sync() looked for new versions (tests pin it per request)
@@ -197,7 +197,7 @@ class TrajectoryStore:
                 for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
                     # The latest version is a cheap look; the handle is re-opened only when it moved,
                     # forced or not (a forced look follows every write another process signals).
-                    latest = self._latest_versions.of(name, self._probe(name))
+                    latest = self._latest_versions.of(self._probe(name))
                     if latest != known.get(name) or name not in self._datasets:
                         table = self._table(name)
                         table.checkout_latest()
@@ -219,7 +219,7 @@ class TrajectoryStore:
         new object each time (a write moves the dataset it is made through to the version it commits),
         checked out from the probe instead of opened anew (see `_open_tables`)."""
         probe = self._probe(name)
-        return probe.checkout_version(self._latest_versions.of(name, probe))
+        return probe.checkout_version(self._latest_versions.of(probe))
 
     def _probe(self, name: str):
         probe = self._probes.get(name)
