@@ -54,6 +54,7 @@ _QUERIES = (
                      "&reward_max=0.5&tool=python"),
     ("one question", "data_id=q000{n}17"),
     ("tool + two sort keys", "tool={tool}&ordering=-iteration_id,reward"),
+    ("two sort keys, page n", "ordering=sample_id,-reward&page={n}"),
     ("sort exec_time, deep page", "ordering=exec_time&page={deep}"),
     ("search (substring of ids)", "search=i{n}:q0004"),
 )  # fmt: skip

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import random
+import re
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from trajectories.fields import Kind
+from trajectories.query import BoolMatch, ContainsMatch, EmptyMatch, NumberMatch, TextMatch
 from trajectories.store import columns
-from trajectories.store.columns import Coded, ListColumn
+from trajectories.store.columns import Coded, FlagColumn, IdColumn, ListColumn, NumberColumn
 
 VOCABULARY = ["a", "b", "zz", "权限", ""]
 
@@ -78,3 +81,108 @@ def test_patched_text_equals_text_loaded_afresh_however_many_values_are_new(seed
     uniques = patched.uniques.to_pylist()  # values written over may stay among them, unused
     assert uniques == sorted(set(uniques)) and set(uniques) >= set(expected) - {None}
     assert column.values_at(np.arange(rows)) == values  # the original is left as it was
+
+
+def _glob(pattern: str, value: str) -> bool:
+    return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), value, re.DOTALL) is not None
+
+
+def _text_holds(match, value: str | None) -> bool:
+    if isinstance(match, EmptyMatch):
+        return (value in (None, "")) == match.empty
+    if value is None:
+        return False
+    if isinstance(match, ContainsMatch):
+        return match.text.lower() in value.lower()
+    return value in match.exact or any(_glob(pattern, value) for pattern in match.patterns)
+
+
+def _list_holds(match, row: list[str]) -> bool:
+    if isinstance(match, EmptyMatch):
+        return (not row) == match.empty
+    return bool(set(row) & set(match.exact))
+
+
+def _number_holds(match, value: float | None) -> bool:
+    return (
+        value is not None
+        and (not match.values or value in match.values)
+        and (match.minimum is None or value >= match.minimum)
+        and (match.maximum is None or value <= match.maximum)
+    )
+
+
+def _text_matches(rng: random.Random, values: list) -> list:
+    some = [value for value in values if value] or ["a"]
+    return [
+        TextMatch(exact=(rng.choice(some),)),
+        TextMatch(exact=tuple(rng.sample(some, min(3, len(some))))),
+        TextMatch(patterns=(rng.choice(some)[:1] + "*",)),
+        ContainsMatch(rng.choice(some)[-1:].upper()),
+        EmptyMatch(True),
+        EmptyMatch(False),
+    ]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_filters_of_some_rows_agree_with_filters_of_every_row(seed):
+    """`mask_at` (a filter reading only the rows earlier filters left) says of those rows exactly what
+    `mask` (a pass over every row) says, and both what plain Python says: every column type and match."""
+    rng = random.Random(seed)
+    rows = rng.randint(1, 300)
+    positions = np.array(sorted(rng.sample(range(rows), rng.randint(0, rows))), dtype=np.int64)
+    texts = [rng.choice([*VOCABULARY, None, "Zz", "b权"]) for _ in range(rows)]
+    lists = [rng.sample(VOCABULARY, rng.randint(0, 3)) for _ in range(rows)]
+    ids = [f"run-{rng.randrange(3)}:q{index:04d}" for index in range(rows)]
+    numbers = [rng.choice([None, *range(-3, 8)]) for _ in range(rows)]
+    reals = [rng.choice([None, -1.0, 0.0, 0.5, 1.5]) for _ in range(rows)]
+    flags = [rng.choice([None, True, False]) for _ in range(rows)]
+    packed = ListColumn.from_lists(pa.array(lists, pa.list_(pa.string())), rows=rows)
+    packed.counts(None)  # the facets' warming packs the combinations; a mask then looks them up
+    entries = [value for row in lists for value in row] or ["a"]
+    list_matches = [
+        TextMatch(exact=(rng.choice(entries),)),
+        TextMatch(exact=("a", "zz")),
+        EmptyMatch(True),
+        EmptyMatch(False),
+    ]
+    cases = [
+        (Coded.from_array(pa.array(texts, pa.string())), texts, _text_matches(rng, texts), _text_holds),
+        (ListColumn.from_lists(pa.array(lists, pa.list_(pa.string())), rows=rows), lists, list_matches, _list_holds),
+        (packed, lists, list_matches, _list_holds),
+        (IdColumn(pa.array(ids)), ids, _text_matches(rng, ids)[:4], _text_holds),
+        (
+            NumberColumn.load(pa.chunked_array([pa.array(numbers, pa.int64())]), rows=rows, kind=Kind.INT),
+            numbers,
+            [
+                NumberMatch(values=(1, 5)),
+                NumberMatch(minimum=0),
+                NumberMatch(maximum=2),
+                NumberMatch(minimum=-1, maximum=3),
+                NumberMatch(minimum=-1e20),  # below the null marker: still no null matches
+                NumberMatch(values=(2, 3), maximum=2),
+            ],
+            _number_holds,
+        ),
+        (
+            NumberColumn.load(pa.chunked_array([pa.array(reals, pa.float64())]), rows=rows, kind=Kind.FLOAT),
+            reals,
+            [NumberMatch(minimum=0.5), NumberMatch(maximum=-0.5), NumberMatch(values=(1.5,), minimum=-1e20)],
+            _number_holds,
+        ),
+        (
+            FlagColumn.load(pa.chunked_array([pa.array(flags, pa.bool_())]), rows=rows, kind=Kind.TRISTATE),
+            flags,
+            [BoolMatch(True), BoolMatch(False), BoolMatch(None)],
+            lambda match, value: value is match.value,
+        ),
+    ]
+    for column, values, matches, holds in cases:
+        for match in matches:
+            expected = [holds(match, value) for value in values]
+            assert column.mask(match, rows).tolist() == expected, (type(column).__name__, match)
+            at = column.mask_at(match, positions)
+            assert at.tolist() == [expected[position] for position in positions.tolist()], (
+                type(column).__name__,
+                match,
+            )

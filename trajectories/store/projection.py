@@ -11,6 +11,7 @@ annotations part alone is re-read when only annotations changed.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 import threading
@@ -36,6 +37,10 @@ from .schema import ANNOTATION_COLUMNS, ANNOTATION_SCHEMA
 _CACHED_MASKS = 8
 # Rows of a sort order first read for a filtered page (then four times more at each step).
 _SCAN_STEP = 16_384
+# Once fewer than 1 row in this many is left, further filters read only the rows left.
+_NARROW_BELOW = 4
+# What sorting one row costs against reading one position of a sort order (both per row, measured).
+_SORT_COST = 4
 # Annotation rows read to follow a new version; past this a full read is as cheap.
 _FOLLOW_ROWS = 100_000
 # Keys up to this many are found by binary search, each (~40 us); more by a hash pass over all ids (~15 ms at 1M).
@@ -452,17 +457,44 @@ class Projection:
         if query.by_relevance:
             return self._by_relevance(query, mask, start, stop), count
         if len(query.ordering) == 1:
+            if mask is not None and _sorting_is_shorter(count=count, rows=self.rows, stop=stop):
+                return self._sorted(query.ordering[0], np.flatnonzero(mask))[start:stop], count
             order = self.order(*query.ordering[0])
             if mask is None:
                 return order[start:stop], count
             return _first_matching(order, mask, start, stop), count
-        candidates = np.arange(self.rows) if mask is None else np.flatnonzero(mask)
+        candidates = self._leading(query.ordering[0], mask, count, stop)
+        if candidates is None:
+            candidates = np.arange(self.rows) if mask is None else np.flatnonzero(mask)
         page = self._composite_page(query.ordering, candidates, start, stop)
         if page is not None:
             return page, count
         keys = [self._sort_key(name, descending, candidates) for name, descending in reversed(query.ordering)]
         ranked = candidates[np.lexsort([self.ids.rank[candidates], *[key for pair in keys for key in pair]])]
         return ranked[start:stop], count
+
+    def _leading(self, first: tuple[str, bool], mask: np.ndarray | None, count: int, stop: int) -> np.ndarray | None:
+        """The matching rows a page of several sort keys can come from: those up to the first key's
+        value of the page's last row (every row after it sorts later, whatever the other keys). Read
+        along the first key's order: a few thousand rows instead of every matching one (an unfiltered
+        sort by iteration then reward at 10M rows: 12 ms instead of 140). None when that is not well under
+        the matching rows."""
+        if stop >= count:
+            return None
+        order = self.order(*first)
+        dense, _ = self._dense(*first)
+        reached = order[stop - 1] if mask is None else _first_matching(order, mask, stop - 1, stop)[0]
+        boundary = dense[reached]
+        end = bisect.bisect_right(order, boundary, key=lambda position: dense[position])
+        if end * 2 > count:  # walking that far and sorting what matches there saves little
+            return None
+        leading = order[:end]
+        return leading if mask is None else leading[mask[leading]]
+
+    def _sorted(self, ordering: tuple[str, bool], candidates: np.ndarray) -> np.ndarray:
+        """`candidates` in the order `self.order(*ordering)` holds them (the same keys, ties by id)."""
+        name, descending = ordering
+        return candidates[np.lexsort([self.ids.rank[candidates], *self._sort_key(name, descending, candidates)])]
 
     def _by_relevance(self, query: TrajectoryQuery, mask: np.ndarray | None, start: int, stop: int) -> np.ndarray:
         """Highest score first, equal scores by trajectory id: one order, so pages never skip or repeat."""
@@ -531,18 +563,35 @@ class Projection:
         return mask
 
     def _mask(self, query: TrajectoryQuery) -> np.ndarray | None:
-        masks = [self.column(name).mask(match, self.rows) for name, match in query.filters]
+        combined = self._filtered(query.filters) if query.filters else None
         if query.search:
-            masks.append(self._search_mask(query.search))
-        combined = None
-        if masks:
-            combined = masks[0].copy()
-            for mask in masks[1:]:
-                combined &= mask
+            found = self._search_mask(query.search)
+            combined = found if combined is None else combined & found
         if query.text is not None:
             # Last: a prefix or pattern reads the text of only the rows everything else leaves.
             combined = textsearch.mask(self, query.text, combined)
         return combined
+
+    def _filtered(self, filters: tuple) -> np.ndarray:
+        """Rows meeting every filter. The likely narrowest goes first, over every row; once few rows
+        are left, the others read only those (at 10M rows a run then a tool: 4 ms plus a pass over
+        its 1.25M rows, where a pass of each over every row took 75 ms)."""
+        pending = sorted(
+            ((self.column(name), match) for name, match in filters), key=lambda pair: pair[0].share(pair[1])
+        )
+        column, match = pending.pop(0)
+        combined = column.mask(match, self.rows)
+        while pending and np.count_nonzero(combined) * _NARROW_BELOW >= self.rows:
+            column, match = pending.pop(0)
+            combined = combined & column.mask(match, self.rows)
+        if not pending:
+            return combined
+        positions = np.flatnonzero(combined)
+        for column, match in pending:
+            positions = positions[column.mask_at(match, positions)]
+        narrowed = np.zeros(self.rows, dtype=bool)
+        narrowed[positions] = True
+        return narrowed
 
     def _search_mask(self, text: str) -> np.ndarray:
         mask = self.ids.contains(text, ignore_case=True)
@@ -780,6 +829,14 @@ def layout_rows(layout: tuple) -> int:
 
 def _deletion_file(deletion) -> tuple | None:
     return None if deletion is None else (deletion.id, deletion.read_version, str(deletion.file_type))
+
+
+def _sorting_is_shorter(*, count: int, rows: int, stop: int) -> bool:
+    """Whether sorting the `count` matching rows beats walking a sort order until `stop` of them are
+    found: the walk reads about stop * rows / count positions (every one when few match: a question's
+    100 rows of 10M took 10 ms to find), a sort of few rows takes microseconds."""
+    walked = rows if count <= stop else stop * rows / count
+    return count * max(1.0, math.log2(count or 1)) * _SORT_COST < walked
 
 
 def _first_matching(order: np.ndarray, mask: np.ndarray, start: int, stop: int) -> np.ndarray:
