@@ -369,7 +369,8 @@ class Projection:
         analytics that read no field which changed are kept (an edit every few seconds must not make
         every answer start over: a tag added keeps the order by success and the statistics)."""
         moved = annotations.moved_since(self.annotations)
-        orders = {key: order for key, order in self._orders.items() if not set(key) & moved}
+        # A copy first: request threads add orders while an edit makes this projection.
+        orders = {key: order for key, order in list(self._orders.items()) if not set(key) & moved}
         return Projection(
             **{
                 **self.__dict__,
@@ -482,11 +483,15 @@ class Projection:
         if stop >= count:
             return None
         order = self.order(*first)
+        # Walking further than half the matching rows and sorting what matches there saves little: so
+        # the page's last row is looked for only that far (few matches, or matches late in the order).
+        within = order[: count // 2]
+        found = within[stop - 1 : stop] if mask is None else _first_matching(within, mask, stop - 1, stop)
+        if not len(found):
+            return None
         dense, _ = self._dense(*first)
-        reached = order[stop - 1] if mask is None else _first_matching(order, mask, stop - 1, stop)[0]
-        boundary = dense[reached]
-        end = bisect.bisect_right(order, boundary, key=lambda position: dense[position])
-        if end * 2 > count:  # walking that far and sorting what matches there saves little
+        end = bisect.bisect_right(order, dense[found[0]], key=lambda position: dense[position])
+        if end * 2 > count:
             return None
         leading = order[:end]
         return leading if mask is None else leading[mask[leading]]
