@@ -100,6 +100,14 @@ def test_a_second_process_maps_what_the_first_built_and_answers_the_same(store, 
     # What analytics derive from the rows (group index, per-key value orders) is mapped too.
     assert isinstance(analytics.group_index(served).order, np.memmap)
     assert isinstance(served.ids._haystack(lowered=True), mmap.mmap)  # the ids' bytes searches scan
+    # And the analytics' per-row weights and group numbers of number columns, the same as made here.
+    for name, made in (("reward", "presence"), ("reward", "filled"), ("iteration_id", "floats")):
+        mapped_values = getattr(served.columns[name], made)()
+        assert isinstance(mapped_values, np.memmap), (name, made)
+        fresh = type(served.columns[name])(values=np.array(served.columns[name].values), kind=served.columns[name].kind)
+        assert np.array_equal(mapped_values, getattr(fresh, made)(), equal_nan=True), (name, made)
+    codes, labels = served.columns["iteration_id"].keys()
+    assert isinstance(codes, np.memmap) and labels == sorted({r % 7 for r in range(40)})
 
 
 def test_processes_seeing_a_new_version_at_once_build_it_once(store, record, tmp_path, monkeypatch):

@@ -96,6 +96,9 @@ class ProjectionFiles:
             ids = _mapped(manifest["ids"], directory)
             columns = {name: _mapped(spec, directory) for name, spec in manifest["columns"].items()}
             ids.shared = functools.partial(derived, directory)  # the ids' search bytes, when first asked
+            for name, column in columns.items():
+                if isinstance(column, NumberColumn):  # the analytics' weights and group numbers
+                    column.shared = functools.partial(_column_derived, directory, name)
         except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as error:
             if not isinstance(error, FileNotFoundError):
                 log.warning("shared projection in %s not readable (%s): building it here", directory, error)
@@ -214,6 +217,10 @@ def derived(directory: Path, key: tuple, build: Callable[[], Any]) -> Any:
         return found
     with _locked(path.with_suffix(".lock")):
         return _derived(path, build)
+
+
+def _column_derived(directory: Path, name: str, key: tuple, build: Callable[[], Any]) -> Any:
+    return derived(directory, ("column", name, *key), build)
 
 
 def has_derived(directory: Path, key: tuple) -> bool:
