@@ -445,8 +445,7 @@ class IdColumn:
 
     def mask_at(self, match: Match, positions: np.ndarray) -> np.ndarray:
         if isinstance(match, TextMatch) and not match.patterns:
-            values = self.array.take(pa.array(positions, pa.int64()))
-            return pc.is_in(values, value_set=pa.array(match.exact, pa.string())).to_numpy(zero_copy_only=False)
+            return _equal_any(self.array.take(pa.array(positions, pa.int64())), match.exact)
         return self.mask(match, len(self.array))[positions]  # a scan of every id is memchr-fast
 
     def share(self, match: Match) -> float:
@@ -462,7 +461,7 @@ class IdColumn:
         return self.array.take(pa.array(positions, pa.int64())).to_pylist()
 
     def equal_any(self, values: tuple[str, ...]) -> np.ndarray:
-        return pc.is_in(self.array, value_set=pa.array(values, pa.string())).to_numpy(zero_copy_only=False)
+        return _equal_any(self.array, values)
 
     def contains(self, needle: str, *, ignore_case: bool) -> np.ndarray:
         """Rows whose id contains `needle`: a memchr-speed scan of the concatenated bytes."""
@@ -520,6 +519,10 @@ class IdColumn:
         return array.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
 
 
+def _equal_any(array: pa.Array, values: tuple[str, ...]) -> np.ndarray:
+    return pc.is_in(array, value_set=pa.array(values, pa.string())).to_numpy(zero_copy_only=False)
+
+
 def glob_matches(parts: list[str], value: str) -> bool:
     """Whether `value` matches the literal `parts` of a `*` pattern, in linear time.
 
@@ -570,7 +573,10 @@ class NumberColumn:
         return NumberColumn(values=np.concatenate([self.values, other.values]), kind=self.kind)
 
     def present(self) -> np.ndarray:
-        return ~np.isnan(self.values) if self.kind is Kind.FLOAT else self.values != INT_NULL
+        return self._present(self.values)
+
+    def _present(self, values: np.ndarray) -> np.ndarray:
+        return ~np.isnan(values) if self.kind is Kind.FLOAT else values != INT_NULL
 
     def keys(self) -> tuple[np.ndarray, list]:
         """Per row a group number (-1: no value) and each number's value, in value order; made once."""
@@ -642,7 +648,7 @@ class NumberColumn:
         # NaN fails every comparison, and INT_NULL (the smallest int64) every minimum above it.
         nulls_pass = self.kind is not Kind.FLOAT and (match.minimum is None or match.minimum <= INT_NULL)
         if nulls_pass or not conditions:
-            conditions.append(~np.isnan(values) if self.kind is Kind.FLOAT else values != INT_NULL)
+            conditions.append(self._present(values))
         mask = conditions[0]
         for condition in conditions[1:]:
             mask &= condition
@@ -692,10 +698,10 @@ class FlagColumn:
         return FlagColumn(values=np.concatenate([self.values, other.values]), kind=self.kind)
 
     def mask(self, match: BoolMatch, rows: int) -> np.ndarray:
-        return self.values == (-1 if match.value is None else int(match.value))
+        return self.values == _flag(match)
 
     def mask_at(self, match: BoolMatch, positions: np.ndarray) -> np.ndarray:
-        return self.values[positions] == (-1 if match.value is None else int(match.value))
+        return self.values[positions] == _flag(match)
 
     def share(self, match: BoolMatch) -> float:
         return 0.5
@@ -713,6 +719,11 @@ class FlagColumn:
         default = 0 if self.kind is Kind.BOOL else -1
         copy[positions] = [default if value is None else int(value) for value in values]
         return FlagColumn(values=copy, kind=self.kind)
+
+
+def _flag(match: BoolMatch) -> int:
+    """The stored int8 of what `match` asks for (-1: not judged)."""
+    return -1 if match.value is None else int(match.value)
 
 
 def _with_codes(codes: np.ndarray, wanted: np.ndarray) -> np.ndarray:
