@@ -356,3 +356,42 @@ def test_lancedb_caches_stay_within_their_bounds_however_many_versions_are_edite
         assert session(bounded) <= 2 * bound
     assert bounded.cache_bytes() <= 4 * bound
     assert {"x0", "x20", "x40"} <= set(bounded.annotations(trajectory_ids=["t0"])["t0"]["tags"])
+
+
+def test_a_workers_first_requests_on_several_threads_share_one_store(settings, tmp_path):
+    """A worker's first requests arrive on several threads at once; each must get the store the
+    others got (a thread that looked on one store in its read scope and read through another found
+    no tables open on it: a 500 in CI)."""
+    import threading
+
+    from trajectories.store import get_store, reset_store
+
+    settings.TRAJSITE_DATA_DIR = str(tmp_path / "lancedb")
+    reset_store()
+    start = threading.Barrier(6)
+    got: list = []
+
+    def first() -> None:
+        start.wait()
+        got.append(get_store())
+
+    threads = [threading.Thread(target=first) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert len({id(store) for store in got}) == 1 and got[0] is get_store()
+    finally:
+        reset_store()
+
+
+def test_two_stores_of_one_uri_in_one_read_scope_each_open_their_tables(store, record):
+    from trajectories.store import read_scope
+
+    batch = _batch([record(trajectory_id="a")])
+    store.insert_new(trajectories=batch.trajectories, annotations=batch.annotations)
+    with read_scope():
+        assert [row["trajectory_id"] for row in store.page(query=TrajectoryQuery()).rows] == ["a"]
+        other = TrajectoryStore(uri=store.uri)
+        assert [row["trajectory_id"] for row in other.page(query=TrajectoryQuery()).rows] == ["a"]

@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,11 +57,22 @@ __all__ = [
 ]
 
 _store: TrajectoryStore | None = None
+# The first requests of a worker arrive on several threads at once: one store is made, not one each
+# (a thread holding another's store in its read scope found no tables open on it).
+_making = threading.Lock()
 log = logging.getLogger(__name__)
 
 
 def get_store() -> TrajectoryStore:
     """The process-wide store for `settings.TRAJSITE_DATA_DIR` (re-made if the setting changes)."""
+    store = _store
+    if store is not None and store.uri == settings.TRAJSITE_DATA_DIR:
+        return store
+    with _making:
+        return _made_store()
+
+
+def _made_store() -> TrajectoryStore:
     global _store
     if _store is None or _store.uri != settings.TRAJSITE_DATA_DIR:
         from .repository import TrajectoryStore

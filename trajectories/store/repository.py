@@ -180,11 +180,13 @@ class TrajectoryStore:
         only the first call looks. `max_age`: a caller that knows no other process wrote (the cache
         generations say so) accepts versions checked that long ago."""
         scope = _scope.get()
-        if scope is not None and not force and self.uri in scope:
-            return scope[self.uri]
+        # Keyed by the store itself, not its URI: another store of the same URI in this process (a test's,
+        # a command's) has opened no tables on this one's look.
+        if scope is not None and not force and self in scope:
+            return scope[self]
         versions = self._sync(force=force, max_age=max_age)
         if scope is not None:
-            scope[self.uri] = versions
+            scope[self] = versions
         return versions
 
     def _sync(self, *, force: bool, max_age: float) -> tuple[int, int]:
@@ -212,7 +214,7 @@ class TrajectoryStore:
         self._dirty = True
         scope = _scope.get()
         if scope is not None:
-            scope.pop(self.uri, None)
+            scope.pop(self, None)
 
     def _newest(self, name: str):
         """The table's dataset at its newest version, whatever version this process's handles read: a
