@@ -4,6 +4,7 @@
     python benchmarks/load_bench.py --faults             # also: SIGKILL a web worker at 1/3 of the
                                                          # run, restart Redis at 2/3
     python benchmarks/load_bench.py --clients 10 --seconds 60 --import-size 10000   # a quick look
+    python benchmarks/load_bench.py --realistic          # real agent dumps copied to 1M rows
 
 Serves the store that query_bench.py builds (var/bench/store-N) with gunicorn (trajsite/gunicorn.conf.py)
 and an import worker, on a Redis of its own (so restarting it disturbs nothing else). The store is
@@ -22,6 +23,7 @@ import http.client
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +39,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.search_bench import _realistic_store, realistic_source  # noqa: E402
 from benchmarks.tables import machine_reference, percentile, print_table  # noqa: E402
 
 MANAGE = [sys.executable, str(ROOT / "manage.py")]
@@ -45,6 +48,7 @@ ORDERINGS = ["-created_at", "-reward", "reward", "step_count", "-exec_time", "it
 NO_EDITS = False
 UNIQUE_TAGS = False
 CLIENTS = 1
+LAST_ITERATION = 200
 _USED: dict[int, set[tuple[str, str]]] = {}
 TAGS = [
     "reviewed", "bad-tool-call", "reward-hacking", "good-example", "loops", "wrong-answer", "needs-look",
@@ -81,6 +85,11 @@ class Shared:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=1_000_000, help="the query_bench store to serve")
+    parser.add_argument(
+        "--realistic", action="store_true",
+        help="serve real dumps copied to --size rows (search_bench.py's store, built if missing), "
+        "and import real dumps too",
+    )  # fmt: skip
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=int, default=300)
     parser.add_argument("--import-size", type=int, default=100_000, help="0: no import during the load")
@@ -93,7 +102,10 @@ def main() -> None:
     args = parser.parse_args()
     global NO_EDITS, UNIQUE_TAGS, CLIENTS
     NO_EDITS, UNIQUE_TAGS, CLIENTS = args.no_edits, args.unique_tags, args.clients
-    data_dir = args.workdir / f"store-{args.size}" / "lancedb"
+    if args.realistic:
+        data_dir = _realistic_store(args.size, args.workdir)
+    else:
+        data_dir = args.workdir / f"store-{args.size}" / "lancedb"
     if not data_dir.exists():
         raise SystemExit(f"{data_dir} is missing: run benchmarks/query_bench.py --size {args.size} first")
     print(machine_reference())
@@ -113,7 +125,7 @@ def main() -> None:
         "LOG_LEVEL": os.environ.get("LOAD_LOG_LEVEL", "WARNING"),
     }
     redis = _start_redis(redis_port, run)
-    source = _import_source(args.workdir, args.import_size) if args.import_size else None
+    source = _import_source(args.workdir, args.import_size, realistic=args.realistic) if args.import_size else None
     subprocess.run([*MANAGE, "migrate", "-v0"], env=env, check=True)
     token = _staff_token(env)
     tag = f"load-before-{int(time.time())}"
@@ -130,6 +142,7 @@ def main() -> None:
         ready_after = _until_ready(site, args.web_workers)
         print(f"every web worker ready (projection built, sort orders and analytics warmed) after {ready_after:.1f} s")
         ids, runs = _sample(site)
+        print(f"asking of {len(ids)} sampled ids, {len(runs)} runs, iterations 0-{LAST_ITERATION}")
         importing = _start_import(env, source, shared) if source else None
         processes = {"web workers": server.pid, "import": importing.pid if importing else None,
                      "clients (this process)": os.getpid(), "Redis": redis.pid}  # fmt: skip
@@ -245,7 +258,7 @@ def _request(kind: str, rng: random.Random, ids: list[str], runs: list[str], cli
     if rng.random() < 0.6:
         filters["training_id"] = rng.choice(runs)
     if rng.random() < 0.4:
-        low = rng.randint(0, 180)
+        low = rng.randint(0, max(0, LAST_ITERATION - 20))
         filters.update(iteration_id_min=low, iteration_id_max=low + rng.randint(0, 20))
     if rng.random() < 0.3:
         filters["reward_min"] = round(rng.random(), 2)
@@ -474,15 +487,18 @@ def _wait(importing: subprocess.Popen, shared: Shared) -> float:
     return (ended[0] if ended else time.monotonic()) - started
 
 
-def _import_source(workdir: Path, size: int) -> Path:
-    """`size` generated trajectories under ids and a run of their own (the generator's ids repeat)."""
-    path = workdir / f"load-import-{size}.jsonl"
+def _import_source(workdir: Path, size: int, *, realistic: bool) -> Path:
+    """`size` generated (or real, copied) trajectories under ids and a run of their own (the
+    generator's ids repeat, as do the copies' of the served store)."""
+    path = workdir / f"load-import-{size}{'-realistic' if realistic else ''}.jsonl"
     if path.exists():
         return path
     raw = workdir / f"load-import-{size}.raw.jsonl"
-    subprocess.run(
-        [*MANAGE, "generate_trajectories", "--count", str(size), "--out", str(raw), "--seed", "99"], check=True
-    )
+    if realistic:
+        shutil.copyfile(realistic_source(size, workdir), raw)
+    else:
+        command = [*MANAGE, "generate_trajectories", "--count", str(size), "--out", str(raw), "--seed", "99"]
+        subprocess.run(command, check=True)
     with raw.open("rb") as source, path.open("wb") as out:
         for line in source:
             record = orjson.loads(line)
@@ -501,6 +517,10 @@ def _sample(site: Site) -> tuple[list[str], list[str]]:
             ids += [urllib.parse.unquote(row["trajectory_id"]) for row in orjson.loads(body)["results"]]
     _, body, _ = site.request("GET", "/api/stats/?by=training_id")
     runs = [row["key"] for row in orjson.loads(body)["results"] if row.get("key")] or ["run-a"]
+    # Iteration ranges within the store's (the generated one's reach 199, the real dumps' copies 49).
+    global LAST_ITERATION
+    _, body, _ = site.request("GET", "/api/stats/?by=iteration_id")
+    LAST_ITERATION = max((row["key"] for row in orjson.loads(body)["results"] if row.get("key") is not None), default=0)
     return ids, runs
 
 

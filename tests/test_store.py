@@ -349,6 +349,8 @@ def test_lancedb_caches_stay_within_their_bounds_however_many_versions_are_edite
         for server in (bounded, unbounded):
             server.annotate(trajectory_ids=[f"t{n % 20}"], change=AnnotationChange(add_tags=(f"x{n}",)), user=None)
             server.page(query=TrajectoryQuery())
+            # Through the LanceDB tables too, which then follow each version.
+            assert [table.rows for table in server.stats()] == [20, 20]
     # Each session on its own (a dataset opened outside the store's session would escape the bound and
     # not be counted): the tables' and the datasets' caches, index pages and metadata each.
     for session in (lambda server: server._tables_session.size_bytes, lambda server: server._session.size_bytes()):

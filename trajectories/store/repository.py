@@ -134,6 +134,7 @@ class TrajectoryStore:
         self._dirty = True
         self._probes: dict[str, Any] = {}
         self._datasets: dict[str, Any] = {}  # each table's dataset at the version in _known_versions
+        self._behind: set[str] = set()  # tables whose handle (`_tables`) may read an older version than that
         self._known_versions: dict[str, int] = {}
         self._latest_versions = LatestVersions()
         self._folding = threading.Lock()  # one merge of small annotation fragments at a time
@@ -199,12 +200,16 @@ class TrajectoryStore:
                 for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
                     # The latest version is a cheap look; the handle is re-opened only when it moved,
                     # forced or not (a forced look follows every write another process signals).
-                    latest = self._latest_versions.of(self._probe(name))
+                    probe = self._probe(name)
+                    latest = self._latest_versions.of(probe)
                     if latest != known.get(name) or name not in self._datasets:
-                        table = self._table(name)
-                        table.checkout_latest()
-                        self._datasets[name] = dataset = table.to_lance(session=self._session)
-                        known[name] = dataset.version
+                        # Checked out from the probe at the version just found: the table handle's
+                        # checkout_latest() lists every version (~3% of each request's time under
+                        # load, with the threads behind it waiting on this lock). The handle catches
+                        # up when something next uses it (`_table`).
+                        self._datasets[name] = probe.checkout_version(latest)
+                        known[name] = latest
+                        self._behind.add(name)
                 self._synced_at = now
                 self._dirty = False
             return known[TRAJECTORIES_TABLE], known[ANNOTATIONS_TABLE]
@@ -249,12 +254,17 @@ class TrajectoryStore:
     # --- tables -----------------------------------------------------------------------------
 
     def _table(self, name: str):
+        """The LanceDB table, at least at the version the last sync found (its writes, counts and
+        index builds start there)."""
         table = self._tables.get(name)
         if table is None:
             with self._lock:
                 table = self._tables.get(name)
                 if table is None:
                     table = self._tables[name] = self._open_or_create(name)
+        if name in self._behind:
+            self._behind.discard(name)  # before: a sync marking it again meanwhile is not lost
+            table.checkout_latest()
         return table
 
     def _open_or_create(self, name: str):
