@@ -134,7 +134,11 @@ class TrajectoryStore:
         self._dirty = True
         self._probes: dict[str, Any] = {}
         self._datasets: dict[str, Any] = {}  # each table's dataset at the version in _known_versions
-        self._behind: set[str] = set()  # tables whose handle (`_tables`) may read an older version than that
+        # The version each table's LanceDB handle (`_tables`) must reach before its next use, and the
+        # version it reached: syncs only note what they found (see `_sync`).
+        self._wanted: dict[str, int] = {}
+        self._reached: dict[str, int] = {}
+        self._catching_up = threading.Lock()
         self._known_versions: dict[str, int] = {}
         self._latest_versions = LatestVersions()
         self._folding = threading.Lock()  # one merge of small annotation fragments at a time
@@ -208,8 +212,7 @@ class TrajectoryStore:
                         # load, with the threads behind it waiting on this lock). The handle catches
                         # up when something next uses it (`_table`).
                         self._datasets[name] = probe.checkout_version(latest)
-                        known[name] = latest
-                        self._behind.add(name)
+                        known[name] = self._wanted[name] = latest
                 self._synced_at = now
                 self._dirty = False
             return known[TRAJECTORIES_TABLE], known[ANNOTATIONS_TABLE]
@@ -262,9 +265,13 @@ class TrajectoryStore:
                 table = self._tables.get(name)
                 if table is None:
                     table = self._tables[name] = self._open_or_create(name)
-        if name in self._behind:
-            self._behind.discard(name)  # before: a sync marking it again meanwhile is not lost
-            table.checkout_latest()
+        wanted = self._wanted.get(name, -1)
+        if self._reached.get(name, -1) < wanted:
+            # Under a lock: a thread arriving meanwhile waits for the handle instead of using it behind.
+            with self._catching_up:
+                if self._reached.get(name, -1) < wanted:
+                    table.checkout_latest()
+                    self._reached[name] = wanted
         return table
 
     def _open_or_create(self, name: str):
@@ -292,8 +299,7 @@ class TrajectoryStore:
     # --- reads ------------------------------------------------------------------------------
 
     def count(self) -> int:
-        self.sync()
-        return self._table(TRAJECTORIES_TABLE).count_rows()
+        return self._dataset(TRAJECTORIES_TABLE).count_rows()  # exactly the version synced
 
     def count_imported(self, *, import_id: str) -> int:
         """Rows stored by one import job, over all its runs (a resumed job counts what it wrote before)."""
