@@ -366,3 +366,30 @@ def test_a_scan_past_the_limit_is_a_400_everywhere(searched, staff_client, monke
         response = staff_client.get(url, {"q": "fil*"})
         assert response.status_code == 400, url
         assert not getattr(response, "streaming", False)
+
+
+def test_snippets_are_read_once_per_question_and_row_and_equal_a_fresh_reads(searched, record, monkeypatch):
+    """Reading a page's stored text is most of a search on real dumps: a page asked again reads none,
+    a version that appends rows reads only the new rows' text, and every snippet equals what a store
+    that never kept one gives."""
+    from trajectories.store import TrajectoryStore, textsearch
+
+    store, _ = searched
+    read: list[int] = []
+    texts = textsearch._texts
+    monkeypatch.setattr(textsearch, "_texts", lambda p, positions: read.append(len(positions)) or texts(p, positions))
+
+    def snippets(server, q: str) -> dict[str, object]:
+        rows = server.page(query=parse_query({"q": q, "page_size": "1000"})).rows
+        return {row["trajectory_id"]: row["snippet"] for row in rows}
+
+    first = snippets(store, "timeout")
+    assert first and sum(read) == len(first)
+    assert snippets(store, "timeout") == first and sum(read) == len(first)
+    _append(store, _records(record, 30, seed=3, prefix="c"), imported_at_us=2)
+    after = snippets(store, "timeout")
+    new = [key for key in after if key.startswith("c-")]
+    assert store.engine.appends >= 1 and new
+    assert sum(read) == len(first) + len(new)  # the earlier rows' snippets were carried
+    assert after == snippets(TrajectoryStore(uri=store.uri), "timeout")
+    assert {key: after[key] for key in first} == first

@@ -675,7 +675,11 @@ class Projection:
         drops the orders of the fields it changes (`_cache_kept`)."""
         earlier = dict(self.cache.get(_ORDERS_BEFORE, {}))
         built = {key: order for key, order in list(self._orders.items()) if len(key) == 2}
-        return {textsearch.CARRIED: textsearch.carried(self), _ORDERS_BEFORE: {**earlier, **built}}
+        return {
+            textsearch.CARRIED: textsearch.carried(self),
+            textsearch.SNIPPETS: textsearch.carried_snippets(self),
+            _ORDERS_BEFORE: {**earlier, **built},
+        }
 
     def _merged_order(self, name: str, descending: bool, before: np.ndarray) -> np.ndarray | None:
         """The order of every row from `before`, the order of the first rows (those of the version
@@ -731,8 +735,8 @@ class Projection:
 # The sort orders of the version a projection's rows were appended to, merged into its own when built.
 _ORDERS_BEFORE = "orders_before"
 # Caches of what the trajectory rows alone decide: the texts of an in-memory projection, search hits
-# per term (and those of the version this one appended rows to), the sort orders to merge into.
-_ROWS_ONLY_CACHES = ("texts", textsearch.TERMS, textsearch.CARRIED, _ORDERS_BEFORE)
+# per term (and those of the version this one appended rows to), snippets, the sort orders to merge into.
+_ROWS_ONLY_CACHES = ("texts", textsearch.TERMS, textsearch.CARRIED, textsearch.SNIPPETS, _ORDERS_BEFORE)
 # Answers made from annotation fields (analytics of every row), each with the fields it read.
 _BY_FIELDS = "by annotation fields"
 _KEPT_PER_ANNOTATIONS = 64

@@ -43,6 +43,9 @@ _WARMED_TERMS = 12  # words searched in an import's new rows before its version 
 TERMS = "text_terms"  # the projection's cache of each term's hits
 CARRIED = "text_terms_before"  # those of the versions this projection's rows were appended to
 _SCAN_BATCH = 2_000
+SNIPPETS = "snippets"  # the projection's cache of each (question, row)'s snippet
+_CACHED_SNIPPETS = 10_000  # ~1 KB each
+_NONE = object()
 
 
 def has_index(dataset) -> bool:
@@ -236,8 +239,26 @@ def _texts(projection, positions: np.ndarray) -> pa.Array:
 
 
 def snippets(projection, positions: np.ndarray, text: TextQuery) -> list[Snippet | None]:
-    """For each row, the text around its first match (read for the page's rows only)."""
+    """For each row, the text around its first match (read for the page's rows only). Kept per
+    (question, row) and carried to versions that append rows: reading a page's stored text is most of
+    a search's time on real dumps (tens of KB a row, from disk while an import writes), and people
+    page back and ask again while imports land."""
     if len(positions) == 0:
         return []
-    texts = [content.shown(found) if found else "" for found in _texts(projection, np.asarray(positions)).to_pylist()]
-    return [snippet(found, highlighter(text, found)) for found in texts]
+    kept = projection.cache.setdefault(SNIPPETS, {})
+    keys = [(text, position) for position in np.asarray(positions).tolist()]
+    found = {index: kept.get(key, _NONE) for index, key in enumerate(keys)}
+    missing = [index for index, value in found.items() if value is _NONE]
+    if missing:
+        read = _texts(projection, np.array([keys[index][1] for index in missing], dtype=np.int64)).to_pylist()
+        for index, stored in zip(missing, read, strict=True):
+            shown = content.shown(stored) if stored else ""
+            found[index] = kept[keys[index]] = snippet(shown, highlighter(text, shown))
+        while len(kept) > _CACHED_SNIPPETS:
+            evict_oldest(kept)
+    return [found[index] for index in range(len(keys))]
+
+
+def carried_snippets(projection) -> dict[tuple[TextQuery, int], Snippet | None]:
+    """`projection`'s snippets, for a version that appends rows to it (the rows keep their positions)."""
+    return dict(list(projection.cache.get(SNIPPETS, {}).items()))
