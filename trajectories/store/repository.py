@@ -208,7 +208,7 @@ class TrajectoryStore:
                     latest = self._latest_versions.of(probe)
                     if latest != known.get(name) or name not in self._datasets:
                         # Checked out from the probe at the version just found: the table handle's
-                        # checkout_latest() lists every version (~3% of each request's time under
+                        # checkout_latest() lists every version (~4% of each request's time under
                         # load, with the threads behind it waiting on this lock). The handle catches
                         # up when something next uses it (`_table`).
                         self._datasets[name] = probe.checkout_version(latest)
