@@ -4,7 +4,7 @@
     python benchmarks/load_bench.py --faults             # also: SIGKILL a web worker at 1/3 of the
                                                          # run, restart Redis at 2/3
     python benchmarks/load_bench.py --clients 10 --seconds 60 --import-size 10000   # a quick look
-    python benchmarks/load_bench.py --realistic          # real agent dumps copied to 1M rows
+    python benchmarks/load_bench.py --realistic --size 200000   # real agent dumps copied to 200k rows
 
 Serves the store that query_bench.py builds (var/bench/store-N) with gunicorn (trajsite/gunicorn.conf.py)
 and an import worker, on a Redis of its own (so restarting it disturbs nothing else). The store is
@@ -39,7 +39,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.search_bench import _realistic_store, realistic_source  # noqa: E402
+from benchmarks.search_bench import realistic_source, realistic_store  # noqa: E402
 from benchmarks.tables import machine_reference, percentile, print_table  # noqa: E402
 
 MANAGE = [sys.executable, str(ROOT / "manage.py")]
@@ -103,7 +103,7 @@ def main() -> None:
     global NO_EDITS, UNIQUE_TAGS, CLIENTS
     NO_EDITS, UNIQUE_TAGS, CLIENTS = args.no_edits, args.unique_tags, args.clients
     if args.realistic:
-        data_dir = _realistic_store(args.size, args.workdir)
+        data_dir = realistic_store(args.size, args.workdir)
     else:
         data_dir = args.workdir / f"store-{args.size}" / "lancedb"
     if not data_dir.exists():
@@ -517,7 +517,7 @@ def _sample(site: Site) -> tuple[list[str], list[str]]:
             ids += [urllib.parse.unquote(row["trajectory_id"]) for row in orjson.loads(body)["results"]]
     _, body, _ = site.request("GET", "/api/stats/?by=training_id")
     runs = [row["key"] for row in orjson.loads(body)["results"] if row.get("key")] or ["run-a"]
-    # Iteration ranges within the store's (the generated one's reach 199, the real dumps' copies 49).
+    # Iteration ranges within the store's (the generated one's reach 2,604, the real dumps' copies 49).
     global LAST_ITERATION
     _, body, _ = site.request("GET", "/api/stats/?by=iteration_id")
     LAST_ITERATION = max((row["key"] for row in orjson.loads(body)["results"] if row.get("key") is not None), default=0)

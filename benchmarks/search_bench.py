@@ -73,7 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     print(machine_reference())
     if args.realistic:
-        data_dir, db = _realistic_store(args.realistic, args.workdir), args.workdir / "realistic.sqlite3"
+        data_dir, db = realistic_store(args.realistic, args.workdir), args.workdir / "realistic.sqlite3"
         questions = REALISTIC
     else:
         from benchmarks.query_bench import _store
@@ -327,7 +327,7 @@ def _import_with_monitors(source: Path, enable: bool) -> float:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _realistic_store(size: int, workdir: Path) -> Path:
+def realistic_store(size: int, workdir: Path) -> Path:
     """Real dumps copied to `size` rows (`realistic_source`), imported once into a local store."""
     data_dir = workdir / f"realistic-{size}" / "lancedb"
     if data_dir.exists():

@@ -247,8 +247,8 @@ def snippets(projection, positions: np.ndarray, text: TextQuery) -> list[Snippet
         return []
     kept = projection.cache.setdefault(SNIPPETS, {})
     keys = [(text, position) for position in np.asarray(positions).tolist()]
-    found = {index: kept.get(key, _NONE) for index, key in enumerate(keys)}
-    missing = [index for index, value in found.items() if value is _NONE]
+    found = [kept.get(key, _NONE) for key in keys]
+    missing = [index for index, value in enumerate(found) if value is _NONE]
     if missing:
         read = _texts(projection, np.array([keys[index][1] for index in missing], dtype=np.int64)).to_pylist()
         for index, stored in zip(missing, read, strict=True):
@@ -256,7 +256,7 @@ def snippets(projection, positions: np.ndarray, text: TextQuery) -> list[Snippet
             found[index] = kept[keys[index]] = snippet(shown, highlighter(text, shown))
         while len(kept) > _CACHED_SNIPPETS:
             evict_oldest(kept)
-    return [found[index] for index in range(len(keys))]
+    return found
 
 
 def carried_snippets(projection) -> dict[tuple[TextQuery, int], Snippet | None]:
