@@ -10,7 +10,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "trajectories"
 # What presentation code may take from the store: types, never the store itself.
-STORE_TYPES = {"AnnotationChange", "StoreBusy", "UNSET", "ResultPage"}
+STORE_TYPES = {"AnnotationChange", "StoreBusy", "UNSET", "ResultPage", "ScopeTooLarge"}
 
 
 def _imports(path: Path) -> list[tuple[str, set[str]]]:

@@ -187,6 +187,10 @@ TRAJSITE_BACKGROUND_BUILD_ROWS = env_int("TRAJSITE_BACKGROUND_BUILD_ROWS", 100_0
 # An empty TRAJSITE_PROJECTION_DIR turns it off (each process holds and builds its own).
 TRAJSITE_PROJECTION_DIR = os.environ.get("TRAJSITE_PROJECTION_DIR", str(VAR_DIR / "projections"))
 TRAJSITE_SHARED_PROJECTION_ROWS = env_int("TRAJSITE_SHARED_PROJECTION_ROWS", 100_000)
+# A store of more trajectories than this is not projected whole: each process holds the projections of
+# the training runs asked about, at most this many rows of them, and answers lists across runs from
+# LanceDB's scalar indexes (trajectories/store/runs.py). 0: no budget (one projection of every row).
+TRAJSITE_PROJECTION_BUDGET_ROWS = env_int("TRAJSITE_PROJECTION_BUDGET_ROWS", 0)
 # A new version's shared projection is written by a process of its own (`manage.py build_projection`,
 # started by the web worker that finds the version), not on a thread that shares a worker's interpreter
 # lock with its requests. Off: the worker's background thread builds it, as before.

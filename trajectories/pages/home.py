@@ -10,6 +10,7 @@ from django.urls import reverse
 from trajectories import analysis, reads
 from trajectories.models import ImportJob, Monitor
 from trajectories.query import TrajectoryQuery
+from trajectories.store import ScopeTooLarge
 
 from . import charts, monitors
 from .htmlcache import render_cached
@@ -42,9 +43,18 @@ def home(request: HttpRequest) -> HttpResponse:
     return render_cached(request, "trajectories/home.html", _context, page="home", url="")
 
 
+def _sized(key: str | None, count: int) -> dict:
+    """A run's row without its curves: a store past its memory budget draws them per run, not here."""
+    return _run({"key": key, "count": count, "points": []}) | {"iterations": None, "latest": None}
+
+
 def _context() -> dict:
     facets = reads.facets()
-    runs = [_run(curve) for curve in reads.curves(query=TrajectoryQuery(), split="training_id", by="iteration_id")]
+    try:
+        curves = reads.curves(query=TrajectoryQuery(), split="training_id", by="iteration_id")
+        runs = [_run(curve) for curve in curves]
+    except ScopeTooLarge:
+        runs = [_sized(key, count) for key, count in facets["training_id"]]
     bookmarked = reads.page(query=TrajectoryQuery.where(is_bookmarked=True).replace(page_size=_BOOKMARKS_SHOWN))
     return {
         "total": reads.total(),

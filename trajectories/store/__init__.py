@@ -24,9 +24,11 @@ from .schema import TRAJECTORY_SCHEMA
 if TYPE_CHECKING:
     from .engine import ResultPage, served
     from .repository import TrajectoryStore, read_scope
+    from .runs import ScopeTooLarge
 
 _LAZY = {
     "ResultPage": ".engine",
+    "ScopeTooLarge": ".runs",
     "served": ".engine",
     "TrajectoryStore": ".repository",
     "read_scope": ".repository",
@@ -46,6 +48,7 @@ __all__ = [
     "UNSET",
     "AnnotationChange",
     "ResultPage",
+    "ScopeTooLarge",
     "StoreBusy",
     "TrajectoryStore",
     "get_store",
@@ -88,6 +91,7 @@ def _made_store() -> TrajectoryStore:
                 settings.TRAJSITE_LANCE_INDEX_CACHE_MB * 2**20,
                 settings.TRAJSITE_LANCE_METADATA_CACHE_MB * 2**20,
             ),
+            budget_rows=settings.TRAJSITE_PROJECTION_BUDGET_ROWS,
         )
     return _store
 

@@ -88,6 +88,17 @@ class QueryEngine:
         # (projection version, newest version) -> how the newest rows relate to the projection's: asked
         # by every request while an import outruns the builds, so looked up once per pair.
         self._relations: dict[tuple[int, int], str] = {}
+        self._released = 0  # how often the projection was let go: a build started before does not bring it back
+
+    def rows_held(self) -> int:
+        projection = self._projection
+        return 0 if projection is None else projection.rows
+
+    def release(self) -> None:
+        """Let the projection go (its rows no longer fit this process's budget, see runs.py)."""
+        with self._lock:
+            self._released += 1
+            self._projection = None
 
     def ready(self) -> bool:
         """Whether this process holds a projection to answer from (it may be a version behind)."""
@@ -217,6 +228,7 @@ class QueryEngine:
 
     def _build_and_swap(self, dataset, annotation_dataset, rows_of: Projection | None) -> None:
         started = time.perf_counter()
+        released = self._released
         try:
             if rows_of is None:
                 serving = self._projection
@@ -238,6 +250,8 @@ class QueryEngine:
             _return_freed_memory()
             with self._lock:
                 current = self._projection
+                if self._released != released:
+                    return
                 if current is None or _versions(current) < _versions(projection):
                     self._projection = projection
             log.info(

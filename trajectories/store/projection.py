@@ -253,6 +253,8 @@ class Projection:
     def appended(self, dataset) -> Projection | None:
         """This projection followed by the rows `dataset` (a later version) added in new fragments,
         read alone; None unless that version only appended (no row of this one deleted or moved)."""
+        if hasattr(dataset, "run_layout"):
+            return None  # one run's rows (runs.py): new fragments hold other runs' rows too
         layout = rows_layout(dataset)
         if not self.layout or layout[: len(self.layout)] != self.layout or len(layout) == len(self.layout):
             return None
@@ -822,7 +824,9 @@ def rows_layout(dataset) -> tuple:
     """(fragment id, rows written, rows deleted, data files, deletion file) per fragment: equal layouts
     hold the same rows, in order, with the same values (a column rewritten or added changes the files;
     the deletion file says which rows are deleted, not only how many: after a restore, another delete
-    of as many rows leaves the same counts)."""
+    of as many rows leaves the same counts). Of one run's rows (runs.py): the fragments holding them."""
+    if hasattr(dataset, "run_layout"):
+        return dataset.run_layout()
     return tuple(
         (
             fragment.fragment_id,

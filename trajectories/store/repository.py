@@ -17,7 +17,7 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from lancedb.index import BTree
+from lancedb.index import Bitmap, BTree
 
 from trajectories.analysis import ChangeQuery, GroupQuery
 from trajectories.derived import DERIVED, derived_columns, from_text
@@ -30,6 +30,7 @@ from .engine import RECORD_COLUMNS, QueryEngine, ResultPage
 from .latest import LatestVersions
 from .mapped import ProjectionFiles
 from .projection import PROJECTED_COLUMNS, Projection
+from .runs import RUN, RunEngines
 from .schema import (
     ANNOTATION_SCHEMA,
     ANNOTATIONS_TABLE,
@@ -104,6 +105,7 @@ class TrajectoryStore:
         shared_rows: int = 100_000,
         build_elsewhere: Callable[..., bool] | None = None,
         cache_bytes: tuple[int, int] = (INDEX_CACHE_BYTES, METADATA_CACHE_BYTES),
+        budget_rows: int = 0,
     ) -> None:
         """`version_check_seconds`: how stale a read may be when nobody says data changed.
 
@@ -117,7 +119,8 @@ class TrajectoryStore:
         by every process of this machine (None: each process holds its own). `build_elsewhere`: how a
         new version's shared files are written by a process of their own (see `QueryEngine`).
         `cache_bytes`: the bounds of LanceDB's index and metadata caches, each of which the tables and
-        the datasets of this store have once.
+        the datasets of this store have once. `budget_rows`: past this many trajectories, projections
+        are held per training run, at most this many rows of them (runs.py); 0: no budget.
         """
         self.uri = uri
         self.version_check_seconds = version_check_seconds
@@ -145,6 +148,7 @@ class TrajectoryStore:
         self.reads = 0
         self.version_checks = 0  # how often sync() looked for new versions (tests pin it per request)
         files = ProjectionFiles(root=Path(projection_dir)) if projection_dir else None
+        self.budget_rows = budget_rows
         self.engine = QueryEngine(
             open_tables=self._open_tables,
             background_rows=background_rows,
@@ -152,6 +156,11 @@ class TrajectoryStore:
             shared_rows=shared_rows,
             build_elsewhere=build_elsewhere,
         )
+        if budget_rows:
+            self.engine = RunEngines(
+                whole=self.engine, open_tables=self._open_tables, budget_rows=budget_rows,
+                background_rows=background_rows,
+            )  # fmt: skip
 
     def write_shared_projection(self, *, version: int, previous: int | None) -> Path | None:
         """Write the shared projection of the trajectories at `version` (`previous`: the version the
@@ -686,11 +695,14 @@ class TrajectoryStore:
 
     def ensure_indexes(self) -> None:
         """BTREE on trajectory_id for both tables and the full-text index of the steps' text; new rows
-        are folded in by `refresh_indexes` (after every import) and `optimize`."""
+        are folded in by `refresh_indexes` (after every import) and `optimize`. Under a budget, a BITMAP
+        on training_id too: what finds a run's rows and answers questions across runs (runs.py)."""
         for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
             table = self._table(name)
             commits.retrying(lambda table=table: _ensure_key_index(table), action=f"indexing {name}")
         table = self._table(TRAJECTORIES_TABLE)
+        if self.budget_rows:
+            commits.retrying(lambda: _ensure_run_index(table), action="indexing training runs")
         commits.retrying(lambda: _ensure_text_index(table), action="building the full-text index")
 
     def backfill_derived(self, *, batch: int = 2_000, progress=None) -> int:
@@ -921,6 +933,12 @@ def _ensure_text_index(table) -> None:
     table.checkout_latest()
     if table.count_rows() and not textsearch.has_index(table.to_lance()):
         textsearch.create_index(table)
+
+
+def _ensure_run_index(table) -> None:
+    table.checkout_latest()
+    if table.count_rows() and (RUN,) not in {tuple(index.columns) for index in table.list_indices()}:
+        table.create_index(RUN, config=Bitmap(), replace=True)
 
 
 def _ensure_key_index(table) -> None:

@@ -153,8 +153,9 @@ def _searched(projection, term: Term, fragments: list | None) -> tuple[np.ndarra
         columns=["_score"], full_text_query=query, with_row_address=True, fragments=fragments
     )
     table = scanner.to_table()
-    positions = _positions(projection, table.column("_rowaddr").to_numpy())
-    return positions, table.column("_score").to_numpy().astype(np.float32)
+    # One run's projection (runs.py) holds some of the rows the index finds: the others are left out.
+    positions, known = _positions(projection, table.column("_rowaddr").to_numpy())
+    return positions, table.column("_score").to_numpy().astype(np.float32)[known]
 
 
 def carried(projection) -> dict[Term, tuple[frozenset[int], np.ndarray, np.ndarray]]:
@@ -168,18 +169,24 @@ def carried(projection) -> dict[Term, tuple[frozenset[int], np.ndarray, np.ndarr
     return dict(list(hits.items())[-_CACHED_TERMS:])
 
 
-def _positions(projection, addresses: np.ndarray) -> np.ndarray:
-    """Projection positions of LanceDB row addresses (fragment id << 32 | offset)."""
+def _positions(projection, addresses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Projection positions of LanceDB row addresses (fragment id << 32 | offset), and which of the
+    addresses the projection holds."""
     sorted_addresses, order = projection.derived(("text", "addresses"), lambda: _address_index(projection))
     at = np.searchsorted(sorted_addresses, addresses)
     at = np.minimum(at, len(sorted_addresses) - 1)
     known = sorted_addresses[at] == addresses if len(sorted_addresses) else np.zeros(len(addresses), bool)
-    return order[at[known]]
+    return order[at[known]], known
 
 
 def _address_index(projection) -> tuple[np.ndarray, np.ndarray]:
     """Every row's address in position order, sorted, with the positions in that order. Fragments
-    without deletions are ranges; only those with deletions are read."""
+    without deletions are ranges; only those with deletions are read. One run's rows (runs.py) know
+    their addresses."""
+    known = getattr(projection.dataset, "addresses", None)
+    if known is not None:
+        order = np.argsort(known, kind="stable")
+        return known[order], order
     pieces = []
     for fragment in projection.dataset.get_fragments():
         physical = fragment.metadata.physical_rows

@@ -1,0 +1,217 @@
+"""Questions across training runs in a store past the memory budget (`runs.py`), answered by LanceDB
+alone: filters on stored values go to its scalar indexes (a BITMAP on training_id, the BTREE on the
+key) or a scan of the few columns they read, never into memory whole.
+
+What it answers: lists and counts filtered by exact values and number ranges of the trajectory
+fields, or by annotations (bookmarked, judged, a category: the annotations table is narrow), newest
+import first; facet counts of the whole store (per fragment, kept while the fragment is); records by
+id. What it refuses, saying why: sorting, searching and patterns across runs (each would rank or read
+every row), and filters that mix both tables.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from trajectories import fields
+from trajectories.fields import ANNOTATIONS, TRAJECTORIES, Kind
+from trajectories.query import DEFAULT_ORDERING, BoolMatch, NumberMatch, TextMatch, TrajectoryQuery
+
+from .annotations import blank_annotation
+from .engine import RECORD_COLUMNS, ResultPage, _python_columns
+from .projection import PROJECTED_COLUMNS, rows_layout
+from .schema import ANNOTATION_COLUMNS, KEY
+
+FACET_FIELDS = tuple(field.name for field in fields.FACETS)
+_ANNOTATION_FIELDS = tuple(name for name in ANNOTATION_COLUMNS if name != KEY)
+_NUMBERS = (Kind.INT, Kind.FLOAT)
+
+
+def page(trajectories, annotations, *, query: TrajectoryQuery, refuse) -> ResultPage:
+    """One page of list rows matching `query`, newest import first, with the exact count."""
+    _check_order(query, refuse)
+    table_name, expression = _expression(query, refuse)
+    if table_name == ANNOTATIONS:
+        ids = _annotated_ids(annotations, expression)
+        count = len(ids)
+        chosen = ids[::-1][query.offset : query.offset + query.page_size]
+        rows = _rows_by_id(trajectories, annotations, chosen)
+        return ResultPage(rows=rows, count=count, version=trajectories.version)
+    count = trajectories.count_rows(filter=expression)
+    stop = max(count - query.offset, 0)
+    start = max(stop - query.page_size, 0)
+    if stop == start:
+        return ResultPage(rows=[], count=count, version=trajectories.version)
+    table = trajectories.to_table(columns=list(PROJECTED_COLUMNS), filter=expression, offset=start, limit=stop - start)
+    rows = _with_annotations(annotations, table.to_pylist()[::-1])
+    return ResultPage(rows=rows, count=count, version=trajectories.version)
+
+
+def count(trajectories, annotations, *, query: TrajectoryQuery, refuse) -> int:
+    table_name, expression = _expression(query, refuse)
+    if table_name == ANNOTATIONS:
+        return len(_annotated_ids(annotations, expression))
+    return trajectories.count_rows(filter=expression)
+
+
+def facets(trajectories, annotations, *, query: TrajectoryQuery | None, names: tuple[str, ...]):
+    """Facet counts of the whole store (most frequent first, rows without a value last as None). With
+    filters across runs nothing is counted: each name gets no values (the page offers the runs)."""
+    if query is not None and query.is_filtered:
+        return {name: [] for name in names}
+    rows = trajectories.count_rows()
+    found = {}
+    for name in names:
+        field = fields.BY_NAME[name]
+        if field.table == TRAJECTORIES:
+            counted = _fragment_counts(trajectories, name)
+        else:
+            counted = _annotation_counts(annotations, name, rows=rows)
+        found[name] = _ranked(counted)
+    return found
+
+
+def records(trajectories, annotations, *, trajectory_ids: list[str], batch: int):
+    """Full records of `trajectory_ids` (those stored), in that order, `batch` at a time."""
+    for start in range(0, len(trajectory_ids), batch):
+        chosen = trajectory_ids[start : start + batch]
+        table = trajectories.to_table(columns=list(RECORD_COLUMNS), filter=pc.field(KEY).isin(chosen))
+        columns = _python_columns(table)
+        names = list(columns)
+        by_id = {values[0]: dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)}
+        found = [by_id[key] for key in chosen if key in by_id]
+        yield from _with_annotations(annotations, found)
+
+
+# --- filters ------------------------------------------------------------------------------------
+
+
+def _check_order(query: TrajectoryQuery, refuse) -> None:
+    if query.ordering != DEFAULT_ORDERING:
+        raise refuse("cannot be sorted (every matching row would be ranked; they are listed newest import first)")
+
+
+def _expression(query: TrajectoryQuery, refuse) -> tuple[str, pc.Expression | None]:
+    """The table `query`'s filters read and their expression (values as Arrow scalars, never SQL text)."""
+    if query.search or query.text is not None:
+        raise refuse("cannot be searched (every row's text would be read)")
+    tables = {fields.BY_NAME[name].table for name, _ in query.filters}
+    if len(tables) > 1:
+        raise refuse("cannot mix trajectory fields and annotations")
+    table_name = tables.pop() if tables else TRAJECTORIES
+    expression = None
+    for name, match in query.filters:
+        condition = _condition(fields.BY_NAME[name], match, refuse)
+        expression = condition if expression is None else expression & condition
+    return table_name, expression
+
+
+def _condition(field: fields.Field, match, refuse) -> pc.Expression:
+    column = pc.field(field.name)
+    if isinstance(match, TextMatch) and not match.patterns and match.exact and field.kind in (Kind.ID, Kind.TEXT):
+        return column.isin(list(match.exact))
+    if isinstance(match, NumberMatch) and field.kind in _NUMBERS:
+        conditions = []
+        if match.values:
+            conditions.append(column.isin(list(match.values)))
+        if match.minimum is not None:
+            conditions.append(column >= match.minimum)
+        if match.maximum is not None:
+            conditions.append(column <= match.maximum)
+        condition = column.is_valid()
+        for each in conditions:
+            condition = condition & each
+        return condition
+    if isinstance(match, BoolMatch) and match.value is not None and field.kind in (Kind.BOOL, Kind.TRISTATE):
+        # A trajectory never annotated is not bookmarked and not judged: only annotated rows can be true
+        # or false, except "not bookmarked", which every blank row is.
+        if field.table == ANNOTATIONS and field.kind is Kind.BOOL and not match.value:
+            raise refuse(f"cannot list rows where {field.name} is false (most rows never were annotated)")
+        return column == match.value
+    raise refuse(f"cannot filter {field.name} this way (only exact values and number ranges)")
+
+
+def _annotated_ids(annotations, expression: pc.Expression | None) -> list[str]:
+    if expression is None:
+        raise ValueError("an annotations question needs a filter")
+    return annotations.to_table(columns=[KEY], filter=expression).column(KEY).to_pylist()
+
+
+# --- rows ---------------------------------------------------------------------------------------
+
+
+def _rows_by_id(trajectories, annotations, ids: list[str]) -> list[dict[str, Any]]:
+    if not ids:
+        return []
+    table = trajectories.to_table(columns=list(PROJECTED_COLUMNS), filter=pc.field(KEY).isin(ids))
+    by_id = {row[KEY]: row for row in table.to_pylist()}
+    return _with_annotations(annotations, [by_id[key] for key in ids if key in by_id])
+
+
+def _with_annotations(annotations, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`rows` with their annotation fields (blank where never annotated)."""
+    if not rows:
+        return rows
+    keys = [row[KEY] for row in rows]
+    table = annotations.to_table(columns=list(ANNOTATION_COLUMNS), filter=pc.field(KEY).isin(keys))
+    found = {row[KEY]: row for row in table.to_pylist()}
+    for row in rows:
+        annotation = found.get(row[KEY]) or blank_annotation(row[KEY])
+        row.update({name: annotation[name] for name in _ANNOTATION_FIELDS})
+        row["tags"] = row["tags"] or []
+    return rows
+
+
+# --- facet counts -------------------------------------------------------------------------------
+
+# (uri, field, fragment layout entry) -> Counter: a fragment's rows never change while its entry
+# (data files, deletion file) stays; a new version reads only its new or changed fragments.
+_counted: dict[tuple, Counter] = {}
+_counting = threading.Lock()
+_KEPT_COUNTS = 20_000
+
+
+def _fragment_counts(trajectories, name: str) -> Counter:
+    total: Counter = Counter()
+    entries = {entry[0]: entry for entry in rows_layout(trajectories)}
+    for fragment in trajectories.get_fragments():
+        key = (trajectories.uri, name, entries[fragment.fragment_id])
+        counted = _counted.get(key)
+        if counted is None:
+            counted = _values_of(fragment.to_table(columns=[name]).column(name))
+            with _counting:
+                if len(_counted) >= _KEPT_COUNTS:
+                    _counted.pop(next(iter(_counted)))
+                _counted[key] = counted
+        total.update(counted)
+    return total
+
+
+def _values_of(column: pa.ChunkedArray) -> Counter:
+    counted: Counter = Counter()
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        empty = pc.sum(pc.equal(pc.list_value_length(column).fill_null(0), 0)).as_py() or 0
+        column = pc.list_flatten(column)
+        counted[None] += empty
+    for entry in pc.value_counts(column).to_pylist():
+        value = entry["values"]
+        counted[None if value in (None, "") else value] += entry["counts"]
+    return counted
+
+
+def _annotation_counts(annotations, name: str, *, rows: int) -> Counter:
+    counted = _values_of(annotations.to_table(columns=[name]).column(name))
+    annotated = annotations.count_rows()
+    counted[None] += max(rows - annotated, 0)  # never annotated: no value
+    return counted
+
+
+def _ranked(counted: Counter) -> list[tuple[str | None, int]]:
+    none = counted.pop(None, 0)
+    ranked = sorted(((value, rows) for value, rows in counted.items() if rows), key=lambda pair: (-pair[1], pair[0]))
+    return [*ranked, (None, none)] if none else ranked

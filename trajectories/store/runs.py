@@ -1,0 +1,327 @@
+"""Stores larger than one projection should hold: a projection per training run, loaded when a
+question names the run and kept under a budget of rows, the least recently asked run dropped first;
+questions across runs are answered from LanceDB (`across.py`) or refused with what to narrow.
+
+Each run is served by a `QueryEngine` of its own, reading a `RunRows` view of the newest version, so
+a run's projection follows versions as the whole store's does (rebuilt in the background while the
+previous one answers; a version that did not touch the run's fragments only re-pins it; edits are
+folded in). Below the budget the whole-store engine answers everything, as without one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from trajectories.analysis import ChangeQuery, GroupQuery
+from trajectories.query import QueryError, TextMatch, TrajectoryQuery
+
+from . import across
+from .engine import QueryEngine, ResultPage
+
+RUN = "training_id"
+
+
+class ScopeTooLarge(QueryError):
+    """A question about more rows than this server holds in memory, which LanceDB cannot answer alone."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(RUN, message)
+
+
+class RunRows:
+    """One training run's rows of a trajectories dataset pinned at one version, read as the engine reads
+    a dataset: position i is the run's i-th row by row address; a take reads rows by address."""
+
+    def __init__(self, dataset, training_id: str) -> None:
+        self._dataset = dataset
+        self.training_id = training_id
+        self._addresses: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:  # schema, uri, describe_indices, scanner (full-text search)
+        return getattr(self._dataset, name)
+
+    @property
+    def version(self) -> int:
+        return self._dataset.version
+
+    def _filter(self) -> pc.Expression:
+        return pc.field(RUN) == self.training_id
+
+    @property
+    def addresses(self) -> np.ndarray:
+        """The run's row addresses, ascending (the index on training_id finds them)."""
+        with self._lock:
+            if self._addresses is None:
+                table = self._dataset.to_table(columns=[], filter=self._filter(), with_row_address=True)
+                self._addresses = np.sort(table.column("_rowaddr").to_numpy())
+            return self._addresses
+
+    def count_rows(self, filter=None) -> int:
+        if filter is not None:
+            return self._dataset.count_rows(filter=self._filter() & filter)
+        return len(self.addresses)
+
+    def run_layout(self) -> tuple:
+        """The layout entries (see `projection.rows_layout`) of the fragments holding the run's rows: a
+        version that leaves them as they were holds the same rows of the run."""
+        from .projection import rows_layout
+
+        held = set((self.addresses >> np.uint64(32)).tolist())
+        return tuple(entry for entry in rows_layout(self._dataset) if entry[0] in held)
+
+    def get_fragments(self):
+        # A fragment holds other runs' rows too: nothing may read one as this run's.
+        raise TypeError("a run's rows are not read by fragment")
+
+    def to_table(self, *, columns: list[str]) -> pa.Table:
+        """The run's rows, by address (the order `take` addresses them in)."""
+        table = self._dataset.to_table(columns=columns, filter=self._filter(), with_row_address=True)
+        addresses = table.column("_rowaddr").to_numpy()
+        order = np.argsort(addresses, kind="stable")
+        with self._lock:
+            self._addresses = addresses[order]
+        return table.drop_columns(["_rowaddr"]).take(pa.array(order))
+
+    def take(self, positions, columns: list[str] | None = None) -> pa.Table:
+        at = self.addresses[np.asarray(positions, dtype=np.int64)]
+        return self._dataset._take_rows(pa.array(at, pa.uint64()), columns=columns)
+
+    def to_batches(self, *, columns: list[str], batch_size: int = 65_536):
+        rows = len(self.addresses)
+        for start in range(0, rows, batch_size):
+            yield from self.take(np.arange(start, min(start + batch_size, rows)), columns=columns).to_batches()
+
+
+def pinned_run(query: TrajectoryQuery | None) -> str | None:
+    """The one training run `query` is about (training_id=X), if it names exactly one."""
+    if query is None:
+        return None
+    matches = [match for match in query.matches(RUN) if isinstance(match, TextMatch)]
+    if len(matches) == 1 and len(matches[0].exact) == 1 and not matches[0].patterns:
+        return matches[0].exact[0]
+    return None
+
+
+class RunEngines:
+    """The engine of a store under a memory budget (see the module's doc): the whole-store engine while
+    the store holds `budget_rows` rows or fewer, else an engine per training run asked about."""
+
+    def __init__(self, *, whole: QueryEngine, open_tables, budget_rows: int, background_rows: int) -> None:
+        self.whole = whole
+        self.files = whole.files
+        self.budget_rows = budget_rows
+        self.background_rows = background_rows
+        self._open_tables = open_tables
+        self._engines: OrderedDict[str, QueryEngine] = OrderedDict()
+        self._views: dict[str, RunRows] = {}  # per run, its rows in the newest version asked about
+        self._rows: dict[int, int] = {}  # trajectories version -> rows
+        self._lock = threading.Lock()
+        self.loads = 0  # run engines made (a run asked about again after it was dropped counts again)
+        self.dropped = 0
+
+    # --- which engine answers -------------------------------------------------------------------
+
+    def over_budget(self) -> bool:
+        trajectories, _ = self._open_tables()
+        rows = self._rows.get(trajectories.version)
+        if rows is None:
+            rows = trajectories.count_rows()
+            self._rows = {trajectories.version: rows}
+        over = rows > self.budget_rows
+        if over and self.whole.ready():
+            self.whole.release()  # the store grew past the budget: its whole projection goes
+        return over
+
+    def _engine(self, query: TrajectoryQuery | None, *, asked: str = "this question") -> QueryEngine:
+        if not self.over_budget():
+            return self.whole
+        run = pinned_run(query)
+        if run is None:
+            raise ScopeTooLarge(
+                f"{asked} across training runs reads more trajectories than this server holds in memory "
+                f"(TRAJSITE_PROJECTION_BUDGET_ROWS={self.budget_rows:,}): choose one training run"
+            )
+        return self.run_engine(run)
+
+    def run_engine(self, run: str) -> QueryEngine:
+        """The engine of one run, made if needed; runs asked about least recently are dropped until
+        those kept hold at most the budget."""
+        rows = len(self._view(run).addresses)
+        if rows > self.budget_rows:
+            raise ScopeTooLarge(
+                f"training run {run!r} holds {rows:,} trajectories, more than this server holds in memory "
+                f"(TRAJSITE_PROJECTION_BUDGET_ROWS={self.budget_rows:,}): narrow it further"
+            )
+        with self._lock:
+            engine = self._engines.pop(run, None)
+            if engine is None:
+                engine = QueryEngine(
+                    open_tables=lambda: self._run_tables(run), background_rows=self.background_rows, files=None
+                )
+                self.loads += 1
+            self._engines[run] = engine
+            held = rows + sum(other.rows_held() for key, other in self._engines.items() if key != run)
+            while held > self.budget_rows and len(self._engines) > 1:
+                dropped, oldest = self._engines.popitem(last=False)
+                self._views.pop(dropped, None)
+                held -= oldest.rows_held()
+                oldest.release()
+                self.dropped += 1
+        return engine
+
+    def held_runs(self) -> dict[str, int]:
+        """The runs whose projections this process holds, with their rows (least recently asked first)."""
+        return {run: engine.rows_held() for run, engine in list(self._engines.items())}
+
+    def _run_tables(self, run: str):
+        trajectories, annotations = self._open_tables()
+        return self._view(run, trajectories), annotations
+
+    def _view(self, run: str, trajectories=None) -> RunRows:
+        if trajectories is None:
+            trajectories, _ = self._open_tables()
+        with self._lock:
+            view = self._views.get(run)
+            if view is None or view.version != trajectories.version:
+                view = self._views[run] = RunRows(trajectories, run)
+        return view
+
+    def _engines_now(self) -> list[QueryEngine]:
+        return [self.whole, *list(self._engines.values())]
+
+    # --- what the repository asks -----------------------------------------------------------------
+
+    def ready(self) -> bool:
+        return not self.over_budget() and self.whole.ready()
+
+    def warmed(self) -> bool:
+        return self.over_budget() or self.whole.warmed()
+
+    def current(self):
+        return self.whole.current()
+
+    def answering_versions(self, annotation_fields: frozenset[str] | None = None) -> tuple[int, int]:
+        if not self.over_budget():
+            return self.whole.answering_versions(annotation_fields)
+        trajectories, annotations = self._open_tables()
+        return trajectories.version, annotations.version
+
+    def annotations_of(self, trajectory_ids: list[str]) -> list[dict[str, Any]] | None:
+        return None if self.over_budget() else self.whole.annotations_of(trajectory_ids)
+
+    def holds_unchanged(self, projection) -> bool:
+        return self.whole.holds_unchanged(projection)
+
+    def held_in(self, dataset, trajectory_ids: list[str]) -> set[str]:
+        return set() if self.over_budget() else self.whole.held_in(dataset, trajectory_ids)
+
+    def annotations_written(self, rows: list[dict[str, Any]], *, before: int, after: int) -> None:
+        for engine in self._engines_now():
+            engine.annotations_written(rows, before=before, after=after)
+
+    def peek(self):
+        return None if self.over_budget() else self.whole.peek()
+
+    def get(self, trajectory_id: str, projection) -> dict[str, Any] | None:
+        return self.whole.get(trajectory_id, projection)
+
+    @property
+    def builds(self) -> int:
+        return sum(engine.builds for engine in self._engines_now())
+
+    @property
+    def appends(self) -> int:
+        return self.whole.appends
+
+    @property
+    def built_elsewhere(self) -> int:
+        return self.whole.built_elsewhere
+
+    # --- answers ----------------------------------------------------------------------------------
+
+    def page(self, query: TrajectoryQuery) -> ResultPage:
+        if self.over_budget() and pinned_run(query) is None:
+            return across.page(*self._open_tables(), query=query, refuse=self._refusal("this list"))
+        return self._engine(query).page(query)
+
+    def count(self, query: TrajectoryQuery) -> int:
+        if self.over_budget() and pinned_run(query) is None:
+            return across.count(*self._open_tables(), query=query, refuse=self._refusal("this count"))
+        return self._engine(query).count(query)
+
+    def facets(self, query: TrajectoryQuery | None = None, names: tuple[str, ...] | None = None):
+        if self.over_budget() and pinned_run(query) is None:
+            return across.facets(*self._open_tables(), query=query, names=names or across.FACET_FIELDS)
+        engine = self._engine(query)
+        return engine.facets(query) if names is None else engine.facets(query, names)
+
+    def records(self, trajectory_ids: list[str], batch: int = 500):
+        if self.over_budget():
+            return across.records(*self._open_tables(), trajectory_ids=trajectory_ids, batch=batch)
+        return self.whole.records(trajectory_ids, batch)
+
+    def neighbours(self, query: TrajectoryQuery, trajectory_id: str):
+        if self.over_budget() and pinned_run(query) is None:
+            return None, None, None, 0  # a detail page opened from a list across runs: no previous/next
+        return self._engine(query).neighbours(query, trajectory_id)
+
+    def matching_ids(self, query: TrajectoryQuery) -> list[str]:
+        return self._engine(query, asked="selecting every match").matching_ids(query)
+
+    def ordered_records(self, query: TrajectoryQuery, *, progress=None, batch: int = 2_000):
+        return self._engine(query, asked="an export").ordered_records(query, progress=progress, batch=batch)
+
+    def group_pairs(self, query: TrajectoryQuery, *, min_gap: float, progress=None, batch: int = 250):
+        return self._engine(query, asked="an export of pairs").group_pairs(
+            query, min_gap=min_gap, progress=progress, batch=batch
+        )
+
+    def similar(self, trajectory_id: str, query: TrajectoryQuery, *, k: int):
+        return self._engine(query, asked="finding similar trajectories").similar(trajectory_id, query, k=k)
+
+    def clusters(self, query: TrajectoryQuery, *, k: int) -> dict[str, Any]:
+        return self._engine(query, asked="clustering").clusters(query, k=k)
+
+    def stats(self, query: TrajectoryQuery, *, by: str, buckets: int | None = None):
+        return self._engine(query, asked="a chart").stats(query, by=by, buckets=buckets)
+
+    def histograms(self, query: TrajectoryQuery, *, names: tuple[str, ...]):
+        return self._engine(query, asked="a chart").histograms(query, names=names)
+
+    def mix(self, query: TrajectoryQuery, *, by: str, of: str, buckets: int | None = None):
+        return self._engine(query, asked="a chart").mix(query, by=by, of=of, buckets=buckets)
+
+    def pivot(self, query: TrajectoryQuery, *, rows_by: str, columns_by: str, buckets: int) -> dict[str, Any]:
+        engine = self._engine(query, asked="a pivot")
+        return engine.pivot(query, rows_by=rows_by, columns_by=columns_by, buckets=buckets)
+
+    def curves(self, query: TrajectoryQuery, *, split: str, by: str, buckets: int | None = None):
+        return self._engine(query, asked="a chart").curves(query, split=split, by=by, buckets=buckets)
+
+    def question_changes(self, query: ChangeQuery):
+        return self._engine(query.rows, asked="comparing questions").question_changes(query)
+
+    def groups(self, query: GroupQuery):
+        return self._engine(query.rows, asked="listing groups").groups(query)
+
+    def group(self, *, training_id: str | None, iteration_id: int | None, data_id: str, k: int = 1):
+        query = TrajectoryQuery.where(training_id=training_id) if training_id is not None else None
+        return self._engine(query, asked="a group").group(
+            training_id=training_id, iteration_id=iteration_id, data_id=data_id, k=k
+        )
+
+    def _refusal(self, asked: str):
+        def refuse(why: str) -> ScopeTooLarge:
+            return ScopeTooLarge(
+                f"{asked} across training runs {why}; this server holds at most {self.budget_rows:,} "
+                "trajectories in memory (TRAJSITE_PROJECTION_BUDGET_ROWS): choose one training run"
+            )
+
+        return refuse
