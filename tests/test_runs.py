@@ -224,6 +224,8 @@ def budgeted_site(settings, stores):
 PAGES_ACROSS_RUNS = [
     ("/", 200, "run-a"),
     ("/trajectories/", 200, "run-c:"),
+    ("/trajectories/?page=2", 200, "newest import first"),
+    ("/trajectories/?training_id=run-a&search=zzz", 200, "<code>search=zzz</code>"),  # relaxing run-a: skipped
     ("/trajectories/?data_id=q3", 200, "13"),
     ("/trajectories/?training_id=run-b&ordering=-reward", 200, "run-b:"),
     ("/trajectories/stats/?training_id=run-a&by=iteration_id", 200, "run-a"),
@@ -240,3 +242,28 @@ def test_pages_past_the_budget_answer_or_say_what_to_narrow(budgeted_site, staff
     response = staff_client.get(url)
     assert response.status_code == status, response.content[:500]
     assert shown in response.content.decode()
+
+
+def test_a_list_across_runs_says_how_it_is_ordered_and_the_indexes_it_reads_exist(stores):
+    budgeted, whole = stores
+    assert "newest import first" in budgeted.page(query=TrajectoryQuery()).note
+    assert budgeted.page(query=_run("run-a")).note is None
+    assert whole.page(query=TrajectoryQuery()).note is None
+    indexed = {tuple(index.columns) for index in budgeted._table("trajectories").list_indices()}
+    assert {("training_id",), ("data_id",), ("trajectory_id",)} <= indexed
+
+
+def test_a_later_versions_run_rows_are_found_in_the_changed_fragments_only(stores, record, write_jsonl):
+    budgeted, whole = stores
+    engines = budgeted.engine
+    for run in RUNS:
+        assert len(engines._view(run).addresses) == RUNS[run]
+    _import(budgeted.uri, write_jsonl(_records(record, "run-a", 5, start=200), "more-a.jsonl"))
+    gone = whole.page(query=_run("run-c")).rows[4]["trajectory_id"]
+    assert budgeted.delete(trajectory_ids=[gone]) == 1
+    newest = budgeted._dataset("trajectories")
+    for run, rows in {"run-a": RUNS["run-a"] + 5, "run-b": RUNS["run-b"], "run-c": RUNS["run-c"] - 1}.items():
+        followed = engines._view(run)
+        assert followed.version == newest.version
+        assert followed.addresses.tolist() == RunRows(newest, run).addresses.tolist() and len(followed.addresses) == rows
+    assert gone not in {row["trajectory_id"] for row in budgeted.page(query=_run("run-c", page_size=100)).rows}

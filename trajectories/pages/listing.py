@@ -13,6 +13,7 @@ from django.urls import reverse
 from trajectories import exporting, fields, reads
 from trajectories import query as q
 from trajectories.auth import can_delete
+from trajectories.store import ScopeTooLarge
 from trajectories.textquery import REGEX_VAR, RELEVANCE, SCAN_LIMIT, TEXT_VAR
 
 from .actions import ACTIONS
@@ -55,6 +56,7 @@ def _context(request: HttpRequest, state: UrlState, query: q.TrajectoryQuery) ->
         "rows": result.rows,
         "table_rows": table_rows(result.rows, columns, state.list_params()),
         "count": result.count,
+        "note": result.note,
         "total": reads.total() if query.is_filtered else result.count,
         "query": query,
         "state": state,
@@ -243,7 +245,10 @@ def _emptied_by(params: QueryDict) -> list[dict]:
         for value in values:
             relaxed = params.copy()
             relaxed.setlist(name, [item for item in values if item != value])
-            count = reads.count(query=q.parse_query(relaxed))
+            try:
+                count = reads.count(query=q.parse_query(relaxed))
+            except ScopeTooLarge:  # without it the question spans runs this server does not hold
+                continue
             if count:
                 found.append(
                     {

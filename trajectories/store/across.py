@@ -1,6 +1,6 @@
 """Questions across training runs in a store past the memory budget (`runs.py`), answered by LanceDB
-alone: filters on stored values go to its scalar indexes (a BITMAP on training_id, the BTREE on the
-key) or a scan of the few columns they read, never into memory whole.
+alone: filters on stored values go to its scalar indexes (a BITMAP on training_id, BTREEs on data_id
+and the key) or a scan of the few columns they read, never into memory whole.
 
 What it answers: lists and counts filtered by exact values and number ranges of the trajectory
 fields, or by annotations (bookmarked, judged, a category: the annotations table is narrow), newest
@@ -30,6 +30,10 @@ from .schema import ANNOTATION_COLUMNS, KEY
 FACET_FIELDS = tuple(field.name for field in fields.FACETS)
 _ANNOTATION_FIELDS = tuple(name for name in ANNOTATION_COLUMNS if name != KEY)
 _NUMBERS = (Kind.INT, Kind.FLOAT)
+NEWEST_IMPORT_FIRST = (
+    "Across training runs this store is larger than a server holds in memory: trajectories are listed "
+    "newest import first. Choose a training run to sort, search and chart them."
+)
 
 
 def page(trajectories, annotations, *, query: TrajectoryQuery, refuse) -> ResultPage:
@@ -41,15 +45,17 @@ def page(trajectories, annotations, *, query: TrajectoryQuery, refuse) -> Result
         count = len(ids)
         chosen = ids[::-1][query.offset : query.offset + query.page_size]
         rows = _rows_by_id(trajectories, annotations, chosen)
-        return ResultPage(rows=rows, count=count, version=trajectories.version)
+        return ResultPage(rows=rows, count=count, version=trajectories.version, note=NEWEST_IMPORT_FIRST)
     count = trajectories.count_rows(filter=expression)
     stop = max(count - query.offset, 0)
     start = max(stop - query.page_size, 0)
-    if stop == start:
-        return ResultPage(rows=[], count=count, version=trajectories.version)
-    table = trajectories.to_table(columns=list(PROJECTED_COLUMNS), filter=expression, offset=start, limit=stop - start)
-    rows = _with_annotations(annotations, table.to_pylist()[::-1])
-    return ResultPage(rows=rows, count=count, version=trajectories.version)
+    rows = []
+    if stop > start:
+        table = trajectories.to_table(
+            columns=list(PROJECTED_COLUMNS), filter=expression, offset=start, limit=stop - start
+        )
+        rows = _with_annotations(annotations, table.to_pylist()[::-1])
+    return ResultPage(rows=rows, count=count, version=trajectories.version, note=NEWEST_IMPORT_FIRST)
 
 
 def count(trajectories, annotations, *, query: TrajectoryQuery, refuse) -> int:

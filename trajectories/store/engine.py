@@ -46,6 +46,7 @@ class ResultPage:
     rows: list[dict[str, Any]]
     count: int
     version: int
+    note: str | None = None  # how the rows were chosen when not as asked (a list across runs, runs.py)
 
 
 class QueryEngine:

@@ -696,13 +696,13 @@ class TrajectoryStore:
     def ensure_indexes(self) -> None:
         """BTREE on trajectory_id for both tables and the full-text index of the steps' text; new rows
         are folded in by `refresh_indexes` (after every import) and `optimize`. Under a budget, a BITMAP
-        on training_id too: what finds a run's rows and answers questions across runs (runs.py)."""
+        on training_id and a BTREE on data_id too: what finds a run's rows and a question's across runs."""
         for name in (TRAJECTORIES_TABLE, ANNOTATIONS_TABLE):
             table = self._table(name)
             commits.retrying(lambda table=table: _ensure_key_index(table), action=f"indexing {name}")
         table = self._table(TRAJECTORIES_TABLE)
         if self.budget_rows:
-            commits.retrying(lambda: _ensure_run_index(table), action="indexing training runs")
+            commits.retrying(lambda: _ensure_across_indexes(table), action="indexing training runs and questions")
         commits.retrying(lambda: _ensure_text_index(table), action="building the full-text index")
 
     def backfill_derived(self, *, batch: int = 2_000, progress=None) -> int:
@@ -935,10 +935,17 @@ def _ensure_text_index(table) -> None:
         textsearch.create_index(table)
 
 
-def _ensure_run_index(table) -> None:
+# Under a budget: a run's rows are found by a BITMAP (a few runs), a question across runs by a BTREE.
+_ACROSS_INDEXES = ((RUN, Bitmap), ("data_id", BTree))
+
+
+def _ensure_across_indexes(table) -> None:
     table.checkout_latest()
-    if table.count_rows() and (RUN,) not in {tuple(index.columns) for index in table.list_indices()}:
-        table.create_index(RUN, config=Bitmap(), replace=True)
+    if not table.count_rows():
+        return
+    for column, kind in _ACROSS_INDEXES:
+        if (column,) not in {tuple(index.columns) for index in table.list_indices()}:
+            table.create_index(column, config=kind(), replace=True)
 
 
 def _ensure_key_index(table) -> None:
