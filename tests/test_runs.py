@@ -265,5 +265,6 @@ def test_a_later_versions_run_rows_are_found_in_the_changed_fragments_only(store
     for run, rows in {"run-a": RUNS["run-a"] + 5, "run-b": RUNS["run-b"], "run-c": RUNS["run-c"] - 1}.items():
         followed = engines._view(run)
         assert followed.version == newest.version
-        assert followed.addresses.tolist() == RunRows(newest, run).addresses.tolist() and len(followed.addresses) == rows
+        assert followed.addresses.tolist() == RunRows(newest, run).addresses.tolist()
+        assert len(followed.addresses) == rows
     assert gone not in {row["trajectory_id"] for row in budgeted.page(query=_run("run-c", page_size=100)).rows}
