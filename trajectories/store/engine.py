@@ -279,8 +279,10 @@ class QueryEngine:
         threading.Thread(target=self._warm, args=(projection,), name="trajsite-sort-orders", daemon=True).start()
 
     def _warm(self, projection: Projection) -> None:
+        released = self._released
         try:
-            _warm(projection)
+            # A projection let go meanwhile (runs.py drops a run's) is not warmed on: its memory goes.
+            _warm(projection, stop=lambda: self._released != released)
         finally:
             self._warmed.set()
 
@@ -630,10 +632,11 @@ def _name(dataset) -> str:
     return "(annotations)" if dataset is None else str(dataset.version)
 
 
-def _warm(projection: Projection) -> None:
+def _warm(projection: Projection, *, stop=lambda: False) -> None:
     with _requests_first():
-        projection.warm()
-        analytics.warm(projection)
+        projection.warm(stop=stop)
+        if not stop():
+            analytics.warm(projection)
     _freeze_long_lived()
 
 

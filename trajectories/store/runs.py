@@ -25,6 +25,7 @@ from . import across
 from .engine import QueryEngine, ResultPage
 
 RUN = "training_id"
+_TAKEN_ROWS = 200_000
 
 
 class ScopeTooLarge(QueryError):
@@ -105,13 +106,15 @@ class RunRows:
         raise TypeError("a run's rows are not read by fragment")
 
     def to_table(self, *, columns: list[str]) -> pa.Table:
-        """The run's rows, by address (the order `take` addresses them in)."""
-        table = self._dataset.to_table(columns=columns, filter=self._filter(), with_row_address=True)
-        addresses = table.column("_rowaddr").to_numpy()
-        order = np.argsort(addresses, kind="stable")
-        with self._lock:
-            self._addresses = addresses[order]
-        return table.drop_columns(["_rowaddr"]).take(pa.array(order))
+        """The run's rows, by address, taken a piece at a time: a filtered scan of a store whose
+        fragments hold every run decodes every row (+820 MB of transient memory for 1.25M rows of 10M,
+        against +570 MB so)."""
+        rows = len(self.addresses)
+        pieces = [
+            self.take(np.arange(start, min(start + _TAKEN_ROWS, rows)), columns=columns)
+            for start in range(0, rows, _TAKEN_ROWS)
+        ]
+        return pa.concat_tables(pieces) if pieces else self._dataset.schema.empty_table().select(columns)
 
     def take(self, positions, columns: list[str] | None = None) -> pa.Table:
         at = self.addresses[np.asarray(positions, dtype=np.int64)]
