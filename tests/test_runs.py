@@ -268,3 +268,23 @@ def test_a_later_versions_run_rows_are_found_in_the_changed_fragments_only(store
         assert followed.addresses.tolist() == RunRows(newest, run).addresses.tolist()
         assert len(followed.addresses) == rows
     assert gone not in {row["trajectory_id"] for row in budgeted.page(query=_run("run-c", page_size=100)).rows}
+
+
+def test_a_runs_annotations_are_read_a_piece_at_a_time_among_many(stores, monkeypatch):
+    from trajectories.store import projection as projection_module
+
+    budgeted, whole = stores
+    marked = whole.page(query=_run("run-b")).rows[1]["trajectory_id"]
+    budgeted.annotate(trajectory_ids=[marked], change=AnnotationChange(category="loop", add_tags=("x",)), user="u")
+    monkeypatch.setattr(projection_module, "_PIECEWISE_TIMES", 2)  # 90 annotated rows > 2 x 30 of run-b
+    monkeypatch.setattr(projection_module, "_PIECEWISE_ROWS", 7)  # read 7 keys at a time
+    pieces = []
+    read = projection_module.AnnotationColumns._read_piecewise.__func__
+    monkeypatch.setattr(
+        projection_module.AnnotationColumns,
+        "_read_piecewise",
+        classmethod(lambda cls, *args, **kwargs: pieces.append(1) or read(cls, *args, **kwargs)),
+    )
+    query = _run("run-b", ordering=(("category", True), ("trajectory_id", False)))
+    assert budgeted.page(query=query).rows == whole.page(query=query).rows
+    assert pieces and budgeted.page(query=query).rows[0]["category"] == "loop"

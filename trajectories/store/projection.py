@@ -47,6 +47,11 @@ _FOLLOW_ROWS = 100_000
 _SEARCHED_KEYS = 256
 # Fragments up to this many rows (an edit's, a bulk change's) have their rows' positions kept.
 _PLACED_ROWS = 10_000
+# Annotation tables over this many times the rows of the projection reading them (and over a piece)
+# are read a piece of keys at a time, keeping only the projection's rows. Each piece hashes the
+# projection's ids anew (~0.4 s for 1.25M): pieces of 4M keys (~200 MB) are the compromise.
+_PIECEWISE_TIMES = 4
+_PIECEWISE_ROWS = 4_000_000
 # New trajectory rows appended to a projection; past this a full build is as cheap.
 APPEND_ROWS = 200_000
 _COLUMN_TYPES = {
@@ -103,11 +108,37 @@ class AnnotationColumns:
         as read when all its rows found their trajectory: the rest are read again once they may (the
         projection `trajectory_ids` are of, version `held`, moved on)."""
         fragments = dataset.get_fragments()
+        sizes = [fragment.count_rows() for fragment in fragments]
+        if sum(sizes) > max(_PIECEWISE_TIMES * len(trajectory_ids), _PIECEWISE_ROWS):
+            # One training run's projection (runs.py) among many annotated rows: only its rows are kept.
+            return cls._read_piecewise(dataset, fragments, sizes, trajectory_ids=trajectory_ids, held=held)
         table = dataset.to_table(columns=list(ANNOTATION_COLUMNS))
         loaded, located = cls._loaded(table, version=dataset.version, trajectory_ids=trajectory_ids)
-        sizes = [fragment.count_rows() for fragment in fragments]
         if sum(sizes) != table.num_rows:
             return loaded  # a layout not understood: no fragment counts as read, the next change reads all
+        seen, placed = _read_fragments(fragments, sizes, located)
+        waiting = (held, frozenset(fragment.fragment_id for fragment in fragments) - seen)
+        return replace(loaded, fragments=seen, placed=placed, deletions=_deletions(fragments, seen), waiting=waiting)
+
+    @classmethod
+    def _read_piecewise(cls, dataset, fragments, sizes, *, trajectory_ids: pa.Array, held: int) -> AnnotationColumns:
+        """`read` for a few of many annotated trajectories: the keys are read a piece at a time and only
+        the rows of `trajectory_ids` are taken whole."""
+        located_pieces, addresses = [], []
+        scanner = dataset.scanner(
+            columns=[KEY], with_row_address=True, batch_size=_PIECEWISE_ROWS, scan_in_order=True, batch_readahead=1
+        )
+        for batch in scanner.to_batches():
+            located = _located(pa.chunked_array([batch.column(KEY)]), trajectory_ids)
+            located_pieces.append(located)
+            addresses.append(batch.column("_rowaddr").to_numpy()[located >= 0])
+        located = np.concatenate(located_pieces) if located_pieces else np.empty(0, dtype=np.int64)
+        taken = np.concatenate(addresses) if addresses else np.empty(0, dtype=np.uint64)
+        table = dataset._take_rows(pa.array(taken, pa.uint64()), columns=list(ANNOTATION_COLUMNS)) if len(taken) else (
+            ANNOTATION_SCHEMA.empty_table())  # fmt: skip
+        loaded = cls.load(table, version=dataset.version, trajectory_ids=trajectory_ids)
+        if sum(sizes) != len(located):
+            return loaded
         seen, placed = _read_fragments(fragments, sizes, located)
         waiting = (held, frozenset(fragment.fragment_id for fragment in fragments) - seen)
         return replace(loaded, fragments=seen, placed=placed, deletions=_deletions(fragments, seen), waiting=waiting)
