@@ -231,6 +231,8 @@ PAGES_ACROSS_RUNS = [
     ("/trajectories/stats/?training_id=run-a&by=iteration_id", 200, "run-a"),
     ("/trajectories/groups/?training_id=run-a", 200, "q3"),
     ("/trajectories/stats/?by=iteration_id", 400, "choose one training run"),
+    ("/trajectories/run-a:i3:q3:s3/", 200, "run-a:i3:q3:s3"),  # its GRPO group: from run-a's projection
+    ("/trajectories/compare/?ids=run-a:i3:q3:s3&ids=run-c:i3:q3:s3", 200, "run-c:i3:q3:s3"),
     ("/trajectories/?ordering=-reward", 400, "cannot be sorted"),
     ("/api/trajectories/?ordering=-reward", 400, "cannot be sorted"),
     ("/api/trajectories/?training_id=run-c&ordering=-reward", 200, "run-c:"),
@@ -288,3 +290,11 @@ def test_a_runs_annotations_are_read_a_piece_at_a_time_among_many(stores, monkey
     query = _run("run-b", ordering=(("category", True), ("trajectory_id", False)))
     assert budgeted.page(query=query).rows == whole.page(query=query).rows
     assert pieces and budgeted.page(query=query).rows[0]["category"] == "loop"
+
+
+def test_a_trajectory_of_no_run_opens_past_the_budget(budgeted_site, stores, staff_client, record, write_jsonl):
+    _import(stores[0].uri, write_jsonl([record(trajectory_id="loose-1", training_id=None)], "loose.jsonl"))
+    response = staff_client.get("/trajectories/loose-1/")
+    assert response.status_code == 200 and "loose-1" in response.content.decode()
+    home = staff_client.get("/")
+    assert home.status_code == 200 and "(no run)" in home.content.decode()

@@ -16,7 +16,7 @@ from trajectories import analysis, annotating, content, fields, reads, services
 from trajectories import query as q
 from trajectories.exporting import to_canonical
 from trajectories.highlight import highlighter
-from trajectories.store import AnnotationChange
+from trajectories.store import AnnotationChange, ScopeTooLarge
 from trajectories.textquery import TextQuery
 
 from .htmlcache import render_cached
@@ -111,9 +111,12 @@ def _compare_url(*ids: str) -> str:
 
 def _group(record: dict) -> dict | None:
     """The record's GRPO group at a glance: its spread, its samples, links to compare with them."""
-    members, summary = reads.group(
-        training_id=record.get("training_id"), iteration_id=record.get("iteration_id"), data_id=record["data_id"]
-    )
+    try:
+        members, summary = reads.group(
+            training_id=record.get("training_id"), iteration_id=record.get("iteration_id"), data_id=record["data_id"]
+        )
+    except ScopeTooLarge:  # a record of no training run, in a store past the memory budget
+        return None
     if len(members) < 2:
         return None
     me = record["trajectory_id"]
