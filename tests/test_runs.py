@@ -298,3 +298,4 @@ def test_a_trajectory_of_no_run_opens_past_the_budget(budgeted_site, stores, sta
     assert response.status_code == 200 and "loose-1" in response.content.decode()
     home = staff_client.get("/")
     assert home.status_code == 200 and "(no run)" in home.content.decode()
+    assert "runs-budget" in home.content.decode() and "compare runs" not in home.content.decode()

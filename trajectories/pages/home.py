@@ -52,14 +52,15 @@ def _context() -> dict:
     facets = reads.facets()
     try:
         curves = reads.curves(query=TrajectoryQuery(), split="training_id", by="iteration_id")
-        runs = [_run(curve) for curve in curves]
+        runs, compared = [_run(curve) for curve in curves], True
     except ScopeTooLarge:
-        runs = [_sized(key, count) for key, count in facets["training_id"]]
+        runs, compared = [_sized(key, count) for key, count in facets["training_id"]], False
     bookmarked = reads.page(query=TrajectoryQuery.where(is_bookmarked=True).replace(page_size=_BOOKMARKS_SHOWN))
     return {
         "total": reads.total(),
         "runs": sorted(runs, key=lambda run: (run["key"] is None, -run["count"]))[:_RUNS_SHOWN],
         "run_count": len(runs),
+        "runs_compared": compared,
         "agents": facets["agent_name"],
         "categories": [pair for pair in facets["category"] if pair[0] is not None][:10],
         "bookmarked": bookmarked.rows,
