@@ -66,7 +66,7 @@ def test_readyz_waits_for_the_sort_orders_of_a_large_projection(
     reset_store()
     release = threading.Event()
     monkeypatch.setattr(engine, "WARM_ROWS", 1)
-    monkeypatch.setattr(engine, "_warm", lambda projection: release.wait(30))
+    monkeypatch.setattr(engine, "_warm", lambda projection, **stop: release.wait(30))
     get_store().page(query=TrajectoryQuery())
     answer = client.get("/readyz")
     assert answer.status_code == 503 and "sort orders" in answer.json()["checks"]["projection"]["problem"]

@@ -3,12 +3,15 @@ the runs held kept under the budget) and questions across runs answered by Lance
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from trajectories.analysis import GroupQuery
 from trajectories.importing.errors import ErrorSink
 from trajectories.importing.pipeline import ImportOptions, run_import
-from trajectories.query import NumberMatch, TrajectoryQuery
+from trajectories.query import EmptyMatch, NumberMatch, TrajectoryQuery
 from trajectories.store import AnnotationChange
 from trajectories.store.repository import TrajectoryStore
 from trajectories.store.runs import RunRows, ScopeTooLarge
@@ -299,3 +302,86 @@ def test_a_trajectory_of_no_run_opens_past_the_budget(budgeted_site, stores, sta
     home = staff_client.get("/")
     assert home.status_code == 200 and "(no run)" in home.content.decode()
     assert "runs-budget" in home.content.decode() and "compare runs" not in home.content.decode()
+
+
+def test_filtered_facets_tags_and_empty_runs_across_runs_match_the_whole_store(stores):
+    budgeted, whole = stores
+    question = TrajectoryQuery.where(data_id="q3")
+    assert budgeted.facets(query=question) == whole.facets(query=question)
+    some = whole.page(query=_run("run-c")).rows[0]["trajectory_id"]
+    budgeted.annotate(trajectory_ids=[some], change=AnnotationChange(add_tags=("o'k",)), user="u")
+    for query in (TrajectoryQuery.where(tags="o'k"), TrajectoryQuery.where(tags="arith"),
+                  TrajectoryQuery(filters=(("training_id", EmptyMatch(False)),)),
+                  TrajectoryQuery(filters=(("training_id", EmptyMatch(True)),))):  # fmt: skip
+        mine, theirs = budgeted.page(query=query.replace(page_size=200)), whole.page(query=query.replace(page_size=200))
+        assert mine.count == theirs.count
+        assert {row["trajectory_id"] for row in mine.rows} == {row["trajectory_id"] for row in theirs.rows}
+    assert budgeted.count_matching(query=TrajectoryQuery.where(tags="o'k")) == 1
+
+
+def test_an_answer_from_a_runs_lagging_annotations_is_not_cached(budgeted_site, monkeypatch):
+    from trajectories import reads
+    from trajectories.store import get_store
+    from trajectories.store import projection as projection_module
+    from trajectories.store.engine import QueryEngine
+
+    store = get_store()
+    query = TrajectoryQuery.where(training_id="run-b", is_bookmarked=True)
+    assert reads.count(query=query) == 0
+    engine = store.engine.run_engine("run-b")
+    engine.background_rows = 0  # annotations read whole are read in the background, the old ones answering
+    monkeypatch.setattr(QueryEngine, "annotations_written", lambda self, rows, **versions: None)
+    monkeypatch.setattr(projection_module.AnnotationColumns, "followed", lambda self, dataset, **kw: None)
+    release, read = threading.Event(), projection_module.AnnotationColumns.read.__func__
+
+    def held(cls, *args, **kwargs):
+        if threading.current_thread().name == "trajsite-projection":
+            assert release.wait(30)
+        return read(cls, *args, **kwargs)
+
+    monkeypatch.setattr(projection_module.AnnotationColumns, "read", classmethod(held))
+    target = store.page(query=_run("run-b")).rows[0]["trajectory_id"]
+    store.annotate(trajectory_ids=[target], change=AnnotationChange(is_bookmarked=True), user="u")
+    assert reads.count(query=query) == 0  # from the run's previous annotations, while the new are read
+    release.set()
+    deadline = time.monotonic() + 30
+    while engine.peek() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert reads.count(query=query) == 1  # not the answer of the lagging annotations, cached
+
+
+def test_the_monitors_page_past_the_budget(budgeted_site, staff_client):
+    response = staff_client.get("/trajectories/monitors/")
+    assert response.status_code == 200
+
+
+def test_a_store_back_under_the_budget_drops_its_runs(stores):
+    budgeted, whole = stores
+    budgeted.page(query=_run("run-c"))
+    assert budgeted.engine.held_runs() == {"run-c": 20}
+    budgeted.engine.budget_rows = 1_000
+    assert budgeted.page(query=_run("run-c")).rows == whole.page(query=_run("run-c")).rows
+    assert budgeted.engine.held_runs() == {}
+    budgeted.engine.budget_rows = BUDGET
+    assert budgeted.page(query=_run("no-such-run")).count == 0  # a run of no rows: an empty list
+
+
+def test_a_repinned_run_does_not_read_every_annotation_again_at_the_next_edit(stores, record, write_jsonl, monkeypatch):
+    from trajectories.store import projection as projection_module
+
+    budgeted, whole = stores
+    edited = whole.page(query=_run("run-a")).rows[0]["trajectory_id"]
+    budgeted.page(query=_run("run-c"))
+    monkeypatch.setattr(projection_module, "_FOLLOW_ROWS", 10)  # fewer than the other runs' annotations
+    full_reads = []
+    read = projection_module.AnnotationColumns.read.__func__
+    monkeypatch.setattr(
+        projection_module.AnnotationColumns,
+        "read",
+        classmethod(lambda cls, *args, **kwargs: full_reads.append(1) or read(cls, *args, **kwargs)),
+    )
+    _import(budgeted.uri, write_jsonl(_records(record, "run-a", 5, start=300), "more-a.jsonl"))
+    assert budgeted.page(query=_run("run-c")).count == RUNS["run-c"]  # re-pinned: its rows are where they were
+    budgeted.annotate(trajectory_ids=[edited], change=AnnotationChange(category="x"), user="u")
+    assert budgeted.page(query=_run("run-c")).count == RUNS["run-c"]
+    assert full_reads == []

@@ -280,8 +280,9 @@ def cached(
         with served() as answered:
             value = compute()
         # Keys name the rows of the projection that answers: an answer from another one (swapped in
-        # meanwhile) is not stored under this key.
-        stale = any(answered_from[0] != versions[0] for answered_from, _ in answered)
+        # meanwhile), or from annotations older than the key names (a training run's projection catching
+        # up, store/runs.py), is not stored under this key.
+        stale = any(answered_from[0] != versions[0] or answered_from[1] < versions[1] for answered_from, _ in answered)
         if not stale and (max_bytes is None or _size(value) <= max_bytes):
             _redis(lambda: cache.set(key, value, timeout=TIMEOUT_SECONDS), None)
         return value

@@ -18,6 +18,7 @@ from trajectories import monitoring, reads
 from trajectories.models import Monitor
 from trajectories.query import TrajectoryQuery
 from trajectories.signals import trajectories_changed
+from trajectories.store import ScopeTooLarge
 
 from . import charts
 
@@ -27,10 +28,14 @@ FROM_VAR = "from"
 def summary(monitor: Monitor) -> dict:
     """A monitor's matches: how many, where they are, and how many per iteration."""
     rows = TrajectoryQuery.where(tags=monitor.tag)
-    by_iteration = [point for point in reads.stats(query=rows, by="iteration_id") if point["key"] is not None]
+    count = reads.count(query=rows)
+    try:
+        by_iteration = [point for point in reads.stats(query=rows, by="iteration_id") if point["key"] is not None]
+    except ScopeTooLarge:  # a store past the memory budget charts a tag within a training run only
+        by_iteration = []
     return {
         "monitor": monitor,
-        "count": reads.count(query=rows),
+        "count": count,
         "matches_url": reverse("trajectories:list") + "?" + urlencode({"tag": monitor.tag}),
         "query_url": reverse("trajectories:list") + ("?" + monitor.query if monitor.query else ""),
         "trend": charts.sparkline([point["count"] for point in by_iteration]),

@@ -2,10 +2,11 @@
 alone: filters on stored values go to its scalar indexes (a BITMAP on training_id, BTREEs on data_id
 and the key) or a scan of the few columns they read, never into memory whole.
 
-What it answers: lists and counts filtered by exact values and number ranges of the trajectory
-fields, or by annotations (bookmarked, judged, a category: the annotations table is narrow), newest
-import first; facet counts of the whole store (per fragment, kept while the fragment is); records by
-id. What it refuses, saying why: sorting, searching and patterns across runs (each would rank or read
+What it answers: lists and counts filtered by exact values, number ranges and emptiness of the
+trajectory fields (newest import first), or by annotations (bookmarked, judged, a category, one tag:
+the annotations table is narrow; latest annotated first); facet counts of the whole store (per
+fragment, kept while the fragment is) or of at most `COUNTED_MATCHES` matching rows; records by id.
+What it refuses, saying why: sorting, searching and patterns across runs (each would rank or read
 every row), and filters that mix both tables.
 """
 
@@ -20,7 +21,7 @@ import pyarrow.compute as pc
 
 from trajectories import fields
 from trajectories.fields import ANNOTATIONS, TRAJECTORIES, Kind
-from trajectories.query import DEFAULT_ORDERING, BoolMatch, NumberMatch, TextMatch, TrajectoryQuery
+from trajectories.query import DEFAULT_ORDERING, BoolMatch, EmptyMatch, NumberMatch, TextMatch, TrajectoryQuery
 
 from .annotations import blank_annotation
 from .engine import RECORD_COLUMNS, ResultPage, _python_columns
@@ -34,6 +35,10 @@ NEWEST_IMPORT_FIRST = (
     "Across training runs this store is larger than a server holds in memory: trajectories are listed "
     "newest import first. Choose a training run to sort, search and chart them."
 )
+LATEST_ANNOTATED_FIRST = (
+    "Across training runs this store is larger than a server holds in memory: trajectories are listed "
+    "by their annotation's latest change first. Choose a training run to sort, search and chart them."
+)
 
 
 def page(trajectories, annotations, *, query: TrajectoryQuery, refuse) -> ResultPage:
@@ -45,7 +50,7 @@ def page(trajectories, annotations, *, query: TrajectoryQuery, refuse) -> Result
         count = len(ids)
         chosen = ids[::-1][query.offset : query.offset + query.page_size]
         rows = _rows_by_id(trajectories, annotations, chosen)
-        return ResultPage(rows=rows, count=count, version=trajectories.version, note=NEWEST_IMPORT_FIRST)
+        return ResultPage(rows=rows, count=count, version=trajectories.version, note=LATEST_ANNOTATED_FIRST)
     count = trajectories.count_rows(filter=expression)
     stop = max(count - query.offset, 0)
     start = max(stop - query.page_size, 0)
@@ -66,10 +71,11 @@ def count(trajectories, annotations, *, query: TrajectoryQuery, refuse) -> int:
 
 
 def facets(trajectories, annotations, *, query: TrajectoryQuery | None, names: tuple[str, ...]):
-    """Facet counts of the whole store (most frequent first, rows without a value last as None). With
-    filters across runs nothing is counted: each name gets no values (the page offers the runs)."""
+    """Facet counts (most frequent first, rows without a value last as None): of the whole store, or of
+    the rows a filter across runs matches when they are at most `COUNTED_MATCHES`; otherwise each name
+    gets no values (choosing a run counts them)."""
     if query is not None and query.is_filtered:
-        return {name: [] for name in names}
+        return _matching_facets(trajectories, annotations, query=query, names=names)
     rows = trajectories.count_rows()
     found = {}
     for name in names:
@@ -94,6 +100,42 @@ def records(trajectories, annotations, *, trajectory_ids: list[str], batch: int)
         yield from _with_annotations(annotations, found)
 
 
+COUNTED_MATCHES = 100_000
+
+
+class _Unanswered(Exception):
+    pass
+
+
+def _matching_facets(trajectories, annotations, *, query: TrajectoryQuery, names: tuple[str, ...]):
+    nothing = {name: [] for name in names}
+    try:
+        table_name, expression = _expression(query, _Unanswered)
+    except _Unanswered:
+        return nothing
+    if table_name == ANNOTATIONS:
+        ids = _annotated_ids(annotations, expression)
+        matching = pc.field(KEY).isin(ids)
+        if len(ids) > COUNTED_MATCHES:
+            return nothing
+    elif trajectories.count_rows(filter=expression) > COUNTED_MATCHES:
+        return nothing
+    else:
+        matching = expression
+    own = [name for name in names if fields.BY_NAME[name].table == TRAJECTORIES]
+    table = trajectories.to_table(columns=[KEY, *own], filter=matching)
+    keys = table.column(KEY).to_pylist()
+    found = {name: _values_of(table.column(name)) for name in own}
+    others = [name for name in names if name not in found]
+    if others:
+        rows = annotations.to_table(columns=[KEY, *others], filter=pc.field(KEY).isin(keys)) if keys else None
+        for name in others:
+            counted = _values_of(rows.column(name)) if rows is not None else Counter()
+            counted[None] += len(keys) - (rows.num_rows if rows is not None else 0)  # never annotated
+            found[name] = counted
+    return {name: _ranked(found[name]) for name in names}
+
+
 # --- filters ------------------------------------------------------------------------------------
 
 
@@ -102,13 +144,17 @@ def _check_order(query: TrajectoryQuery, refuse) -> None:
         raise refuse("cannot be sorted (every matching row would be ranked; they are listed newest import first)")
 
 
-def _expression(query: TrajectoryQuery, refuse) -> tuple[str, pc.Expression | None]:
+def _expression(query: TrajectoryQuery, refuse) -> tuple[str, pc.Expression | str | None]:
     """The table `query`'s filters read and their expression (values as Arrow scalars, never SQL text)."""
     if query.search or query.text is not None:
         raise refuse("cannot be searched (every row's text would be read)")
     tables = {fields.BY_NAME[name].table for name, _ in query.filters}
     if len(tables) > 1:
         raise refuse("cannot mix trajectory fields and annotations")
+    if len(query.filters) == 1 and fields.BY_NAME[query.filters[0][0]].kind is Kind.LIST:
+        name, match = query.filters[0]
+        if fields.BY_NAME[name].table == ANNOTATIONS and isinstance(match, TextMatch) and not match.patterns:
+            return ANNOTATIONS, _any_of(name, match.exact)  # a monitor's matches: one tag in every run
     table_name = tables.pop() if tables else TRAJECTORIES
     expression = None
     for name, match in query.filters:
@@ -133,6 +179,9 @@ def _condition(field: fields.Field, match, refuse) -> pc.Expression:
         for each in conditions:
             condition = condition & each
         return condition
+    if isinstance(match, EmptyMatch) and field.kind is Kind.TEXT and field.table == TRAJECTORIES:
+        empty = column.is_null() | (column == "")  # as a list shows it: no value
+        return empty if match.empty else ~empty
     if isinstance(match, BoolMatch) and match.value is not None and field.kind in (Kind.BOOL, Kind.TRISTATE):
         # A trajectory never annotated is not bookmarked and not judged: only annotated rows can be true
         # or false, except "not bookmarked", which every blank row is.
@@ -142,7 +191,14 @@ def _condition(field: fields.Field, match, refuse) -> pc.Expression:
     raise refuse(f"cannot filter {field.name} this way (only exact values and number ranges)")
 
 
-def _annotated_ids(annotations, expression: pc.Expression | None) -> list[str]:
+def _any_of(name: str, values: tuple[str, ...]) -> str:
+    """SQL text for "the list holds one of `values`" (no Arrow expression says it): each value a quoted
+    literal, its quotes doubled."""
+    literals = ", ".join("'" + value.replace("'", "''") + "'" for value in values)
+    return f"array_has_any({name}, [{literals}])"
+
+
+def _annotated_ids(annotations, expression: pc.Expression | str | None) -> list[str]:
     if expression is None:
         raise ValueError("an annotations question needs a filter")
     return annotations.to_table(columns=[KEY], filter=expression).column(KEY).to_pylist()

@@ -96,10 +96,10 @@ class QueryEngine:
         return 0 if projection is None else projection.rows
 
     def release(self) -> None:
-        """Let the projection go (its rows no longer fit this process's budget, see runs.py)."""
-        with self._lock:
-            self._released += 1
-            self._projection = None
+        """Let the projection go (its rows no longer fit this process's budget, see runs.py). Without
+        the lock: a first build holds it for seconds, and the caller is answering another request."""
+        self._released += 1
+        self._projection = None
 
     def ready(self) -> bool:
         """Whether this process holds a projection to answer from (it may be a version behind)."""
@@ -130,6 +130,16 @@ class QueryEngine:
         if annotation_fields is None:
             return _versions(projection)
         return projection.version, projection.annotations.changed_at(annotation_fields)
+
+    def annotations_held(self, trajectory_ids: list[str]) -> list[dict[str, Any]] | None:
+        """`annotations_of` from the projection held, if it is current; never builds one."""
+        projection = self.peek()
+        if projection is None:
+            return None
+        positions = [projection.position_of(trajectory_id) for trajectory_id in trajectory_ids]
+        if any(position is None for position in positions):
+            return None
+        return projection.annotations.fields_at(np.array(positions, dtype=np.int64))
 
     def annotations_of(self, trajectory_ids: list[str]) -> list[dict[str, Any]] | None:
         """The annotation fields of each trajectory as the projection that answers holds them (what a
@@ -217,19 +227,19 @@ class QueryEngine:
             self._building = True
         thread = threading.Thread(
             target=self._background_build,
-            args=(trajectories, annotations, rows_of),
+            args=(trajectories, annotations, rows_of, self._released),
             name="trajsite-projection",
             daemon=True,
         )
         thread.start()
 
-    def _background_build(self, dataset, annotation_dataset, rows_of: Projection | None) -> None:
+    def _background_build(self, dataset, annotation_dataset, rows_of: Projection | None, released: int) -> None:
         with _requests_first():
-            self._build_and_swap(dataset, annotation_dataset, rows_of)
+            self._build_and_swap(dataset, annotation_dataset, rows_of, released)
 
-    def _build_and_swap(self, dataset, annotation_dataset, rows_of: Projection | None) -> None:
+    def _build_and_swap(self, dataset, annotation_dataset, rows_of: Projection | None, released: int) -> None:
+        """`released`: how often the projection had been let go when the build was asked for."""
         started = time.perf_counter()
-        released = self._released
         try:
             if rows_of is None:
                 serving = self._projection
@@ -276,10 +286,11 @@ class QueryEngine:
         if projection.rows < WARM_ROWS:
             self._warmed.set()
             return
-        threading.Thread(target=self._warm, args=(projection,), name="trajsite-sort-orders", daemon=True).start()
+        threading.Thread(
+            target=self._warm, args=(projection, self._released), name="trajsite-sort-orders", daemon=True
+        ).start()
 
-    def _warm(self, projection: Projection) -> None:
-        released = self._released
+    def _warm(self, projection: Projection, released: int) -> None:
         try:
             # A projection let go meanwhile (runs.py drops a run's) is not warmed on: its memory goes.
             _warm(projection, stop=lambda: self._released != released)

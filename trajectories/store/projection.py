@@ -109,6 +109,9 @@ class AnnotationColumns:
         projection `trajectory_ids` are of, version `held`, moved on)."""
         fragments = dataset.get_fragments()
         sizes = [fragment.count_rows() for fragment in fragments]
+        if not len(trajectory_ids):  # a training run of no rows (runs.py): nothing to find
+            blank = cls.load(ANNOTATION_SCHEMA.empty_table(), version=dataset.version, trajectory_ids=trajectory_ids)
+            return replace(blank, waiting=(held, frozenset(fragment.fragment_id for fragment in fragments)))
         if sum(sizes) > max(_PIECEWISE_TIMES * len(trajectory_ids), _PIECEWISE_ROWS):
             # One training run's projection (runs.py) among many annotated rows: only its rows are kept.
             return cls._read_piecewise(dataset, fragments, sizes, trajectory_ids=trajectory_ids, held=held)
@@ -359,7 +362,12 @@ class Projection:
         updated, nothing written): nothing to read. None when the rows differ."""
         if not self.layout or rows_layout(dataset) != self.layout:
             return None
-        return Projection(**{**self.__dict__, "version": dataset.version, "dataset": dataset})
+        annotations = self.annotations
+        waited_at, waiting = annotations.waiting
+        if waited_at == self.version:  # the same rows: what waited for other rows still waits
+            annotations = replace(annotations, waiting=(dataset.version, waiting))
+        return Projection(**{**self.__dict__, "version": dataset.version, "dataset": dataset,
+                             "annotations": annotations})  # fmt: skip
 
     @classmethod
     def load(cls, dataset, *, annotation_dataset) -> Projection:

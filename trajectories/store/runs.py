@@ -26,6 +26,7 @@ from .engine import QueryEngine, ResultPage
 
 RUN = "training_id"
 _TAKEN_ROWS = 200_000
+_KEPT_RUNS = 64  # runs of a few rows each (or none: a run asked about that is not stored) add up too
 
 
 class ScopeTooLarge(QueryError):
@@ -89,6 +90,11 @@ class RunRows:
         if entries is None:
             entries = self.__dict__["_layout"] = {entry[0]: entry for entry in rows_layout(self._dataset)}
         return entries
+
+    def known_rows(self) -> int | None:
+        """How many rows the run has, if they were found already (without looking)."""
+        addresses = self._addresses
+        return None if addresses is None else len(addresses)
 
     def count_rows(self, filter=None) -> int:
         if filter is not None:
@@ -164,6 +170,8 @@ class RunEngines:
         over = rows > self.budget_rows
         if over and self.whole.ready():
             self.whole.release()  # the store grew past the budget: its whole projection goes
+        if not over and self._engines:
+            self._drop(list(self._engines))  # it shrank below: the whole store's projection answers
         return over
 
     def _engine(self, query: TrajectoryQuery | None, *, asked: str = "this question") -> QueryEngine:
@@ -179,9 +187,10 @@ class RunEngines:
 
     def run_engine(self, run: str) -> QueryEngine:
         """The engine of one run, made if needed; runs asked about least recently are dropped until
-        those kept hold at most the budget."""
-        rows = len(self._view(run).addresses)
+        the rows of those kept (loaded or loading) are at most the budget."""
+        rows = len(self._view(run, keep=True).addresses)
         if rows > self.budget_rows:
+            self._drop([run])  # a held run that grew past the budget goes too
             raise ScopeTooLarge(
                 f"training run {run!r} holds {rows:,} trajectories, more than this server holds in memory "
                 f"(TRAJSITE_PROJECTION_BUDGET_ROWS={self.budget_rows:,}): narrow it further"
@@ -194,14 +203,30 @@ class RunEngines:
                 )
                 self.loads += 1
             self._engines[run] = engine
-            held = rows + sum(other.rows_held() for key, other in self._engines.items() if key != run)
-            while held > self.budget_rows and len(self._engines) > 1:
-                dropped, oldest = self._engines.popitem(last=False)
-                self._views.pop(dropped, None)
-                held -= oldest.rows_held()
-                oldest.release()
-                self.dropped += 1
+            # Counted by the rows each run holds in its newest view (a run still loading counts too).
+            held = {key: self._held_rows(key) for key in self._engines}
+            dropped = []
+            while (sum(held.values()) > self.budget_rows or len(held) > _KEPT_RUNS) and len(held) > 1:
+                oldest = next(iter(held))
+                held.pop(oldest)
+                dropped.append(oldest)
+        self._drop(dropped)
         return engine
+
+    def _held_rows(self, run: str) -> int:
+        view = self._views.get(run)
+        known = view.known_rows() if view is not None else None
+        return known if known is not None else self._engines[run].rows_held()
+
+    def _drop(self, runs: list[str]) -> None:
+        with self._lock:
+            engines = [self._engines.pop(run, None) for run in runs]
+            for run in runs:
+                self._views.pop(run, None)
+        for engine in engines:
+            if engine is not None:
+                engine.release()  # a request answering from it meanwhile keeps its projection until done
+                self.dropped += 1
 
     def held_runs(self) -> dict[str, int]:
         """The runs whose projections this process holds, with their rows (least recently asked first)."""
@@ -211,15 +236,20 @@ class RunEngines:
         trajectories, annotations = self._open_tables()
         return self._view(run, trajectories), annotations
 
-    def _view(self, run: str, trajectories=None) -> RunRows:
+    def _view(self, run: str, trajectories=None, *, keep: bool = False) -> RunRows:
+        """The run's rows in the newest version; kept for the next request if the run is held (or
+        `keep`: about to be), not for a request still answering from a run dropped meanwhile."""
         if trajectories is None:
             trajectories, _ = self._open_tables()
+        view = self._views.get(run)
+        if view is not None and view.version == trajectories.version:
+            return view
+        # Found outside the lock (a scan of new fragments): requests about other runs do not wait for it.
+        view = RunRows(trajectories, run) if view is None else view.later(trajectories)
         with self._lock:
-            view = self._views.get(run)
-            if view is None:
-                view = self._views[run] = RunRows(trajectories, run)
-            elif view.version != trajectories.version:
-                view = self._views[run] = view.later(trajectories)
+            kept = self._views.get(run)
+            if (keep or run in self._engines) and (kept is None or kept.version < view.version):
+                self._views[run] = view
         return view
 
     def _engines_now(self) -> list[QueryEngine]:
@@ -243,7 +273,15 @@ class RunEngines:
         return trajectories.version, annotations.version
 
     def annotations_of(self, trajectory_ids: list[str]) -> list[dict[str, Any]] | None:
-        return None if self.over_budget() else self.whole.annotations_of(trajectory_ids)
+        """As the whole store's engine does, from the held run whose current projection holds them all
+        (a cached page of one run); None otherwise (the page is read anew)."""
+        if not self.over_budget():
+            return self.whole.annotations_of(trajectory_ids)
+        for engine in list(self._engines.values()):
+            found = engine.annotations_held(trajectory_ids)
+            if found is not None:
+                return found
+        return None
 
     def holds_unchanged(self, projection) -> bool:
         return self.whole.holds_unchanged(projection)
