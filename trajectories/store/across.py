@@ -42,32 +42,31 @@ LATEST_ANNOTATED_FIRST = (
 
 
 def page(trajectories, annotations, *, query: TrajectoryQuery, refuse) -> ResultPage:
-    """One page of list rows matching `query`, newest import first, with the exact count."""
+    """One page of list rows matching `query`, newest import (or latest annotation) first, with the
+    exact count: a count and one page's rows read, whatever the number of matches."""
     _check_order(query, refuse)
     table_name, expression = _expression(query, refuse)
-    if table_name == ANNOTATIONS:
-        ids = _annotated_ids(annotations, expression)
-        count = len(ids)
-        chosen = ids[::-1][query.offset : query.offset + query.page_size]
-        rows = _rows_by_id(trajectories, annotations, chosen)
-        return ResultPage(rows=rows, count=count, version=trajectories.version, note=LATEST_ANNOTATED_FIRST)
-    count = trajectories.count_rows(filter=expression)
+    source = annotations if table_name == ANNOTATIONS else trajectories
+    count = source.count_rows(filter=expression)
     stop = max(count - query.offset, 0)
     start = max(stop - query.page_size, 0)
-    rows = []
-    if stop > start:
-        table = trajectories.to_table(
+    note = LATEST_ANNOTATED_FIRST if table_name == ANNOTATIONS else NEWEST_IMPORT_FIRST
+    if stop == start:
+        return ResultPage(rows=[], count=count, version=trajectories.version, note=note)
+    if table_name == ANNOTATIONS:
+        read = annotations.to_table(columns=[KEY], filter=expression, offset=start, limit=stop - start)
+        rows = _rows_by_id(trajectories, annotations, read.column(KEY).to_pylist()[::-1])
+    else:
+        read = trajectories.to_table(
             columns=list(PROJECTED_COLUMNS), filter=expression, offset=start, limit=stop - start
         )
-        rows = _with_annotations(annotations, table.to_pylist()[::-1])
-    return ResultPage(rows=rows, count=count, version=trajectories.version, note=NEWEST_IMPORT_FIRST)
+        rows = _with_annotations(annotations, read.to_pylist()[::-1])
+    return ResultPage(rows=rows, count=count, version=trajectories.version, note=note)
 
 
 def count(trajectories, annotations, *, query: TrajectoryQuery, refuse) -> int:
     table_name, expression = _expression(query, refuse)
-    if table_name == ANNOTATIONS:
-        return len(_annotated_ids(annotations, expression))
-    return trajectories.count_rows(filter=expression)
+    return (annotations if table_name == ANNOTATIONS else trajectories).count_rows(filter=expression)
 
 
 def facets(trajectories, annotations, *, query: TrajectoryQuery | None, names: tuple[str, ...]):
@@ -113,15 +112,13 @@ def _matching_facets(trajectories, annotations, *, query: TrajectoryQuery, names
         table_name, expression = _expression(query, _Unanswered)
     except _Unanswered:
         return nothing
-    if table_name == ANNOTATIONS:
-        ids = _annotated_ids(annotations, expression)
-        matching = pc.field(KEY).isin(ids)
-        if len(ids) > COUNTED_MATCHES:
-            return nothing
-    elif trajectories.count_rows(filter=expression) > COUNTED_MATCHES:
+    source = annotations if table_name == ANNOTATIONS else trajectories
+    if source.count_rows(filter=expression) > COUNTED_MATCHES:
         return nothing
-    else:
-        matching = expression
+    matching = expression
+    if table_name == ANNOTATIONS:
+        ids = annotations.to_table(columns=[KEY], filter=expression).column(KEY).to_pylist()
+        matching = pc.field(KEY).isin(ids)
     own = [name for name in names if fields.BY_NAME[name].table == TRAJECTORIES]
     table = trajectories.to_table(columns=[KEY, *own], filter=matching)
     keys = table.column(KEY).to_pylist()
@@ -196,12 +193,6 @@ def _any_of(name: str, values: tuple[str, ...]) -> str:
     literal, its quotes doubled."""
     literals = ", ".join("'" + value.replace("'", "''") + "'" for value in values)
     return f"array_has_any({name}, [{literals}])"
-
-
-def _annotated_ids(annotations, expression: pc.Expression | str | None) -> list[str]:
-    if expression is None:
-        raise ValueError("an annotations question needs a filter")
-    return annotations.to_table(columns=[KEY], filter=expression).column(KEY).to_pylist()
 
 
 # --- rows ---------------------------------------------------------------------------------------
