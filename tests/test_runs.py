@@ -385,3 +385,13 @@ def test_a_repinned_run_does_not_read_every_annotation_again_at_the_next_edit(st
     budgeted.annotate(trajectory_ids=[edited], change=AnnotationChange(category="x"), user="u")
     assert budgeted.page(query=_run("run-c")).count == RUNS["run-c"]
     assert full_reads == []
+
+
+def test_records_by_id_across_runs_are_the_whole_stores(stores):
+    budgeted, whole = stores
+    ids = [whole.page(query=_run(run)).rows[1]["trajectory_id"] for run in ("run-c", "run-a")]
+    budgeted.annotate(trajectory_ids=ids[:1], change=AnnotationChange(is_bookmarked=True, notes="见过"), user="u")
+    asked = [*ids, "not-stored"]
+    mine = list(budgeted.records(trajectory_ids=asked))
+    assert [record["trajectory_id"] for record in mine] == ids
+    assert mine == list(whole.records(trajectory_ids=asked))

@@ -94,7 +94,8 @@ def records(trajectories, annotations, *, trajectory_ids: list[str], batch: int)
         table = trajectories.to_table(columns=list(RECORD_COLUMNS), filter=pc.field(KEY).isin(chosen))
         columns = _python_columns(table)
         names = list(columns)
-        by_id = {values[0]: dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)}
+        rows = [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+        by_id = {row[KEY]: row for row in rows}
         found = [by_id[key] for key in chosen if key in by_id]
         yield from _with_annotations(annotations, found)
 
