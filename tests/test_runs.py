@@ -13,6 +13,7 @@ from trajectories.importing.errors import ErrorSink
 from trajectories.importing.pipeline import ImportOptions, run_import
 from trajectories.query import EmptyMatch, NumberMatch, TrajectoryQuery
 from trajectories.store import AnnotationChange
+from trajectories.store.projection import AnnotationColumns
 from trajectories.store.repository import TrajectoryStore
 from trajectories.store.runs import RunRows, ScopeTooLarge
 from trajectories.textquery import parse_text
@@ -59,6 +60,19 @@ def stores(tmp_path, record, write_jsonl):
     budgeted = TrajectoryStore(uri=uri, budget_rows=BUDGET)
     budgeted.ensure_indexes()  # the BITMAP on training_id a budgeted store builds
     return budgeted, TrajectoryStore(uri=uri)
+
+
+def _calls_of(monkeypatch, name: str) -> list:
+    """Calls of the annotation columns' class method `name` from now on (one entry each)."""
+    calls = []
+    method = getattr(AnnotationColumns, name).__func__
+
+    def counted(cls, *args, **kwargs):
+        calls.append(1)
+        return method(cls, *args, **kwargs)
+
+    monkeypatch.setattr(AnnotationColumns, name, classmethod(counted))
+    return calls
 
 
 def _run(run: str, **changes) -> TrajectoryQuery:
@@ -283,13 +297,7 @@ def test_a_runs_annotations_are_read_a_piece_at_a_time_among_many(stores, monkey
     budgeted.annotate(trajectory_ids=[marked], change=AnnotationChange(category="loop", add_tags=("x",)), user="u")
     monkeypatch.setattr(projection_module, "_PIECEWISE_TIMES", 2)  # 90 annotated rows > 2 x 30 of run-b
     monkeypatch.setattr(projection_module, "_PIECEWISE_ROWS", 7)  # read 7 keys at a time
-    pieces = []
-    read = projection_module.AnnotationColumns._read_piecewise.__func__
-    monkeypatch.setattr(
-        projection_module.AnnotationColumns,
-        "_read_piecewise",
-        classmethod(lambda cls, *args, **kwargs: pieces.append(1) or read(cls, *args, **kwargs)),
-    )
+    pieces = _calls_of(monkeypatch, "_read_piecewise")
     query = _run("run-b", ordering=(("category", True), ("trajectory_id", False)))
     assert budgeted.page(query=query).rows == whole.page(query=query).rows
     assert pieces and budgeted.page(query=query).rows[0]["category"] == "loop"
@@ -373,13 +381,7 @@ def test_a_repinned_run_does_not_read_every_annotation_again_at_the_next_edit(st
     edited = whole.page(query=_run("run-a")).rows[0]["trajectory_id"]
     budgeted.page(query=_run("run-c"))
     monkeypatch.setattr(projection_module, "_FOLLOW_ROWS", 10)  # fewer than the other runs' annotations
-    full_reads = []
-    read = projection_module.AnnotationColumns.read.__func__
-    monkeypatch.setattr(
-        projection_module.AnnotationColumns,
-        "read",
-        classmethod(lambda cls, *args, **kwargs: full_reads.append(1) or read(cls, *args, **kwargs)),
-    )
+    full_reads = _calls_of(monkeypatch, "read")
     _import(budgeted.uri, write_jsonl(_records(record, "run-a", 5, start=300), "more-a.jsonl"))
     assert budgeted.page(query=_run("run-c")).count == RUNS["run-c"]  # re-pinned: its rows are where they were
     budgeted.annotate(trajectory_ids=[edited], change=AnnotationChange(category="x"), user="u")
