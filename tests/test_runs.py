@@ -129,11 +129,19 @@ def test_runs_held_stay_within_the_budget_the_least_recently_asked_dropped(store
     assert engines.dropped == 2 and engines.loads == 4
 
 
-def test_a_run_larger_than_the_budget_is_refused_with_what_to_narrow(stores):
-    budgeted, _ = stores
+def test_a_run_larger_than_the_budget_lists_from_lancedb_and_refuses_the_rest(stores):
+    budgeted, whole = stores
     budgeted.engine.budget_rows = 35  # run-a's 40 rows do not fit
-    with pytest.raises(ScopeTooLarge, match=r"run-a.*40 trajectories"):
-        budgeted.page(query=_run("run-a"))
+    listed = budgeted.page(query=_run("run-a", page_size=100))
+    assert listed.count == 40 and "newest import first" in listed.note
+    assert {row["trajectory_id"] for row in listed.rows} == {
+        row["trajectory_id"] for row in whole.page(query=_run("run-a", page_size=100)).rows
+    }
+    with pytest.raises(ScopeTooLarge, match=r"run-a.*40 trajectories.*lists and counts open"):
+        budgeted.stats_by(query=_run("run-a"), by="iteration_id")
+    with pytest.raises(ScopeTooLarge, match="cannot be sorted"):
+        budgeted.page(query=_run("run-a", ordering=(("reward", True),)))
+    assert budgeted.engine.held_runs() == {}
 
 
 def test_an_edit_shows_in_its_runs_answers_and_an_import_into_one_run_leaves_the_others_pinned(

@@ -23,6 +23,7 @@ import orjson
 import pytest
 from django.conf import settings
 
+from tests.test_runs import budgeted_site, stores  # noqa: F401 - a store past its memory budget (fixtures)
 from trajectories.store import TrajectoryStore
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -118,8 +118,8 @@ def _matching_facets(trajectories, annotations, *, query: TrajectoryQuery, names
         return nothing
     matching = expression
     if table_name == ANNOTATIONS:
-        ids = annotations.to_table(columns=[KEY], filter=expression).column(KEY).to_pylist()
-        matching = pc.field(KEY).isin(ids)
+        ids = annotations.to_table(columns=[KEY], filter=expression).column(KEY).combine_chunks()
+        matching = pc.field(KEY).isin(ids.cast(pa.string()))  # typed: an empty set of nulls is refused
     own = [name for name in names if fields.BY_NAME[name].table == TRAJECTORIES]
     table = trajectories.to_table(columns=[KEY, *own], filter=matching)
     keys = table.column(KEY).to_pylist()
@@ -139,7 +139,7 @@ def _matching_facets(trajectories, annotations, *, query: TrajectoryQuery, names
 
 def _check_order(query: TrajectoryQuery, refuse) -> None:
     if query.ordering != DEFAULT_ORDERING:
-        raise refuse("cannot be sorted (every matching row would be ranked; they are listed newest import first)")
+        raise refuse("cannot be sorted (every matching row would be ranked; they are listed newest first)")
 
 
 def _expression(query: TrajectoryQuery, refuse) -> tuple[str, pc.Expression | str | None]:

@@ -193,7 +193,8 @@ class RunEngines:
             self._drop([run])  # a held run that grew past the budget goes too
             raise ScopeTooLarge(
                 f"training run {run!r} holds {rows:,} trajectories, more than this server holds in memory "
-                f"(TRAJSITE_PROJECTION_BUDGET_ROWS={self.budget_rows:,}): narrow it further"
+                f"(TRAJSITE_PROJECTION_BUDGET_ROWS={self.budget_rows:,}): its lists and counts open, "
+                "filtered by exact values and ranges, newest import first; sorting, search and charts do not"
             )
         with self._lock:
             engine = self._engines.pop(run, None)
@@ -314,17 +315,17 @@ class RunEngines:
     # --- answers ----------------------------------------------------------------------------------
 
     def page(self, query: TrajectoryQuery) -> ResultPage:
-        if self.over_budget() and pinned_run(query) is None:
+        if self._from_lancedb(query):
             return across.page(*self._open_tables(), query=query, refuse=self._refusal("this list"))
         return self._engine(query).page(query)
 
     def count(self, query: TrajectoryQuery) -> int:
-        if self.over_budget() and pinned_run(query) is None:
+        if self._from_lancedb(query):
             return across.count(*self._open_tables(), query=query, refuse=self._refusal("this count"))
         return self._engine(query).count(query)
 
     def facets(self, query: TrajectoryQuery | None = None, names: tuple[str, ...] | None = None):
-        if self.over_budget() and pinned_run(query) is None:
+        if self._from_lancedb(query):
             return across.facets(*self._open_tables(), query=query, names=names or across.FACET_FIELDS)
         engine = self._engine(query)
         return engine.facets(query) if names is None else engine.facets(query, names)
@@ -384,11 +385,19 @@ class RunEngines:
             training_id=training_id, iteration_id=iteration_id, data_id=data_id, k=k
         )
 
+    def _from_lancedb(self, query: TrajectoryQuery | None) -> bool:
+        """Whether a list, count or facets of `query` is answered by LanceDB alone: past the budget, a
+        question across runs, or about one run larger than the budget (its plain lists still open)."""
+        if not self.over_budget():
+            return False
+        run = pinned_run(query)
+        return run is None or len(self._view(run).addresses) > self.budget_rows
+
     def _refusal(self, asked: str):
         def refuse(why: str) -> ScopeTooLarge:
             return ScopeTooLarge(
-                f"{asked} across training runs {why}; this server holds at most {self.budget_rows:,} "
-                "trajectories in memory (TRAJSITE_PROJECTION_BUDGET_ROWS): choose one training run"
+                f"{asked} {why}: it spans more trajectories than this server holds in memory "
+                f"(TRAJSITE_PROJECTION_BUDGET_ROWS={self.budget_rows:,}); choose one training run that fits"
             )
 
         return refuse
