@@ -11,7 +11,7 @@ import pytest
 from trajectories.analysis import GroupQuery
 from trajectories.importing.errors import ErrorSink
 from trajectories.importing.pipeline import ImportOptions, run_import
-from trajectories.query import EmptyMatch, NumberMatch, TrajectoryQuery
+from trajectories.query import EmptyMatch, NumberMatch, TextMatch, TrajectoryQuery
 from trajectories.store import AnnotationChange
 from trajectories.store.projection import AnnotationColumns
 from trajectories.store.repository import TrajectoryStore
@@ -284,13 +284,13 @@ def test_a_later_versions_run_rows_are_found_in_the_changed_fragments_only(store
     budgeted, whole = stores
     engines = budgeted.engine
     for run in RUNS:
-        assert len(engines._view(run).addresses) == RUNS[run]
+        assert len(engines._view((run,)).addresses) == RUNS[run]
     _import(budgeted.uri, write_jsonl(_records(record, "run-a", 5, start=200), "more-a.jsonl"))
     gone = whole.page(query=_run("run-c")).rows[4]["trajectory_id"]
     assert budgeted.delete(trajectory_ids=[gone]) == 1
     newest = budgeted._dataset("trajectories")
     for run, rows in {"run-a": RUNS["run-a"] + 5, "run-b": RUNS["run-b"], "run-c": RUNS["run-c"] - 1}.items():
-        followed = engines._view(run)
+        followed = engines._view((run,))
         assert followed.version == newest.version
         assert followed.addresses.tolist() == RunRows(newest, run).addresses.tolist()
         assert len(followed.addresses) == rows
@@ -405,3 +405,20 @@ def test_records_by_id_across_runs_are_the_whole_stores(stores):
     mine = list(budgeted.records(trajectory_ids=asked))
     assert [record["trajectory_id"] for record in mine] == ids
     assert mine == list(whole.records(trajectory_ids=asked))
+
+
+def test_two_runs_compared_and_lists_of_a_few_runs_are_answered_by_one_projection_of_them(stores):
+    from trajectories.analysis import ChangeQuery
+
+    budgeted, whole = stores
+    changes = ChangeQuery(rows=TrajectoryQuery(), a=_run("run-b"), b=_run("run-c"))
+    assert budgeted.question_changes(query=changes) == whole.question_changes(query=changes)
+    assert budgeted.engine.held_runs() == {"run-b, run-c": 50}
+    both = TrajectoryQuery.where(training_id=TextMatch(exact=("run-c", "run-b"))).replace(
+        ordering=(("reward", True), ("trajectory_id", False)), page_size=100
+    )
+    assert budgeted.page(query=both).rows == whole.page(query=both).rows
+    assert budgeted.engine.held_runs() == {"run-b, run-c": 50}  # the same projection: the same runs
+    two = TrajectoryQuery.where(training_id=TextMatch(exact=("run-a", "run-b")))
+    with pytest.raises(ScopeTooLarge, match="runs 'run-a', 'run-b' hold 70 trajectories"):  # past the budget
+        budgeted.stats_by(query=two, by="iteration_id")

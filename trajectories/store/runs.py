@@ -27,6 +27,7 @@ from .engine import QueryEngine, ResultPage
 RUN = "training_id"
 _TAKEN_ROWS = 200_000
 _KEPT_RUNS = 64  # runs of a few rows each (or none: a run asked about that is not stored) add up too
+_COMPARED_RUNS = 8  # a question about this many runs at most is answered by one projection of them
 
 
 class ScopeTooLarge(QueryError):
@@ -37,12 +38,13 @@ class ScopeTooLarge(QueryError):
 
 
 class RunRows:
-    """One training run's rows of a trajectories dataset pinned at one version, read as the engine reads
-    a dataset: position i is the run's i-th row by row address; a take reads rows by address."""
+    """The rows of one training run (or of a few compared) of a trajectories dataset pinned at one
+    version, read as the engine reads a dataset: position i is the i-th of those rows by row address;
+    a take reads rows by address."""
 
-    def __init__(self, dataset, training_id: str) -> None:
+    def __init__(self, dataset, runs: str | tuple[str, ...]) -> None:
         self._dataset = dataset
-        self.training_id = training_id
+        self.runs = (runs,) if isinstance(runs, str) else runs
         self._addresses: np.ndarray | None = None
         self._lock = threading.Lock()
 
@@ -54,7 +56,7 @@ class RunRows:
         return self._dataset.version
 
     def _filter(self) -> pc.Expression:
-        return pc.field(RUN) == self.training_id
+        return pc.field(RUN) == self.runs[0] if len(self.runs) == 1 else pc.field(RUN).isin(list(self.runs))
 
     @property
     def addresses(self) -> np.ndarray:
@@ -69,7 +71,7 @@ class RunRows:
         """The run's rows in `dataset`, a later version: the addresses in fragments that did not change
         are this view's, only new or changed fragments are searched (an import adds a version every
         few seconds; finding a large run's rows anew at each cost every run's next request ~0.1 s)."""
-        view = RunRows(dataset, self.training_id)
+        view = RunRows(dataset, self.runs)
         if self._addresses is None:
             return view
         before, after = self._entries(), view._entries()
@@ -132,14 +134,18 @@ class RunRows:
             yield from self.take(np.arange(start, min(start + batch_size, rows)), columns=columns).to_batches()
 
 
-def pinned_run(query: TrajectoryQuery | None) -> str | None:
-    """The one training run `query` is about (training_id=X), if it names exactly one."""
+def pinned_runs(query: TrajectoryQuery | None) -> tuple[str, ...] | None:
+    """The training runs `query` is about (training_id=X, or a few runs compared), if it names them."""
     if query is None:
         return None
     matches = [match for match in query.matches(RUN) if isinstance(match, TextMatch)]
-    if len(matches) == 1 and len(matches[0].exact) == 1 and not matches[0].patterns:
-        return matches[0].exact[0]
+    if len(matches) == 1 and 0 < len(matches[0].exact) <= _COMPARED_RUNS and not matches[0].patterns:
+        return tuple(sorted(set(matches[0].exact)))
     return None
+
+
+def _label(runs: tuple[str, ...]) -> str:
+    return ", ".join(repr(run) for run in runs)
 
 
 class RunEngines:
@@ -152,8 +158,8 @@ class RunEngines:
         self.budget_rows = budget_rows
         self.background_rows = background_rows
         self._open_tables = open_tables
-        self._engines: OrderedDict[str, QueryEngine] = OrderedDict()
-        self._views: dict[str, RunRows] = {}  # per run, its rows in the newest version asked about
+        self._engines: OrderedDict[tuple[str, ...], QueryEngine] = OrderedDict()
+        self._views: dict[tuple[str, ...], RunRows] = {}  # per runs held, their rows in the newest version
         self._rows: dict[int, int] = {}  # trajectories version -> rows
         self._lock = threading.Lock()
         self.loads = 0  # run engines made (a run asked about again after it was dropped counts again)
@@ -177,22 +183,24 @@ class RunEngines:
     def _engine(self, query: TrajectoryQuery | None, *, asked: str = "this question") -> QueryEngine:
         if not self.over_budget():
             return self.whole
-        run = pinned_run(query)
-        if run is None:
+        runs = pinned_runs(query)
+        if runs is None:
             raise ScopeTooLarge(
                 f"{asked} across training runs reads more trajectories than this server holds in memory "
                 f"(TRAJSITE_PROJECTION_BUDGET_ROWS={self.budget_rows:,}): choose one training run"
             )
-        return self.run_engine(run)
+        return self.run_engine(runs)
 
-    def run_engine(self, run: str) -> QueryEngine:
-        """The engine of one run, made if needed; runs asked about least recently are dropped until
-        the rows of those kept (loaded or loading) are at most the budget."""
+    def run_engine(self, runs: str | tuple[str, ...]) -> QueryEngine:
+        """The engine of one run (or of a few compared), made if needed; those asked about least
+        recently are dropped until the rows of those kept (loaded or loading) are at most the budget."""
+        run = (runs,) if isinstance(runs, str) else runs
         rows = len(self._view(run, keep=True).addresses)
         if rows > self.budget_rows:
-            self._drop([run])  # a held run that grew past the budget goes too
+            self._drop([run])  # held runs that grew past the budget go too
             raise ScopeTooLarge(
-                f"training run {run!r} holds {rows:,} trajectories, more than this server holds in memory "
+                f"training {'run' if len(run) == 1 else 'runs'} {_label(run)} "
+                f"{'holds' if len(run) == 1 else 'hold'} {rows:,} trajectories, more than this server holds in memory "
                 f"(TRAJSITE_PROJECTION_BUDGET_ROWS={self.budget_rows:,}): its lists and counts open, "
                 "filtered by exact values and ranges, newest import first; sorting, search and charts do not"
             )
@@ -214,12 +222,12 @@ class RunEngines:
         self._drop(dropped)
         return engine
 
-    def _held_rows(self, run: str) -> int:
+    def _held_rows(self, run: tuple[str, ...]) -> int:
         view = self._views.get(run)
         known = view.known_rows() if view is not None else None
         return known if known is not None else self._engines[run].rows_held()
 
-    def _drop(self, runs: list[str]) -> None:
+    def _drop(self, runs: list[tuple[str, ...]]) -> None:
         with self._lock:
             engines = [self._engines.pop(run, None) for run in runs]
             for run in runs:
@@ -231,13 +239,13 @@ class RunEngines:
 
     def held_runs(self) -> dict[str, int]:
         """The runs whose projections this process holds, with their rows (least recently asked first)."""
-        return {run: engine.rows_held() for run, engine in list(self._engines.items())}
+        return {", ".join(run): engine.rows_held() for run, engine in list(self._engines.items())}
 
-    def _run_tables(self, run: str):
+    def _run_tables(self, run: tuple[str, ...]):
         trajectories, annotations = self._open_tables()
         return self._view(run, trajectories), annotations
 
-    def _view(self, run: str, trajectories=None, *, keep: bool = False) -> RunRows:
+    def _view(self, run: tuple[str, ...], trajectories=None, *, keep: bool = False) -> RunRows:
         """The run's rows in the newest version; kept for the next request if the run is held (or
         `keep`: about to be), not for a request still answering from a run dropped meanwhile."""
         if trajectories is None:
@@ -336,7 +344,7 @@ class RunEngines:
         return self.whole.records(trajectory_ids, batch)
 
     def neighbours(self, query: TrajectoryQuery, trajectory_id: str):
-        if self.over_budget() and pinned_run(query) is None:
+        if self.over_budget() and pinned_runs(query) is None:
             return None, None, None, 0  # a detail page opened from a list across runs: no previous/next
         return self._engine(query).neighbours(query, trajectory_id)
 
@@ -374,7 +382,13 @@ class RunEngines:
         return self._engine(query, asked="a chart").curves(query, split=split, by=by, buckets=buckets)
 
     def question_changes(self, query: ChangeQuery):
-        return self._engine(query.rows, asked="comparing questions").question_changes(query)
+        # Two runs compared (a.training_id=X&b.training_id=Y): one projection of both answers.
+        sides = [pinned_runs(side) for side in (query.a, query.b)]
+        rows = query.rows
+        if pinned_runs(rows) is None and None not in sides:
+            both = tuple(sorted({run for side in sides for run in side}))
+            rows = TrajectoryQuery(filters=(*rows.filters, (RUN, TextMatch(exact=both))))
+        return self._engine(rows, asked="comparing questions").question_changes(query)
 
     def groups(self, query: GroupQuery):
         return self._engine(query.rows, asked="listing groups").groups(query)
@@ -390,8 +404,8 @@ class RunEngines:
         question across runs, or about one run larger than the budget (its plain lists still open)."""
         if not self.over_budget():
             return False
-        run = pinned_run(query)
-        return run is None or len(self._view(run).addresses) > self.budget_rows
+        runs = pinned_runs(query)
+        return runs is None or len(self._view(runs).addresses) > self.budget_rows
 
     def _refusal(self, asked: str):
         def refuse(why: str) -> ScopeTooLarge:
