@@ -191,6 +191,7 @@ def test_bookmarks_and_unfiltered_facets_across_runs(stores):
     [
         (TrajectoryQuery(ordering=(("reward", True),)), "cannot be sorted"),
         (TrajectoryQuery(text=parse_text("apples", None)), "cannot be searched"),
+        (TrajectoryQuery(text=parse_text("apples", None), ordering=(("relevance", True),)), "cannot be searched"),
         (TrajectoryQuery.where(is_bookmarked=False), "is_bookmarked is false"),
         (TrajectoryQuery.where(is_bookmarked=True, data_id="q1"), "cannot mix"),
     ],

@@ -44,8 +44,8 @@ LATEST_ANNOTATED_FIRST = (
 def page(trajectories, annotations, *, query: TrajectoryQuery, refuse) -> ResultPage:
     """One page of list rows matching `query`, newest import (or latest annotation) first, with the
     exact count: a count and one page's rows read, whatever the number of matches."""
+    table_name, expression = _expression(query, refuse)  # a search is refused as one, not as a sort
     _check_order(query, refuse)
-    table_name, expression = _expression(query, refuse)
     source = annotations if table_name == ANNOTATIONS else trajectories
     count = source.count_rows(filter=expression)
     stop = max(count - query.offset, 0)
