@@ -256,7 +256,7 @@ PAGES_ACROSS_RUNS = [
     ("/trajectories/?training_id=run-b&ordering=-reward", 200, "run-b:"),
     ("/trajectories/stats/?training_id=run-a&by=iteration_id", 200, "run-a"),
     ("/trajectories/groups/?training_id=run-a", 200, "q3"),
-    ("/trajectories/stats/?by=iteration_id", 400, "choose one training run"),
+    ("/trajectories/stats/?by=iteration_id", 400, "/trajectories/stats/?by=iteration_id&amp;training_id=run-a"),
     ("/trajectories/run-a:i3:q3:s3/", 200, "run-a:i3:q3:s3"),  # its GRPO group: from run-a's projection
     ("/trajectories/compare/?ids=run-a:i3:q3:s3&ids=run-c:i3:q3:s3", 200, "run-c:i3:q3:s3"),
     ("/trajectories/?ordering=-reward", 400, "cannot be sorted"),

@@ -23,7 +23,8 @@ class ContentSecurityPolicyMiddleware:
 
 class StoreBusyMiddleware:
     """A page write that other writers kept beating for a minute: a 503 that says nothing was changed;
-    a question refused while it was answered (`QueryError` past parsing): a 400 that says why."""
+    a question refused while it was answered (`QueryError` past parsing): a 400 that says why, and for
+    one spanning more trajectories than the server holds (`ScopeTooLarge`) the same page per run."""
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response
@@ -35,7 +36,7 @@ class StoreBusyMiddleware:
         from django.http import HttpResponse
 
         from trajectories.query import QueryError
-        from trajectories.store import StoreBusy
+        from trajectories.store import ScopeTooLarge, StoreBusy
         from trajectories.store.commits import storage_problem
 
         if isinstance(exception, StoreBusy):
@@ -52,6 +53,11 @@ class StoreBusyMiddleware:
             response = HttpResponse(text, status=503, content_type="text/plain; charset=utf-8")
             response["Retry-After"] = "60"
             return response
+        if isinstance(exception, ScopeTooLarge):
+            # A question across training runs past the memory budget: the page names the runs to choose.
+            from trajectories.pages.narrowing import choose_a_run
+
+            return choose_a_run(request, exception)
         if isinstance(exception, QueryError):
             # A question found too costly while being answered (a pattern over too many rows): a page
             # says so as the parser's refusals do, never a 500.
