@@ -223,18 +223,18 @@ def _with_annotations(annotations, rows: list[dict[str, Any]]) -> list[dict[str,
 
 # --- facet counts -------------------------------------------------------------------------------
 
-# (uri, field, fragment layout entry) -> Counter: a fragment's rows never change while its entry
-# (data files, deletion file) stays; a new version reads only its new or changed fragments.
+# (uri, field, fragment layout entry) -> Counter, for either table: a fragment's rows never change while
+# its entry (data files, deletion file) stays; a new version reads only its new or changed fragments.
 _counted: dict[tuple, Counter] = {}
 _counting = threading.Lock()
 _KEPT_COUNTS = 20_000
 
 
-def _fragment_counts(trajectories, name: str) -> Counter:
+def _fragment_counts(dataset, name: str) -> Counter:
     total: Counter = Counter()
-    entries = {entry[0]: entry for entry in rows_layout(trajectories)}
-    for fragment in trajectories.get_fragments():
-        key = (trajectories.uri, name, entries[fragment.fragment_id])
+    entries = {entry[0]: entry for entry in rows_layout(dataset)}
+    for fragment in dataset.get_fragments():
+        key = (dataset.uri, name, entries[fragment.fragment_id])
         counted = _counted.get(key)
         if counted is None:
             counted = _values_of(fragment.to_table(columns=[name]).column(name))
@@ -259,9 +259,8 @@ def _values_of(column: pa.ChunkedArray) -> Counter:
 
 
 def _annotation_counts(annotations, name: str, *, rows: int) -> Counter:
-    counted = _values_of(annotations.to_table(columns=[name]).column(name))
-    annotated = annotations.count_rows()
-    counted[None] += max(rows - annotated, 0)  # never annotated: no value
+    counted = _fragment_counts(annotations, name)
+    counted[None] += max(rows - annotations.count_rows(), 0)  # never annotated: no value
     return counted
 
 

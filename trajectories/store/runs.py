@@ -46,6 +46,7 @@ class RunRows:
         self._dataset = dataset
         self.runs = (runs,) if isinstance(runs, str) else runs
         self._addresses: np.ndarray | None = None
+        self._layout: dict[int, tuple] | None = None
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:  # schema, uri, describe_indices, scanner (full-text search)
@@ -88,10 +89,9 @@ class RunRows:
     def _entries(self) -> dict[int, tuple]:
         from .projection import rows_layout
 
-        entries = self.__dict__.get("_layout")
-        if entries is None:
-            entries = self.__dict__["_layout"] = {entry[0]: entry for entry in rows_layout(self._dataset)}
-        return entries
+        if self._layout is None:
+            self._layout = {entry[0]: entry for entry in rows_layout(self._dataset)}
+        return self._layout
 
     def known_rows(self) -> int | None:
         """How many rows the run has, if they were found already (without looking)."""
@@ -405,7 +405,12 @@ class RunEngines:
         if not self.over_budget():
             return False
         runs = pinned_runs(query)
-        return runs is None or len(self._view(runs).addresses) > self.budget_rows
+        if runs is None:
+            return True
+        if len(self._view(runs, keep=True).addresses) <= self.budget_rows:
+            return False  # the view is kept: the run's engine starts from the rows found here
+        self._drop([runs])
+        return True
 
     def _refusal(self, asked: str):
         def refuse(why: str) -> ScopeTooLarge:
