@@ -327,12 +327,12 @@ def _import_with_monitors(source: Path, enable: bool) -> float:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def realistic_store(size: int, workdir: Path) -> Path:
+def realistic_store(size: int, workdir: Path, *, runs: int = 1) -> Path:
     """Real dumps copied to `size` rows (`realistic_source`), imported once into a local store."""
-    data_dir = workdir / f"realistic-{size}" / "lancedb"
+    data_dir = workdir / _named("realistic", size, runs) / "lancedb"
     if data_dir.exists():
         return data_dir
-    source = realistic_source(size, workdir)
+    source = realistic_source(size, workdir, runs=runs)
     env = {
         **os.environ,
         "TRAJSITE_DATA_DIR": str(data_dir),
@@ -344,12 +344,17 @@ def realistic_store(size: int, workdir: Path) -> Path:
     return data_dir
 
 
-def realistic_source(size: int, workdir: Path) -> Path:
+def _named(stem: str, size: int, runs: int) -> str:
+    return f"{stem}-{size}" if runs == 1 else f"{stem}-{size}-{runs}runs"
+
+
+def realistic_source(size: int, workdir: Path, *, runs: int = 1) -> Path:
     """Real dumps (nemo-gym, tau-bench, SWE-agent) imported once, exported canonically and copied
-    `size` times over into a JSONL file: new ids, iterations and samples, the text as it was."""
+    `size` times over into a JSONL file: new ids, iterations and samples, the text as it was. With
+    `runs`, the copies are that many training runs, one after the other (as runs are dumped)."""
     import orjson
 
-    source = workdir / f"realistic-{size}.jsonl"
+    source = workdir / (_named("realistic", size, runs) + ".jsonl")
     if source.exists():
         return source
     realdata = ROOT.parent / "shared" / "realdata"
@@ -373,6 +378,8 @@ def realistic_source(size: int, workdir: Path) -> Path:
             record["iteration_id"] = copy % 50
             record["sample_id"] = index % 8
             record["training_id"] = record.get("training_id") or "realistic"
+            if runs > 1:
+                record["training_id"] += f"-run{index * runs // size}"
             if index % 10 == 0:  # a Chinese-speaking user's share of the prompts and tool output
                 record["steps"] = [*record["steps"], {"role": "tool", "content": chinese[index % 3]}]
             out.write(orjson.dumps(record) + b"\n")
